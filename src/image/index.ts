@@ -1,0 +1,3 @@
+export * from './oci.js';
+export * from './reference.js';
+export type * from './transport.js';

@@ -1,0 +1,2 @@
+// weft's library entry point: the public API of each capability.
+export * from './image/index.js';
