@@ -20,6 +20,12 @@ export interface ImageHandle {
   openBlob(descriptor: Descriptor): Promise<Readable>;
   /** Set when the image lives in a registry, so a push to the same registry can mount instead of copy. */
   readonly remote?: { registry: string; repository: string };
+  /**
+   * Optional: for an image built on a registry base, the registry repository
+   * that already holds a blob (so a push to that registry can mount it instead
+   * of uploading). Undefined for blobs that only exist locally.
+   */
+  blobOrigin?(digest: string): { registry: string; repository: string } | undefined;
 }
 
 export interface TransferProgress {

@@ -1,15 +1,203 @@
-// Placeholder until the registry client lands: lets other capabilities compile
-// against the RemoteTransport they will use.
-import type { RemoteTransport } from '../../image/transport.js';
+// The OCI distribution client: push, pull, copy, tags, referrers, deletes,
+// auth and credentials. Implements src/image's RemoteTransport.
+import type { Readable } from 'node:stream';
+import { MediaType, type Descriptor, type ImageIndex } from '../../image/oci.js';
+import type { DockerReference } from '../../image/reference.js';
+import type { ImageHandle, RemoteTransport, TransferProgress } from '../../image/transport.js';
+import { repositoryScope } from './auth.js';
+import { eraseCredential, storeCredential, type CredentialOptions } from './credentials.js';
+import { RegistryError } from './errors.js';
+import { HttpClient, discard, header, headerValues, readBody } from './http.js';
+import { fetchManifest, manifestAccept, openBlob, openImage, pullScopes, type FetchedManifest } from './pull.js';
+import { pushImage, pushScopes, type PushOptions, type PushResult } from './push.js';
+import { RegistrySession, type SessionOptions } from './session.js';
 
-export interface RemoteTransportOptions {
+export { AuthError, DigestMismatchError, InsecureTransportError, RegistryError } from './errors.js';
+export { isLoopbackHost, mayCarryCredentials, plainHttpAllowed } from './policy.js';
+export { parseChallenges, type Challenge } from './auth.js';
+export { lookupCredential, dockerConfigPath, type Credential } from './credentials.js';
+export type { PushResult, BlobReport } from './push.js';
+
+export interface RemoteTransportOptions extends SessionOptions, PushOptions {
   /** Hosts to talk to over plain HTTP (loopback hosts always may). */
   insecureRegistries?: string[];
 }
 
-export function createRemoteTransport(_options: RemoteTransportOptions = {}): RemoteTransport {
-  const unavailable = (): never => {
-    throw new Error('registry transport (docker://) is not available in this build yet');
-  };
-  return { open: async () => unavailable(), write: async () => unavailable() };
+export class RegistryClient implements RemoteTransport {
+  private readonly http: HttpClient;
+  private readonly sessions = new Map<string, RegistrySession>();
+
+  constructor(private readonly options: RemoteTransportOptions = {}) {
+    this.http = new HttpClient({ resolve: options.resolve, ca: options.ca });
+  }
+
+  session(registry: string): RegistrySession {
+    let session = this.sessions.get(registry);
+    if (!session) {
+      session = new RegistrySession(registry, this.http, this.options);
+      this.sessions.set(registry, session);
+    }
+    return session;
+  }
+
+  /** Opens a single-platform image; an index resolves to `platform` (default linux/amd64). */
+  open(ref: DockerReference, options: { platform?: string } = {}): Promise<ImageHandle> {
+    return openImage(this.session(ref.registry), ref, options.platform);
+  }
+
+  async write(image: ImageHandle, ref: DockerReference, progress?: TransferProgress): Promise<{ digest: string; reference: string }> {
+    return this.push(image, ref, progress);
+  }
+
+  /** Pushes an image with a detailed report (what was sent, skipped, mounted). */
+  push(image: ImageHandle, ref: DockerReference, progress?: TransferProgress): Promise<PushResult> {
+    return pushImage(this.session(ref.registry), image, ref, progress, this.options);
+  }
+
+  /** Copies registry to registry without touching disk: mounts within a registry, streams across. */
+  async copy(src: DockerReference, dst: DockerReference, options: { platform?: string; progress?: TransferProgress } = {}): Promise<PushResult> {
+    const image = await this.open(src, { platform: options.platform });
+    return this.push(image, dst, options.progress);
+  }
+
+  /** The raw manifest (or index) as stored, digest verified. */
+  getManifest(ref: DockerReference): Promise<FetchedManifest> {
+    return fetchManifest(this.session(ref.registry), ref.repository, ref.digest ?? ref.tag ?? 'latest');
+  }
+
+  /** HEADs a manifest: its digest, media type and size, or undefined when absent. */
+  async headManifest(ref: DockerReference): Promise<{ digest?: string; mediaType?: string; size?: number } | undefined> {
+    const res = await this.session(ref.registry).request({
+      method: 'HEAD',
+      path: `/v2/${ref.repository}/manifests/${ref.digest ?? ref.tag ?? 'latest'}`,
+      scopes: pullScopes(ref.repository),
+      headers: { Accept: manifestAccept },
+      expect: [200, 404],
+    });
+    await discard(res);
+    if (res.status === 404) return undefined;
+    const length = header(res, 'content-length');
+    return { digest: header(res, 'docker-content-digest'), mediaType: header(res, 'content-type'), size: length ? Number(length) : undefined };
+  }
+
+  /** Streams a blob, verifying its digest (and size when given). */
+  openBlob(registry: string, repository: string, descriptor: Descriptor): Promise<Readable> {
+    return openBlob(this.session(registry), repository, descriptor);
+  }
+
+  /** Lists all tags, following `Link` pagination (`n` tags per page). */
+  async listTags(registry: string, repository: string, pageSize = 1000): Promise<string[]> {
+    const session = this.session(registry);
+    const tags: string[] = [];
+    let path: string | URL = `/v2/${repository}/tags/list?n=${pageSize}`;
+    for (let page = 0; page < 10_000; page++) {
+      const res = await session.request({ method: 'GET', path, scopes: pullScopes(repository), expect: [200] });
+      const body = JSON.parse((await readBody(res)).toString('utf8')) as { tags?: string[] | null };
+      tags.push(...(body.tags ?? []));
+      const next = nextLink(headerValues(res, 'link'));
+      if (!next) return tags;
+      path = new URL(next, res.url);
+    }
+    throw new RegistryError(`${registry}/${repository}: tag listing did not end after 10000 pages`);
+  }
+
+  /**
+   * Manifests that refer to `digest` (OCI 1.1 referrers API), optionally of one
+   * artifactType. Falls back to the `sha256-<hex>` tag schema on registries without the API.
+   */
+  async referrers(registry: string, repository: string, digest: string, artifactType?: string): Promise<Descriptor[]> {
+    const session = this.session(registry);
+    const q = artifactType ? `?artifactType=${encodeURIComponent(artifactType)}` : '';
+    const res = await session.request({ method: 'GET', path: `/v2/${repository}/referrers/${digest}${q}`, scopes: pullScopes(repository), expect: [200, 404] });
+    const body = await readBody(res);
+    const contentType = header(res, 'content-type') ?? '';
+    let manifests: Descriptor[] | undefined;
+    if (res.status === 200 && contentType.startsWith(MediaType.ociIndex)) {
+      manifests = (JSON.parse(body.toString('utf8')) as ImageIndex).manifests ?? [];
+      const filtered = header(res, 'oci-filters-applied')?.includes('artifactType');
+      if (artifactType && !filtered) manifests = manifests.filter((m) => m.artifactType === artifactType);
+      return manifests;
+    }
+    // Fallback: the referrers tag schema.
+    const tag = digest.replace(':', '-');
+    try {
+      const fetched = await fetchManifest(session, repository, tag);
+      manifests = (JSON.parse(fetched.bytes.toString('utf8')) as ImageIndex).manifests ?? [];
+    } catch (error) {
+      if (error instanceof RegistryError && error.status === 404) return [];
+      throw error;
+    }
+    return artifactType ? manifests.filter((m) => m.artifactType === artifactType) : manifests;
+  }
+
+  async deleteManifest(ref: DockerReference): Promise<void> {
+    const reference = ref.digest ?? ref.tag;
+    if (!reference) throw new RegistryError('deleting needs a tag or digest');
+    const res = await this.session(ref.registry).request({
+      method: 'DELETE',
+      path: `/v2/${ref.repository}/manifests/${reference}`,
+      scopes: [repositoryScope(ref.repository, ['delete'])],
+      expect: [202, 200],
+    });
+    await discard(res);
+  }
+
+  async deleteBlob(registry: string, repository: string, digest: string): Promise<void> {
+    const res = await this.session(registry).request({
+      method: 'DELETE',
+      path: `/v2/${repository}/blobs/${digest}`,
+      scopes: [repositoryScope(repository, ['delete'])],
+      expect: [202, 200],
+    });
+    await discard(res);
+  }
+
+  /** Pushes a manifest or index as-is (for indexes and artifacts); returns its digest. */
+  async putManifest(ref: DockerReference, bytes: Buffer, mediaType: string): Promise<string> {
+    const { putManifest } = await import('./push.js');
+    const digest = await putManifest(this.session(ref.registry), ref.repository, ref.tag ?? ref.digest ?? '', bytes, mediaType, pushScopes(ref.repository));
+    return digest;
+  }
+
+  close(): void {
+    this.http.close();
+  }
 }
+
+function nextLink(values: string[]): string | undefined {
+  for (const value of values) {
+    for (const part of value.split(',')) {
+      const m = /<([^>]+)>\s*;\s*rel="?next"?/.exec(part);
+      if (m) return m[1];
+    }
+  }
+  return undefined;
+}
+
+export function createRemoteTransport(options: RemoteTransportOptions = {}): RegistryClient {
+  return new RegistryClient(options);
+}
+
+export interface LoginOptions extends RemoteTransportOptions {
+  credentialOptions?: CredentialOptions;
+}
+
+/** Verifies credentials against the registry, then stores them (config.json mode 0600, or the configured helper). */
+export async function login(registry: string, username: string, password: string, options: LoginOptions = {}): Promise<{ storedIn: string }> {
+  if (!username) throw new RegistryError('weft login needs a user name: pass -u <user>');
+  if (!password) throw new RegistryError('weft login needs a password: pipe it to --password-stdin');
+  const client = new RegistryClient({ ...options, credentials: { [registry]: { username, password } } });
+  try {
+    await client.session(registry).verifyLogin();
+  } finally {
+    client.close();
+  }
+  const storedIn = await storeCredential(registry, username, password, { env: options.env, ...options.credentialOptions });
+  return { storedIn };
+}
+
+export async function logout(registry: string, options: { env?: NodeJS.ProcessEnv; credentialOptions?: CredentialOptions } = {}): Promise<boolean> {
+  return eraseCredential(registry, { env: options.env, ...options.credentialOptions });
+}
+
+export { copyImage, type CopyResult } from './copy.js';

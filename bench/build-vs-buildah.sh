@@ -1,0 +1,158 @@
+#!/usr/bin/env bash
+# Benchmark: `weft build` vs buildah on the same program and the same base image,
+# in one run. Not a test: it prints medians and ratios (a Markdown table) for
+#   cold            empty layer cache / empty buildah storage, fresh output layout
+#   one-class       rebuild after one class changed (Greeter.java), same cache/storage and output
+#   no-change       the same inputs again
+# and, for the seed's question, the build on a base that already holds the common
+# jars (weft base jre --add-jars) against the plain base: build time and the bytes
+# the application adds on top of its base.
+#
+# buildah does what a Containerfile `FROM base; COPY libs/ resources/ classes/;
+# ENTRYPOINT [...]` does, step by step (buildah from / copy / config / commit to an
+# oci: layout), with the vfs driver and a private --root/--runroot. It gets the
+# program already exploded into classes/ and resources/ (as a build tool has them
+# on disk; not timed); weft reads the jar itself.
+#
+# Usage: bench/build-vs-buildah.sh [-n REPETITIONS]   (default 5; results also go to bench/results/)
+source "$(dirname "$0")/../scripts/lib.sh"
+reps=5
+while getopts "n:" opt; do
+  case "$opt" in
+    n) reps="$OPTARG" ;;
+    *) echo "usage: $0 [-n REPETITIONS]" >&2; exit 2 ;;
+  esac
+done
+[[ "$reps" =~ ^[1-9][0-9]*$ ]] || die "-n needs a positive whole number"
+for tool in buildah skopeo node java jar unzip; do command -v "$tool" >/dev/null || die "$tool not found: run scripts/setup --test"; done
+[[ -f "$WEFT_ROOT/dist/src/cli/main.js" ]] || die "weft is not compiled: run scripts/setup (or npx tsc -p tsconfig.json)"
+
+# Lowercase path: buildah names an image pulled from oci:<dir> after the directory.
+work="/tmp/weft-bench-build-$$-$(date +%s)"
+mkdir -p "$work"
+cleanup() { rm -rf "$work"; }
+trap cleanup EXIT
+weft() { node "$WEFT_ROOT/dist/src/cli/main.js" "$@"; }
+now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
+median() { sort -n | awk '{a[NR]=$1} END {if (NR == 0) print "n/a"; else if (NR % 2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (a > 0) printf "%.2f", b / a; else print "n/a"}'; }
+
+# ---- inputs: v1 = the example, v2 = the example with one class changed --------------------
+log "preparing inputs in $work"
+bash "$WEFT_ROOT/examples/hello/build.sh" >/dev/null 2>&1 || bash "$WEFT_ROOT/examples/hello/build.sh"
+cp -r "$WEFT_ROOT/examples/hello/build" "$work/v1"
+cp -r "$WEFT_ROOT/examples/hello/src" "$work/src2"
+sed -i 's/"nobody"/"nobody at all"/' "$work/src2/main/java/com/example/hello/Greeter.java"
+bash "$WEFT_ROOT/examples/hello/build.sh" --src "$work/src2" --out "$work/v2" 2>/dev/null
+
+# The same files, exploded the way a Containerfile would COPY them (not timed).
+explode() { # <jar> <dest>
+  local x="$2.unzip"
+  mkdir -p "$x" "$2/classes" "$2/resources"
+  unzip -q "$1" -d "$x"
+  rm -rf "$x/META-INF"
+  (cd "$x" && find . -type f -name '*.class' -exec cp --parents {} "$2/classes/" \; && find . -type f ! -name '*.class' -exec cp --parents {} "$2/resources/" \;)
+  rm -rf "$x"
+}
+for v in v1 v2; do
+  explode "$work/$v/hello.jar" "$work/$v-x"
+  cp -r "$work/$v/libs" "$work/$v-x/libs"
+done
+# A program jar without Class-Path, for the base that already holds the dependencies.
+mkdir -p "$work/nodeps"
+(cd "$work/v1-x/classes" && cp -r "$work/v1-x/resources/." . && jar --create --file "$work/nodeps/hello.jar" --main-class com.example.hello.Main .)
+mkdir -p "$work/nodeps-x/libs" && cp -r "$work/v1-x/classes" "$work/v1-x/resources" "$work/nodeps-x/"
+
+log "building the base images (weft base jre)"
+weft base jre --output "oci:$work/base:jre" >/dev/null 2>&1
+weft base jre --output "oci:$work/base-libs:jre" --add-jars "$work/v1/libs" >/dev/null 2>&1
+
+weft_build() { # <cache> <input dir> <out layout> [base]
+  WEFT_CACHE_DIR="$1" weft build "$2/hello.jar" --base "oci:${4:-$work/base}:jre" --output "oci:$3:hello" >/dev/null 2>"$work/last.log" || { cat "$work/last.log" >&2; return 1; }
+}
+buildah_build() { # <storage> <exploded input dir> <out layout> [base] [gzip|raw]
+  # buildah commit writes uncompressed layers to oci: unless told otherwise; weft writes gzip.
+  local compress=--disable-compression=false
+  [[ "${5:-gzip}" == raw ]] && compress=--disable-compression=true
+  local b=(buildah --storage-driver vfs --root "$1/root" --runroot "$1/run")
+  local c
+  c="$("${b[@]}" from --quiet "oci:${4:-$work/base}:jre")" || return 1
+  if [[ -n "$(ls -A "$2/libs")" ]]; then "${b[@]}" copy --quiet "$c" "$2/libs" /app/libs >/dev/null || return 1; fi
+  "${b[@]}" copy --quiet "$c" "$2/resources" /app/resources >/dev/null || return 1
+  "${b[@]}" copy --quiet "$c" "$2/classes" /app/classes >/dev/null || return 1
+  "${b[@]}" config --entrypoint '["java","-cp","/app/resources:/app/classes:/app/libs/*","com.example.hello.Main"]' --cmd '' "$c" 2>/dev/null || return 1
+  "${b[@]}" commit --quiet "$compress" --rm "$c" "oci:$3:hello" >/dev/null || return 1
+}
+timed() { local t0; t0=$(now_ms); "$@" || return 1; echo $(( $(now_ms) - t0 )); }
+
+# Bytes an image adds on top of its base: compressed layers not in the base manifest.
+added_bytes() { # <layout> <base layout>
+  node -e '
+    const fs = require("fs"), path = require("path");
+    const manifest = (dir) => { const idx = JSON.parse(fs.readFileSync(path.join(dir, "index.json")));
+      const d = idx.manifests[idx.manifests.length - 1].digest.split(":")[1];
+      return JSON.parse(fs.readFileSync(path.join(dir, "blobs/sha256", d))); };
+    const base = new Set(manifest(process.argv[2]).layers.map((l) => l.digest));
+    console.log(manifest(process.argv[1]).layers.filter((l) => !base.has(l.digest)).reduce((n, l) => n + l.size, 0));
+  ' "$1" "$2"
+}
+
+declare -A t
+# measure <key> <command...>: runs it once, timed, and records the milliseconds under key.
+measure() { local key="$1" ms; shift; ms="$(timed "$@")" || die "failed: $*"; t[$key]="${t[$key]:-} $ms"; }
+for ((i = 1; i <= reps; i++)); do
+  log "repetition $i/$reps"
+  wc="$work/weft-cache-$i" wo="$work/weft-out-$i" bs="$work/buildah-$i" bo="$work/buildah-out-$i"
+  measure weft-cold weft_build "$wc" "$work/v1" "$wo"
+  measure buildah-cold buildah_build "$bs" "$work/v1-x" "$bo"
+  measure weft-change weft_build "$wc" "$work/v2" "$wo"
+  measure buildah-change buildah_build "$bs" "$work/v2-x" "$bo"
+  measure weft-same weft_build "$wc" "$work/v2" "$wo"
+  measure buildah-same buildah_build "$bs" "$work/v2-x" "$bo"
+  # With the common jars in the base: cold builds of the same program without its dependencies.
+  measure weft-libbase weft_build "$wc-lb" "$work/nodeps" "$wo-lb" "$work/base-libs"
+  measure buildah-libbase buildah_build "$bs-lb" "$work/nodeps-x" "$bo-lb" "$work/base-libs"
+  # buildah's default for oci: outputs: uncompressed layers (less work, 2x the bytes to store and push).
+  measure raw-cold buildah_build "$bs-raw" "$work/v1-x" "$bo-raw" "$work/base" raw
+  measure raw-change buildah_build "$bs-raw" "$work/v2-x" "$bo-raw" "$work/base" raw
+  measure raw-same buildah_build "$bs-raw" "$work/v2-x" "$bo-raw" "$work/base" raw
+  measure raw-libbase buildah_build "$bs-raw-lb" "$work/nodeps-x" "$bo-raw-lb" "$work/base-libs" raw
+  if ((i == 1)); then
+    # Sanity: both outputs are images skopeo can read, and sizes for the report.
+    skopeo inspect "oci:$wo:hello" >/dev/null && skopeo inspect "oci:$bo:hello" >/dev/null
+    weft_added_plain=$(added_bytes "$wo" "$work/base"); weft_added_lib=$(added_bytes "$wo-lb" "$work/base-libs")
+    buildah_added_plain=$(added_bytes "$bo" "$work/base"); buildah_added_lib=$(added_bytes "$bo-lb" "$work/base-libs")
+  fi
+  if ((i == 1)); then buildah_raw_added=$(added_bytes "$bo-raw" "$work/base"); fi
+  rm -rf "$wc" "$wo" "$bs" "$bo" "$wc-lb" "$wo-lb" "$bs-lb" "$bo-lb" "$bs-raw" "$bo-raw" "$bs-raw-lb" "$bo-raw-lb"
+done
+
+med() { tr ' ' '\n' <<<"${t[$1]}" | grep . | median; }
+row() { # <label> <weft key> <buildah key> <buildah raw key>
+  local w b r
+  w=$(med "$2"); b=$(med "$3"); r=$(med "$4")
+  printf '| %s | %s | %s | %s | %s | %s |\n' "$1" "$w" "$b" "$(ratio "$w" "$b")" "$r" "$(ratio "$w" "$r")"
+}
+{
+  echo "Median of $reps runs, milliseconds (buildah / weft = how many times faster weft is):"
+  echo
+  echo "| build | weft ms | buildah ms (gzip) | buildah / weft | buildah ms (uncompressed) | buildah uncompr. / weft |"
+  echo "|---|---:|---:|---:|---:|---:|"
+  row "cold (empty cache/storage)" weft-cold buildah-cold raw-cold
+  row "rebuild after a one-class change" weft-change buildah-change raw-change
+  row "no-change rebuild" weft-same buildah-same raw-same
+  row "cold, on a base with the deps baked in" weft-libbase buildah-libbase raw-libbase
+  echo
+  echo "Bytes the application adds on top of its base (compressed layers):"
+  echo
+  echo "| base | weft | buildah |"
+  echo "|---|---:|---:|"
+  echo "| plain JRE base | $weft_added_plain | $buildah_added_plain |"
+  echo "| JRE base with commons-lang3 + guava in /app/libs | $weft_added_lib | $buildah_added_lib |"
+  echo
+  echo "(buildah with its default uncompressed oci: output adds $buildah_raw_added bytes on the plain base.)"
+  echo
+  echo "machine: $(nproc) cores, $(uname -r); $(buildah --version); node $(node --version); $(java -version 2>&1 | head -n1)"
+} | tee "$work/result.md"
+mkdir -p "$WEFT_ROOT/bench/results"
+cp "$work/result.md" "$WEFT_ROOT/bench/results/build-vs-buildah-$(date -u +%Y%m%dT%H%M%SZ).md"

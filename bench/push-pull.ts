@@ -1,0 +1,164 @@
+// Push and pull of the same image with weft vs skopeo vs crane against Debian's
+// docker-registry (CNCF distribution) on loopback. Cases:
+//   cold push     OCI layout -> new repository
+//   re-push       the image with one changed (class) layer -> the repository holding v1; bytes counted by a proxy
+//   pull          registry -> OCI layout directory
+// plus weft's two upload strategies (POST+PUT vs POST+PATCH+PUT), in-process.
+// Usage: node dist/bench/push-pull.js [--runs 5] [--mb 32]
+// Prints a markdown table of medians and ratios (peer time / weft time: > 1 means weft is faster).
+import { spawn } from 'node:child_process';
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { createRemoteTransport } from '../src/registry/client/index.js';
+import { readOciLayout } from '../src/image/index.js';
+import { parseDockerReference } from '../src/image/reference.js';
+import { craneBinary, startDistribution, startProxy, syntheticImage, tempDir, writeLayoutByHand, type Proxy } from '../test/registry-client/helpers.js';
+
+const args = process.argv.slice(2);
+const opt = (name: string, def: number): number => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 ? Number(args[i + 1]) : def;
+};
+const runs = opt('runs', 5);
+const totalMb = opt('mb', 32);
+const weftMain = path.resolve('dist/src/cli/main.js');
+
+function exec(cmd: string, argv: string[]): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const started = process.hrtime.bigint();
+    const child = spawn(cmd, argv, { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, NO_COLOR: '1' } });
+    let err = '';
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => {
+      if (code !== 0) reject(new Error(`${cmd} ${argv.join(' ')} failed (${code}): ${err}`));
+      else resolve(Number(process.hrtime.bigint() - started) / 1e6);
+    });
+  });
+}
+
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+};
+
+type Tool = 'weft' | 'skopeo' | 'crane';
+const tools: Tool[] = ['weft', 'skopeo', 'crane'];
+
+function pushCmd(tool: Tool, layout: string, tag: string, target: string): [string, string[]] {
+  switch (tool) {
+    case 'weft':
+      return [process.execPath, [weftMain, 'copy', '-q', `oci:${layout}:${tag}`, `docker://${target}`]];
+    case 'skopeo':
+      return ['skopeo', ['copy', '-q', '--dest-tls-verify=false', `oci:${layout}:${tag}`, `docker://${target}`]];
+    case 'crane':
+      return [craneBinary(), ['push', '--insecure', layout, target]];
+  }
+}
+
+function pullCmd(tool: Tool, source: string, out: string): [string, string[]] {
+  switch (tool) {
+    case 'weft':
+      return [process.execPath, [weftMain, 'copy', '-q', `docker://${source}`, `oci:${out}:v1`]];
+    case 'skopeo':
+      return ['skopeo', ['copy', '-q', '--src-tls-verify=false', `docker://${source}`, `oci:${out}:v1`]];
+    case 'crane':
+      return [craneBinary(), ['pull', '--insecure', '--format=oci', source, out]];
+  }
+}
+
+async function main(): Promise<void> {
+  await fs.access(craneBinary()).catch(() => {
+    throw new Error(`crane missing at ${craneBinary()}: run WEFT_SETUP_MODE=--test bash scripts/setup.d/35-crane.sh`);
+  });
+  const work = await tempDir('weft-bench-pp-');
+  const registry = await startDistribution();
+  let proxy: Proxy | undefined;
+  try {
+    // A JVM-shaped image: dependencies dominate, classes are small and change.
+    const mb = 1024 * 1024;
+    const spec = [
+      { name: 'release-deps.jar', size: Math.round(totalMb * 0.6 * mb), seed: 'deps' },
+      { name: 'snapshot-deps.jar', size: Math.round(totalMb * 0.25 * mb), seed: 'snap' },
+      { name: 'project-deps.jar', size: Math.round(totalMb * 0.1 * mb), seed: 'proj' },
+      { name: 'resources', size: Math.round(totalMb * 0.04 * mb), seed: 'res' },
+      { name: 'classes', size: Math.round(totalMb * 0.01 * mb), seed: 'classes-v1' },
+    ];
+    const v1 = await syntheticImage(spec, 'v1');
+    const v2 = await syntheticImage(spec.map((s) => (s.name === 'classes' ? { ...s, seed: 'classes-v2' } : s)), 'v2');
+    const layout1 = path.join(work, 'v1');
+    const layout2 = path.join(work, 'v2');
+    await writeLayoutByHand(layout1, v1, 'v1');
+    await writeLayoutByHand(layout2, v2, 'v1');
+    const imageBytes = [...v1.blobs.values()].reduce((s, b) => s + b.length, 0);
+    const changedBytes = v2.manifest.layers[4]!.size + v2.manifest.config.size;
+    proxy = await startProxy(registry);
+
+    const times: Record<string, Record<Tool, number[]>> = { cold: { weft: [], skopeo: [], crane: [] }, repush: { weft: [], skopeo: [], crane: [] }, pull: { weft: [], skopeo: [], crane: [] } };
+    const repushBytes: Record<Tool, number[]> = { weft: [], skopeo: [], crane: [] };
+    const repushRequests: Record<Tool, number[]> = { weft: [], skopeo: [], crane: [] };
+    for (let i = 0; i < runs; i++) {
+      // Rotate the order each round so no tool always runs first.
+      const order = tools.map((_, k) => tools[(k + i) % tools.length]!);
+      for (const tool of order) {
+        const repo = `${registry.host}/bench/${tool}-${i}`;
+        const [c1, a1] = pushCmd(tool, layout1, 'v1', `${repo}:v1`);
+        times.cold![tool].push(await exec(c1, a1));
+        // Re-push after one layer changed, through the counting proxy.
+        proxy.reset();
+        const [c2, a2] = pushCmd(tool, layout2, 'v1', `${proxy.host}/bench/${tool}-${i}:v2`);
+        times.repush![tool].push(await exec(c2, a2));
+        repushBytes[tool].push(proxy.requests.reduce((s, r) => s + r.requestBytes, 0));
+        repushRequests[tool].push(proxy.requests.length);
+        const out = path.join(work, `pull-${tool}-${i}`);
+        const [c3, a3] = pullCmd(tool, `${repo}:v1`, out);
+        times.pull![tool].push(await exec(c3, a3));
+        await fs.rm(out, { recursive: true, force: true });
+      }
+    }
+
+    // Upload strategy, in-process (no process start-up in the numbers).
+    const modes: Record<string, number[]> = { put: [], patch: [] };
+    const image = await readOciLayout(layout1, 'v1');
+    for (let i = 0; i < runs; i++) {
+      for (const mode of i % 2 ? (['patch', 'put'] as const) : (['put', 'patch'] as const)) {
+        const client = createRemoteTransport({ uploadMode: mode });
+        const started = process.hrtime.bigint();
+        await client.push(image, parseDockerReference(`${registry.host}/bench/mode-${mode}-${i}:v1`));
+        modes[mode]!.push(Number(process.hrtime.bigint() - started) / 1e6);
+        client.close();
+      }
+    }
+
+    const lines: string[] = [];
+    lines.push(`image: 5 layers, ${(imageBytes / mb).toFixed(1)} MiB compressed; changed layer + config: ${(changedBytes / 1024).toFixed(1)} KiB; ${runs} runs each, medians`);
+    lines.push('');
+    lines.push('| case | weft ms | skopeo ms | crane ms | skopeo/weft | crane/weft |');
+    lines.push('|---|---:|---:|---:|---:|---:|');
+    for (const [name, label] of [['cold', 'cold push'], ['repush', 're-push, one layer changed'], ['pull', 'pull to OCI layout']] as const) {
+      const w = median(times[name]!.weft);
+      const s = median(times[name]!.skopeo);
+      const c = median(times[name]!.crane);
+      lines.push(`| ${label} | ${w.toFixed(0)} | ${s.toFixed(0)} | ${c.toFixed(0)} | ${(s / w).toFixed(2)} | ${(c / w).toFixed(2)} |`);
+    }
+    lines.push('');
+    lines.push('| re-push: bytes sent (requests) | weft | skopeo | crane |');
+    lines.push('|---|---:|---:|---:|');
+    lines.push(
+      `| median | ${median(repushBytes.weft)} (${median(repushRequests.weft)}) | ${median(repushBytes.skopeo)} (${median(repushRequests.skopeo)}) | ${median(repushBytes.crane)} (${median(repushRequests.crane)}) |`,
+    );
+    lines.push('');
+    lines.push(`weft upload strategy, in-process cold push: POST+PUT ${median(modes.put!).toFixed(0)} ms, POST+PATCH+PUT ${median(modes.patch!).toFixed(0)} ms (ratio ${(median(modes.patch!) / median(modes.put!)).toFixed(2)})`);
+    process.stdout.write(`${lines.join('\n')}\n`);
+  } finally {
+    await proxy?.close();
+    await registry.close();
+    await fs.rm(work, { recursive: true, force: true });
+  }
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`${(error as Error).stack ?? String(error)}\n`);
+  process.exitCode = 1;
+});

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Stops the etcd started by 40-etcd-up.sh and removes its data.
+source "$(dirname "$0")/../lib.sh"
+state="${TMPDIR:-/tmp}/weft-test-etcd"
+if [[ -f "$state/pid" ]]; then
+  pid="$(cat "$state/pid")"
+  kill "$pid" 2>/dev/null || true
+  for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -9 "$pid" 2>/dev/null || true
+fi
+rm -rf "$state"

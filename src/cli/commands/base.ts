@@ -1,0 +1,37 @@
+// `weft base jre`: parses options, prints the result. The work is in src/image/base-jre.ts.
+import type { Command } from 'commander';
+import { buildJreBase } from '../../image/base-jre.js';
+import { createRemoteTransport } from '../../registry/client/index.js';
+import { printJson, progress } from '../output.js';
+
+export function register(program: Command): void {
+  const base = program.command('base').description('Build base images');
+  base
+    .command('jre')
+    .description('Build a small Java runtime base image from the local JDK (jlink + the shared libraries it needs), offline')
+    .requiredOption('--output <dest>', 'where to write it: oci:<dir>:<tag>, docker-archive:<file>:<name:tag> or docker://<host>/<repo>:<tag>')
+    .option('--jdk <path>', 'JDK home with bin/jlink and jmods/ (default: $JAVA_HOME, else the JDK of jlink on PATH)')
+    .option('--modules <list>', 'comma-separated modules to include (default: a small server-side set, see docs/base-images.md)')
+    .option('--add-jars <dir>', 'bake the *.jar files of this directory into /app/libs (common dependencies)')
+    .option('--gzip-level <n>', 'gzip level 0-9 for the layers', (v) => Number(v))
+    .option('--no-cache', 'do not reuse a cached jlink runtime or cached layers')
+    .option('--json', 'print a JSON description instead of the digest')
+    .action(async (opts: { output: string; jdk?: string; modules?: string; addJars?: string; gzipLevel?: number; cache: boolean; json?: boolean }) => {
+      const result = await buildJreBase({
+        output: opts.output,
+        jdk: opts.jdk,
+        modules: opts.modules?.split(','),
+        addJars: opts.addJars,
+        gzipLevel: opts.gzipLevel,
+        cache: opts.cache,
+        remote: opts.output.startsWith('docker://') ? createRemoteTransport() : undefined,
+        onProgress: opts.json ? undefined : (line) => progress(line),
+      });
+      if (opts.json) {
+        printJson(result);
+      } else {
+        progress(`wrote ${result.reference} (Java ${result.javaVersion}, ${result.layers.length} layers, ${result.size} bytes compressed)`);
+        process.stdout.write(`${result.digest}\n`);
+      }
+    });
+}

@@ -1,0 +1,80 @@
+// `weft registry serve` and `weft registry gc`: the embedded OCI registry.
+import type { Command } from 'commander';
+import { collectGarbage, defaultRegistryRoot, startRegistry } from '../../registry/server/index.js';
+import { printJson, progress } from '../output.js';
+
+function duration(value: string): number {
+  const match = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(value.trim());
+  if (!match) throw new Error(`invalid duration "${value}": use e.g. 500ms, 30s, 10m, 1h`);
+  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[match[2] ?? 's']!;
+  return Math.round(Number(match[1]) * unit);
+}
+
+function size(value: string): number {
+  const match = /^(\d+)([KMG]i?B?)?$/i.exec(value.trim());
+  if (!match) throw new Error(`invalid size "${value}": use e.g. 4MiB`);
+  const unit = match[2] ? { k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[match[2][0].toLowerCase() as 'k' | 'm' | 'g'] : 1;
+  return Number(match[1]) * unit;
+}
+
+export function register(program: Command): void {
+  const registry = program.command('registry').description('the embedded OCI registry (distribution spec v1.1)');
+
+  registry
+    .command('serve')
+    .description('serve an OCI registry from a folder on disk')
+    .option('--root <dir>', 'storage folder', defaultRegistryRoot())
+    .option('--addr <host:port>', 'address to listen on', process.env.WEFT_REGISTRY_ADDR || '127.0.0.1:5000')
+    .option('--htpasswd <file>', 'require Basic auth with bcrypt entries from this file (htpasswd -B)')
+    .option('--tls-cert <file>', 'serve HTTPS with this certificate (PEM)')
+    .option('--tls-key <file>', 'private key of --tls-cert (PEM)')
+    .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent', 'warn')
+    .option('--max-manifest-size <size>', 'largest manifest accepted', '4MiB')
+    .option('--upload-timeout <duration>', 'purge upload sessions idle this long', '1h')
+    .option('--gc-interval <duration>', 'also collect garbage in the server this often (off by default)')
+    .option('--gc-grace <duration>', 'keep unreferenced blobs younger than this', '1h')
+    .option('--json', 'print the address as JSON')
+    .action(async (opts: { root: string; addr: string; htpasswd?: string; tlsCert?: string; tlsKey?: string; logLevel: string; maxManifestSize: string; uploadTimeout: string; gcInterval?: string; gcGrace: string; json?: boolean }) => {
+      const running = await startRegistry({
+        root: opts.root,
+        addr: opts.addr,
+        htpasswd: opts.htpasswd,
+        tlsCert: opts.tlsCert,
+        tlsKey: opts.tlsKey,
+        logLevel: opts.logLevel,
+        maxManifestBytes: size(opts.maxManifestSize),
+        uploadTimeoutMs: duration(opts.uploadTimeout),
+        gcIntervalMs: opts.gcInterval ? duration(opts.gcInterval) : undefined,
+        gcGracePeriodMs: duration(opts.gcGrace),
+      });
+      if (opts.json) printJson({ url: running.url, host: running.host, port: running.port, root: running.root, pid: process.pid });
+      else process.stdout.write(`${running.url}\n`);
+      progress(`registry serving ${running.root} at ${running.url} (Ctrl-C to stop)`);
+      await new Promise<void>((resolve) => {
+        const stop = () => {
+          running.close().then(resolve, resolve);
+        };
+        process.once('SIGTERM', stop);
+        process.once('SIGINT', stop);
+      });
+    });
+
+  registry
+    .command('gc')
+    .description('delete blobs no manifest references (blobs younger than --grace are kept: pushes may be in flight)')
+    .option('--root <dir>', 'storage folder', defaultRegistryRoot())
+    .option('--dry-run', 'only report what would be deleted')
+    .option('--grace <duration>', 'keep unreferenced blobs younger than this', '1h')
+    .option('--upload-timeout <duration>', 'remove upload sessions idle this long', '1h')
+    .option('--json', 'print the report as JSON')
+    .action(async (opts: { root: string; dryRun?: boolean; grace: string; uploadTimeout: string; json?: boolean }) => {
+      const report = await collectGarbage({ root: opts.root, dryRun: opts.dryRun, gracePeriodMs: duration(opts.grace), uploadTimeoutMs: duration(opts.uploadTimeout) });
+      if (opts.json) {
+        printJson(report);
+        return;
+      }
+      const verb = report.dryRun ? 'would delete' : 'deleted';
+      for (const blob of report.deleted) process.stdout.write(`${verb} ${blob.digest} (${blob.size} bytes)\n`);
+      progress(`${report.manifests} manifests reference ${report.referenced} blobs; ${verb} ${report.deleted.length} blobs (${report.bytesFreed} bytes); kept ${report.keptRecent} recent unreferenced blobs; purged ${report.uploadsPurged} stale uploads`);
+    });
+}

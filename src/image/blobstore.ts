@@ -1,0 +1,126 @@
+// A content-addressed blob directory laid out like an OCI image layout's
+// `blobs/` folder (<root>/blobs/sha256/<hex>). Blobs are written to a temp file
+// in the same directory and renamed into place, so a process killed mid-write
+// never leaves a partial blob under its digest.
+import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream, createWriteStream, promises as fs } from 'node:fs';
+import path from 'node:path';
+import { Transform, type Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+
+export function digestHex(digest: string): string {
+  const [algorithm, hex] = digest.split(':');
+  if (algorithm !== 'sha256' || !hex || !/^[a-f0-9]{64}$/.test(hex)) {
+    throw new Error(`unsupported digest "${digest}": weft stores sha256 digests only`);
+  }
+  return hex;
+}
+
+export function sha256(data: Buffer | string): string {
+  return `sha256:${createHash('sha256').update(data).digest('hex')}`;
+}
+
+/** A pass-through stream that counts bytes and hashes them with sha256. */
+export class HashingStream extends Transform {
+  private readonly hash = createHash('sha256');
+  size = 0;
+  constructor() {
+    super();
+  }
+  override _transform(chunk: Buffer, _enc: BufferEncoding, callback: (error?: Error | null, data?: Buffer) => void): void {
+    this.hash.update(chunk);
+    this.size += chunk.length;
+    callback(null, chunk);
+  }
+  /** Valid once the stream has ended. */
+  digest(): string {
+    return `sha256:${this.hash.digest('hex')}`;
+  }
+}
+
+/** sha256 digest and size of a file's content. */
+export async function hashFile(file: string): Promise<{ digest: string; size: number }> {
+  const hasher = new HashingStream();
+  await pipeline(createReadStream(file), hasher, async function* (source) {
+    for await (const _ of source) {
+      // drain
+    }
+  });
+  return { digest: hasher.digest(), size: hasher.size };
+}
+
+export function tempName(target: string): string {
+  return `${target}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
+}
+
+/** Writes `data` to `file` atomically (temp file in the same directory, then rename). */
+export async function writeFileAtomic(file: string, data: Buffer | string): Promise<void> {
+  await fs.mkdir(path.dirname(file), { recursive: true });
+  const tmp = tempName(file);
+  try {
+    await fs.writeFile(tmp, data);
+    await fs.rename(tmp, file);
+  } catch (error) {
+    await fs.rm(tmp, { force: true });
+    throw error;
+  }
+}
+
+export class BlobStore {
+  constructor(readonly root: string) {}
+
+  path(digest: string): string {
+    return path.join(this.root, 'blobs', 'sha256', digestHex(digest));
+  }
+
+  async has(digest: string, size?: number): Promise<boolean> {
+    try {
+      const stat = await fs.stat(this.path(digest));
+      return stat.isFile() && (size === undefined || stat.size === size);
+    } catch {
+      return false;
+    }
+  }
+
+  open(digest: string): Readable {
+    return createReadStream(this.path(digest));
+  }
+
+  /** Stores bytes whose digest is computed here. */
+  async putBytes(data: Buffer): Promise<{ digest: string; size: number }> {
+    const digest = sha256(data);
+    if (!(await this.has(digest, data.length))) await writeFileAtomic(this.path(digest), data);
+    return { digest, size: data.length };
+  }
+
+  /**
+   * Streams a blob into the store. When `expected` is given the content is
+   * verified against it; otherwise the digest is whatever the bytes hash to.
+   */
+  async putStream(source: Readable, expected?: { digest: string; size?: number }): Promise<{ digest: string; size: number }> {
+    if (expected && (await this.has(expected.digest, expected.size))) {
+      source.resume();
+      source.destroy();
+      return { digest: expected.digest, size: expected.size ?? (await fs.stat(this.path(expected.digest))).size };
+    }
+    const dir = path.join(this.root, 'blobs', 'sha256');
+    await fs.mkdir(dir, { recursive: true });
+    const tmp = tempName(path.join(dir, 'incoming'));
+    const hasher = new HashingStream();
+    try {
+      await pipeline(source, hasher, createWriteStream(tmp));
+      const digest = hasher.digest();
+      if (expected && expected.digest !== digest) {
+        throw new Error(`blob content does not match its digest: expected ${expected.digest}, got ${digest}`);
+      }
+      if (expected?.size !== undefined && expected.size !== hasher.size) {
+        throw new Error(`blob ${digest} has size ${hasher.size}, expected ${expected.size}`);
+      }
+      await fs.rename(tmp, this.path(digest));
+      return { digest, size: hasher.size };
+    } catch (error) {
+      await fs.rm(tmp, { force: true });
+      throw error;
+    }
+  }
+}

@@ -1,0 +1,405 @@
+// The reproducible layer writer: a list of entries in, a gzip-compressed tar
+// blob in a content-addressed store out. Reproducibility rules (the same inputs
+// always give the same bytes): entries sorted by path, every parent directory
+// written explicitly, uid/gid 0 with empty user/group names, one fixed mtime
+// (SOURCE_DATE_EPOCH, default 1 s after the epoch), modes normalised to 0644
+// for files, 0755 for directories and executables, 0777 for symlinks.
+import { createReadStream, createWriteStream, promises as fs } from 'node:fs';
+import { createGzip, constants as zlibConstants } from 'node:zlib';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { createHash } from 'node:crypto';
+import tar from 'tar-stream';
+import type { Header as TarHeader, Pack as TarPack } from 'tar-stream';
+import { MediaType, type Descriptor } from './oci.js';
+import { BlobStore, HashingStream, hashFile, sha256, tempName } from './blobstore.js';
+
+export type LayerEntry =
+  /** A file copied from the local file system (the executable bit of the source is kept). */
+  | { type: 'file'; path: string; source: string; mode?: number }
+  /** A file with in-memory content. */
+  | { type: 'file'; path: string; data: Buffer | string; mode?: number }
+  /** A file whose content is streamed on demand (e.g. from inside a zip). */
+  | { type: 'file'; path: string; size: number; open: () => Promise<Readable>; mode?: number; contentDigest?: string }
+  | { type: 'directory'; path: string; mode?: number }
+  | { type: 'symlink'; path: string; target: string };
+
+export interface LayerSettings {
+  /** gzip level 0-9 (default 6, see docs/image.md for the measurement). */
+  gzipLevel?: number;
+  /** mtime of every entry, in seconds since the epoch (default SOURCE_DATE_EPOCH or 1). */
+  mtime?: number;
+}
+
+export interface LayerResult {
+  /** OCI layer descriptor of the compressed blob. */
+  descriptor: Descriptor;
+  /** sha256 of the uncompressed tar (the config's rootfs.diff_ids entry). */
+  diffId: string;
+  uncompressedSize: number;
+  /** Regular files and symlinks in the layer (directories not counted). */
+  fileCount: number;
+  /** A few of the paths in the layer, for reports. */
+  sample: string[];
+  /** Where the compressed blob lives. */
+  blobPath: string;
+  cached: boolean;
+}
+
+export interface LayerOptions extends LayerSettings {
+  /** Where the compressed blob is written. */
+  store: BlobStore;
+  /** Optional input-keyed cache: an unchanged layer is neither re-tarred nor re-compressed. */
+  cache?: LayerCacheLike;
+}
+
+/** What the layer writer needs from a cache (implemented by LayerCache in cache.ts). */
+export interface LayerCacheLike {
+  get(key: string, store: BlobStore): Promise<Omit<LayerResult, 'cached' | 'blobPath'> | undefined>;
+  put(key: string, result: Omit<LayerResult, 'cached' | 'blobPath'>): Promise<void>;
+}
+
+export class LayerError extends Error {
+  override name = 'LayerError';
+}
+
+export const DEFAULT_GZIP_LEVEL = 6;
+/** Files up to this size are read into memory once (hash + tar) ... */
+const SMALL_FILE = 1024 * 1024;
+/** ... while a layer keeps at most this much in memory. */
+const KEEP_IN_MEMORY_BUDGET = 256 * 1024 * 1024;
+/** Bumped whenever the bytes the writer produces for the same input could change. */
+const WRITER_VERSION = 1;
+
+/** The fixed timestamp (seconds) used for entries and `created`: SOURCE_DATE_EPOCH, default 1. */
+export function defaultEpoch(env: NodeJS.ProcessEnv = process.env): number {
+  const raw = env.SOURCE_DATE_EPOCH;
+  if (raw === undefined || raw === '') return 1;
+  if (!/^\d+$/.test(raw)) throw new LayerError(`SOURCE_DATE_EPOCH must be a whole number of seconds, got "${raw}"`);
+  return Number(raw);
+}
+
+/** Normalises an in-image path: no leading slash, no `.`/`..`, no empty components. */
+export function normaliseImagePath(p: string): string {
+  const parts: string[] = [];
+  for (const part of p.split('/')) {
+    if (part === '' || part === '.') continue;
+    if (part === '..') throw new LayerError(`path "${p}" leaves the image root ("..")`);
+    parts.push(part);
+  }
+  if (parts.length === 0) throw new LayerError(`path "${p}" names the image root, not a file`);
+  return parts.join('/');
+}
+
+const normaliseMode = (type: 'file' | 'directory' | 'symlink', mode: number | undefined): number =>
+  type === 'directory' ? 0o755 : type === 'symlink' ? 0o777 : mode !== undefined && (mode & 0o111) !== 0 ? 0o755 : 0o644;
+
+/** An entry after normalisation, with what the cache key needs. */
+interface PreparedEntry {
+  path: string;
+  type: 'file' | 'directory' | 'symlink';
+  mode: number;
+  size: number;
+  target?: string;
+  contentDigest?: string;
+  open?: () => Promise<Readable>;
+  data?: Buffer;
+  source?: string;
+}
+
+async function hashReadable(stream: Readable): Promise<{ digest: string; size: number }> {
+  const hash = createHash('sha256');
+  let size = 0;
+  for await (const chunk of stream) {
+    hash.update(chunk as Buffer);
+    size += (chunk as Buffer).length;
+  }
+  return { digest: `sha256:${hash.digest('hex')}`, size };
+}
+
+/** Normalises, hashes, adds parent directories and sorts. */
+async function prepareEntries(entries: readonly LayerEntry[]): Promise<PreparedEntry[]> {
+  const byPath = new Map<string, PreparedEntry>();
+  const add = (entry: PreparedEntry): void => {
+    const existing = byPath.get(entry.path);
+    if (existing) {
+      if (existing.type === 'directory' && entry.type === 'directory') return;
+      throw new LayerError(`two entries for "/${entry.path}" in one layer: give each file a unique path in the image`);
+    }
+    byPath.set(entry.path, entry);
+  };
+  // Small files are read once: hashed, and kept in memory for the tar writer (up to a budget),
+  // which saves reopening thousands of .class files. Files are read several at a time.
+  let budget = KEEP_IN_MEMORY_BUDGET;
+  const keep = (size: number): boolean => {
+    if (size > SMALL_FILE || budget < size) return false;
+    budget -= size;
+    return true;
+  };
+  const prepareOne = async (entry: LayerEntry): Promise<PreparedEntry> => {
+    const p = normaliseImagePath(entry.path);
+    if (entry.type === 'directory') return { path: p, type: 'directory', mode: 0o755, size: 0 };
+    if (entry.type === 'symlink') {
+      if (!entry.target) throw new LayerError(`symlink "/${p}" has an empty target`);
+      return { path: p, type: 'symlink', mode: 0o777, size: 0, target: entry.target };
+    }
+    if ('source' in entry) {
+      let stat;
+      try {
+        stat = await fs.stat(entry.source);
+      } catch (error) {
+        throw new LayerError(`cannot read ${entry.source}: ${(error as Error).message}`);
+      }
+      if (!stat.isFile()) throw new LayerError(`${entry.source} is not a regular file`);
+      const mode = normaliseMode('file', entry.mode ?? stat.mode);
+      if (keep(stat.size)) {
+        const data = await fs.readFile(entry.source);
+        return { path: p, type: 'file', mode, size: data.length, contentDigest: sha256(data), data };
+      }
+      const { digest, size } = await hashFile(entry.source);
+      return { path: p, type: 'file', mode, size, contentDigest: digest, source: entry.source };
+    }
+    if ('data' in entry) {
+      const data = typeof entry.data === 'string' ? Buffer.from(entry.data) : entry.data;
+      return { path: p, type: 'file', mode: normaliseMode('file', entry.mode), size: data.length, contentDigest: sha256(data), data };
+    }
+    const mode = normaliseMode('file', entry.mode);
+    if (entry.contentDigest) return { path: p, type: 'file', mode, size: entry.size, contentDigest: entry.contentDigest, open: entry.open };
+    if (keep(entry.size)) {
+      const chunks: Buffer[] = [];
+      for await (const chunk of await entry.open()) chunks.push(chunk as Buffer);
+      const data = Buffer.concat(chunks);
+      if (data.length !== entry.size) throw new LayerError(`"/${p}" has ${data.length} bytes, expected ${entry.size}`);
+      return { path: p, type: 'file', mode, size: data.length, contentDigest: sha256(data), data };
+    }
+    const hashed = await hashReadable(await entry.open());
+    if (hashed.size !== entry.size) throw new LayerError(`"/${p}" has ${hashed.size} bytes, expected ${entry.size}`);
+    return { path: p, type: 'file', mode, size: entry.size, contentDigest: hashed.digest, open: entry.open };
+  };
+  for (const prepared of await mapBounded(entries, 8, prepareOne)) add(prepared);
+  for (const p of [...byPath.keys()]) {
+    const parts = p.split('/');
+    for (let i = 1; i < parts.length; i++) {
+      const parent = parts.slice(0, i).join('/');
+      const existing = byPath.get(parent);
+      if (existing && existing.type !== 'directory') {
+        throw new LayerError(`"/${parent}" is a ${existing.type} but also the parent directory of "/${p}"`);
+      }
+      if (!existing) byPath.set(parent, { path: parent, type: 'directory', mode: 0o755, size: 0 });
+    }
+  }
+  return [...byPath.values()].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+}
+
+function resolveSettings(settings: LayerSettings): Required<LayerSettings> {
+  const gzipLevel = settings.gzipLevel ?? DEFAULT_GZIP_LEVEL;
+  if (!Number.isInteger(gzipLevel) || gzipLevel < 0 || gzipLevel > 9) {
+    throw new LayerError(`gzip level must be a whole number from 0 to 9, got ${gzipLevel}`);
+  }
+  const mtime = settings.mtime ?? defaultEpoch();
+  if (!Number.isInteger(mtime) || mtime < 0) throw new LayerError(`mtime must be whole non-negative seconds, got ${mtime}`);
+  return { gzipLevel, mtime };
+}
+
+/** The input key of a layer: every path, type, mode and content digest, plus the writer settings. */
+function layerKey(prepared: readonly PreparedEntry[], settings: Required<LayerSettings>): string {
+  const hash = createHash('sha256');
+  hash.update(JSON.stringify({ v: WRITER_VERSION, zlib: process.versions.zlib, ...settings }));
+  for (const e of prepared) {
+    hash.update(`\n${e.type}\0${e.path}\0${e.mode.toString(8)}\0${e.size}\0${e.contentDigest ?? ''}\0${e.target ?? ''}`);
+  }
+  return hash.digest('hex');
+}
+
+function summary(prepared: readonly PreparedEntry[]): { fileCount: number; sample: string[] } {
+  const files = prepared.filter((e) => e.type !== 'directory');
+  return { fileCount: files.length, sample: files.slice(0, 5).map((e) => `/${e.path}`) };
+}
+
+/** Writes one prepared entry into the tar pack, waiting until it is fully written. */
+function writeEntry(pack: TarPack, entry: PreparedEntry, mtime: Date): Promise<void> {
+  const header: Partial<TarHeader> & { name: string } = {
+    name: entry.type === 'directory' ? `${entry.path}/` : entry.path,
+    mode: entry.mode,
+    mtime,
+    uid: 0,
+    gid: 0,
+    uname: '',
+    gname: '',
+    type: entry.type,
+    size: entry.type === 'file' ? entry.size : 0,
+  };
+  if (entry.type === 'symlink') header.linkname = entry.target;
+  return new Promise<void>((resolve, reject) => {
+    if (entry.type !== 'file') {
+      pack.entry(header, (error?: Error | null) => (error ? reject(error) : resolve()));
+      return;
+    }
+    if (entry.data) {
+      pack.entry(header, entry.data, (error?: Error | null) => (error ? reject(error) : resolve()));
+      return;
+    }
+    const sink = pack.entry(header, (error?: Error | null) => (error ? reject(error) : resolve()));
+    const open = entry.source ? async () => createReadStream(entry.source as string) : (entry.open as () => Promise<Readable>);
+    open().then(
+      (source) => {
+        sink.on('error', () => undefined); // the failure is reported through reject below
+        source.on('error', (error: Error) => {
+          reject(new LayerError(`reading "/${entry.path}": ${error.message}`));
+        });
+        source.on('data', (chunk: Buffer) => {
+          if (!sink.write(chunk)) {
+            source.pause();
+            sink.once('drain', () => source.resume());
+          }
+        });
+        source.on('end', () => sink.end(null));
+      },
+      (error: Error) => reject(error),
+    );
+  });
+}
+
+/** Tars, gzips and stores prepared entries; returns the layer without touching any cache. */
+async function writePrepared(prepared: readonly PreparedEntry[], store: BlobStore, settings: Required<LayerSettings>) {
+  const dir = path.join(store.root, 'blobs', 'sha256');
+  await fs.mkdir(dir, { recursive: true });
+  const tmp = tempName(path.join(dir, 'layer'));
+  const pack = tar.pack();
+  const diffHasher = new HashingStream();
+  const blobHasher = new HashingStream();
+  const gzip = createGzip({ level: settings.gzipLevel, memLevel: 9, strategy: zlibConstants.Z_DEFAULT_STRATEGY });
+  const done = pipeline(Readable.from(pack), diffHasher, gzip, blobHasher, createWriteStream(tmp));
+  try {
+    const mtime = new Date(settings.mtime * 1000);
+    for (const entry of prepared) await writeEntry(pack, entry, mtime);
+    pack.finalize();
+    await done;
+  } catch (error) {
+    pack.on('error', () => undefined);
+    pack.destroy(error as Error);
+    await done.catch(() => undefined);
+    await fs.rm(tmp, { force: true });
+    throw error;
+  }
+  const digest = blobHasher.digest();
+  const blobPath = store.path(digest);
+  await fs.rename(tmp, blobPath);
+  return {
+    descriptor: { mediaType: MediaType.ociLayerGzip, digest, size: blobHasher.size } as Descriptor,
+    diffId: diffHasher.digest(),
+    uncompressedSize: diffHasher.size,
+    blobPath,
+  };
+}
+
+/**
+ * Builds one layer from entries. With a cache, the entries are hashed and the
+ * layer comes from the cache when the same inputs were written before.
+ */
+export async function writeLayer(entries: readonly LayerEntry[], options: LayerOptions): Promise<LayerResult> {
+  const settings = resolveSettings(options);
+  const prepared = await prepareEntries(entries);
+  const info = summary(prepared);
+  const key = layerKey(prepared, settings);
+  if (options.cache) {
+    const hit = await options.cache.get(key, options.store);
+    if (hit) return { ...hit, blobPath: options.store.path(hit.descriptor.digest), cached: true };
+  }
+  const written = await writePrepared(prepared, options.store, settings);
+  const result: LayerResult = { ...written, ...info, cached: false };
+  if (options.cache) {
+    const { blobPath: _blobPath, cached: _cached, ...record } = result;
+    await options.cache.put(key, record);
+  }
+  return result;
+}
+
+/** Runs async jobs with at most `limit` in flight; results in input order. */
+export async function mapBounded<T, R>(items: readonly T[], limit: number, job: (item: T, index: number) => Promise<R>): Promise<R[]> {
+  const results = new Array<R>(items.length);
+  let next = 0;
+  let failed: unknown;
+  const worker = async (): Promise<void> => {
+    while (next < items.length && failed === undefined) {
+      const index = next++;
+      try {
+        results[index] = await job(items[index], index);
+      } catch (error) {
+        failed ??= error;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, worker));
+  if (failed !== undefined) throw failed;
+  return results;
+}
+
+export interface DirectoryLayerOptions {
+  /**
+   * Symlinks whose target leaves the directory (absolute, or relative through
+   * `..` past the root): 'error' (default) refuses them, 'copy' stores the
+   * target's content instead, 'keep' stores the link as it is.
+   */
+  externalSymlinks?: 'error' | 'copy' | 'keep';
+}
+
+/**
+ * Entries for a whole directory tree, placed under `prefixInImage`. Never
+ * follows a symlink out of `dir`: links inside the tree are kept as links,
+ * executable bits are kept (normalised to 0755).
+ */
+export async function directoryEntries(dir: string, prefixInImage: string, options: DirectoryLayerOptions = {}): Promise<LayerEntry[]> {
+  const root = await fs.realpath(dir).catch((error: Error) => {
+    throw new LayerError(`cannot read directory ${dir}: ${error.message}`);
+  });
+  const rootStat = await fs.stat(root);
+  if (!rootStat.isDirectory()) throw new LayerError(`${dir} is not a directory`);
+  const prefix = prefixInImage.split('/').filter((p) => p && p !== '.').join('/');
+  const entries: LayerEntry[] = [];
+  const inImage = (rel: string): string => (prefix ? `${prefix}/${rel}` : rel);
+  const walk = async (relDir: string): Promise<void> => {
+    const names = (await fs.readdir(path.join(root, relDir))).sort();
+    for (const name of names) {
+      const rel = relDir ? `${relDir}/${name}` : name;
+      const full = path.join(root, rel);
+      const stat = await fs.lstat(full);
+      if (stat.isDirectory()) {
+        entries.push({ type: 'directory', path: inImage(rel) });
+        await walk(rel);
+      } else if (stat.isFile()) {
+        entries.push({ type: 'file', path: inImage(rel), source: full, mode: stat.mode });
+      } else if (stat.isSymbolicLink()) {
+        const target = await fs.readlink(full);
+        const resolved = path.resolve(path.dirname(full), target);
+        const inside = !path.isAbsolute(target) && (resolved === root || resolved.startsWith(root + path.sep));
+        if (inside || options.externalSymlinks === 'keep') {
+          entries.push({ type: 'symlink', path: inImage(rel), target });
+        } else if (options.externalSymlinks === 'copy') {
+          const real = await fs.stat(full).catch(() => undefined);
+          if (!real?.isFile()) throw new LayerError(`symlink ${full} -> ${target} leaves ${dir} and does not point to a regular file`);
+          entries.push({ type: 'file', path: inImage(rel), source: full, mode: real.mode });
+        } else {
+          throw new LayerError(
+            `symlink ${full} -> ${target} points outside ${dir}: replace it with the file it points to, or make the link relative inside the directory`,
+          );
+        }
+      } else {
+        throw new LayerError(`${full} is not a regular file, directory or symlink: remove it from ${dir}`);
+      }
+    }
+  };
+  await walk('');
+  if (prefix) entries.push({ type: 'directory', path: prefix });
+  return entries;
+}
+
+/** A layer holding a whole directory tree under `prefixInImage` (used for JRE base images). */
+export async function layerFromDirectory(
+  dir: string,
+  prefixInImage: string,
+  options: LayerOptions & DirectoryLayerOptions,
+): Promise<LayerResult> {
+  return writeLayer(await directoryEntries(dir, prefixInImage, options), options);
+}

@@ -1,0 +1,237 @@
+// JVM layer planning, as Jib does it, plus fat-jar splitting (which Jib cannot
+// do): dependencies (release), SNAPSHOT dependencies, project dependencies,
+// resources, classes; least to most often changed. A thin program jar is
+// exploded into /app/classes and /app/resources; a Spring Boot jar's
+// BOOT-INF/lib and a generic fat jar's top-level lib/*.jar become dependency
+// layers and its own classes and resources their own layers.
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { hashFile } from './blobstore.js';
+import { classFileName, classPathEntries, JarError, openJar, type Jar, type ZipLimits } from './jar.js';
+import type { LayerEntry } from './layer.js';
+
+export const APP_ROOT = '/app';
+export const CLASSPATH = ['/app/resources', '/app/classes', '/app/libs/*'];
+
+export type LayerName = 'dependencies' | 'snapshot-dependencies' | 'project-dependencies' | 'resources' | 'classes';
+export const LAYER_ORDER: readonly LayerName[] = ['dependencies', 'snapshot-dependencies', 'project-dependencies', 'resources', 'classes'];
+
+export interface PlannedLayer {
+  name: LayerName;
+  entries: LayerEntry[];
+}
+
+export interface JvmPlanInputs {
+  /** The program jar (thin or fat). */
+  program: string;
+  /** Jars, or directories whose *.jar files are dependencies. */
+  libs?: string[];
+  /** Jars (or directories of jars) that are the project's own modules: the project-dependencies layer. */
+  projectLibs?: string[];
+  /** Regular expression on a dependency's file name that marks it as a project dependency. */
+  projectLibPattern?: string;
+  /** Main class; default: the manifest's Start-Class (Spring Boot) or Main-Class. */
+  main?: string;
+  limits?: ZipLimits;
+}
+
+export interface JvmPlan {
+  mainClass: string;
+  fatJar: 'spring-boot' | 'nested-lib' | null;
+  layers: PlannedLayer[];
+  /** Dependency file names in /app/libs, sorted. */
+  dependencies: string[];
+  warnings: string[];
+  /** Releases the open jars; call after the layers were written. */
+  close(): void;
+}
+
+export const isSnapshot = (name: string): boolean => /-SNAPSHOT(\.jar)?$|-SNAPSHOT[-.]|-\d{8}\.\d{6}-\d+(\.jar)?$/i.test(name);
+
+interface Dependency {
+  name: string;
+  entry: LayerEntry;
+  /** Local file, when not nested in the program jar. */
+  file?: string;
+  project: boolean;
+}
+
+/** The jars a --lib argument names: itself, or the *.jar files directly inside a directory (never through a symlink leaving it). */
+async function expandLib(arg: string): Promise<string[]> {
+  let stat;
+  try {
+    stat = await fs.stat(arg);
+  } catch (error) {
+    throw new JarError(`--lib ${arg}: ${(error as Error).message}`);
+  }
+  if (stat.isFile()) return [path.resolve(arg)];
+  if (!stat.isDirectory()) throw new JarError(`--lib ${arg} is neither a jar nor a directory of jars`);
+  const root = await fs.realpath(arg);
+  const jars: string[] = [];
+  for (const name of (await fs.readdir(root)).sort()) {
+    if (!name.endsWith('.jar')) continue;
+    const full = path.join(root, name);
+    const lstat = await fs.lstat(full);
+    if (lstat.isSymbolicLink()) {
+      const real = await fs.realpath(full).catch(() => undefined);
+      if (!real) throw new JarError(`--lib ${arg}: ${name} is a dangling symlink: remove it or point it at a jar`);
+      if (!real.startsWith(root + path.sep)) {
+        throw new JarError(
+          `--lib ${arg}: ${name} is a symlink to ${real}, outside the directory: copy that jar into ${arg} or pass it with its own --lib`,
+        );
+      }
+      if (!(await fs.stat(real)).isFile()) continue;
+    } else if (!lstat.isFile()) {
+      continue;
+    }
+    jars.push(full);
+  }
+  return jars;
+}
+
+/** Reads the program jar and the dependencies and decides what goes in which layer. Nothing is written. */
+export async function planJvmLayers(inputs: JvmPlanInputs): Promise<JvmPlan> {
+  const warnings: string[] = [];
+  const opened: Jar[] = [];
+  const close = (): void => {
+    for (const jar of opened) jar.close();
+  };
+  try {
+    const program = await openJar(inputs.program, inputs.limits);
+    opened.push(program);
+    const names = [...program.entries.keys()];
+    const springBoot = names.some((n) => n.startsWith('BOOT-INF/'));
+    const nestedLib = !springBoot && names.some((n) => /^lib\/[^/]+\.jar$/.test(n));
+    const fatJar = springBoot ? 'spring-boot' : nestedLib ? 'nested-lib' : null;
+
+    const classes: LayerEntry[] = [];
+    const resources: LayerEntry[] = [];
+    const deps: Dependency[] = [];
+    const classNames = new Set<string>();
+    const projectPattern = inputs.projectLibPattern ? new RegExp(inputs.projectLibPattern) : undefined;
+
+    const fromZip = (name: string, imagePath: string): LayerEntry => {
+      const info = program.entries.get(name)!;
+      return { type: 'file', path: imagePath, size: info.size, open: () => program.open(name) };
+    };
+    const addProgramEntry = (relative: string, zipName: string): void => {
+      if (relative === '' || relative.endsWith('/')) return;
+      if (relative === 'META-INF/MANIFEST.MF' || /^META-INF\/[^/]+\.(SF|RSA|DSA|EC)$/i.test(relative)) return;
+      if (relative.endsWith('.class')) {
+        classNames.add(relative);
+        classes.push(fromZip(zipName, `${APP_ROOT}/classes/${relative}`));
+      } else {
+        resources.push(fromZip(zipName, `${APP_ROOT}/resources/${relative}`));
+      }
+    };
+
+    for (const name of names) {
+      if (name.endsWith('/')) continue;
+      if (springBoot) {
+        if (name.startsWith('BOOT-INF/classes/')) addProgramEntry(name.slice('BOOT-INF/classes/'.length), name);
+        else if (/^BOOT-INF\/lib\/[^/]+\.jar$/.test(name)) {
+          const base = name.slice('BOOT-INF/lib/'.length);
+          deps.push({ name: base, entry: fromZip(name, `${APP_ROOT}/libs/${base}`), project: false });
+        }
+        // The Spring Boot launcher (org/springframework/boot/loader), BOOT-INF/*.idx and META-INF are not needed:
+        // the image runs Start-Class directly on a plain class path.
+      } else if (nestedLib && /^lib\/[^/]+\.jar$/.test(name)) {
+        const base = name.slice('lib/'.length);
+        deps.push({ name: base, entry: fromZip(name, `${APP_ROOT}/libs/${base}`), project: false });
+      } else {
+        addProgramEntry(name, name);
+      }
+    }
+
+    // Dependencies from the manifest Class-Path, --lib and --project-lib.
+    const programDir = path.dirname(path.resolve(inputs.program));
+    const localDeps: Array<{ file: string; project: boolean; origin: string }> = [];
+    for (const entry of classPathEntries(program.manifest['Class-Path'])) {
+      const file = path.resolve(programDir, entry);
+      const stat = await fs.stat(file).catch(() => undefined);
+      if (!stat) warnings.push(`Class-Path entry ${entry} of ${inputs.program} does not exist (the JVM would skip it too); pass it with --lib if it is needed`);
+      else if (stat.isDirectory()) warnings.push(`Class-Path entry ${entry} is a directory; pass its jars with --lib ${file}`);
+      else localDeps.push({ file, project: false, origin: `Class-Path of ${inputs.program}` });
+    }
+    for (const lib of inputs.libs ?? []) for (const file of await expandLib(lib)) localDeps.push({ file, project: false, origin: `--lib ${lib}` });
+    for (const lib of inputs.projectLibs ?? []) for (const file of await expandLib(lib)) localDeps.push({ file, project: true, origin: `--project-lib ${lib}` });
+    const programReal = await fs.realpath(inputs.program);
+    for (const dep of localDeps) {
+      if ((await fs.realpath(dep.file)) === programReal) continue;
+      const jar = await openJar(dep.file, inputs.limits); // refuses non-jars, truncated and hostile jars up front
+      opened.push(jar);
+      const name = path.basename(dep.file);
+      deps.push({ name, file: dep.file, project: dep.project, entry: { type: 'file', path: `${APP_ROOT}/libs/${name}`, source: dep.file, mode: 0o644 } });
+    }
+
+    // One file per name in /app/libs: the same jar twice is fine, two different jars with one name are not.
+    const byName = new Map<string, Dependency>();
+    const digestOf = async (d: Dependency): Promise<string> => {
+      if (d.file) return (await hashFile(d.file)).digest;
+      const { createHash } = await import('node:crypto');
+      const hash = createHash('sha256');
+      const e = d.entry as { open: () => Promise<NodeJS.ReadableStream> };
+      for await (const chunk of await e.open()) hash.update(chunk as Buffer);
+      return hash.digest('hex');
+    };
+    for (const dep of deps) {
+      const existing = byName.get(dep.name);
+      if (!existing) {
+        byName.set(dep.name, dep);
+        continue;
+      }
+      if ((await digestOf(existing)) !== (await digestOf(dep))) {
+        throw new JarError(`two different dependencies are both named ${dep.name}: rename one, or pass only one of them`);
+      }
+      if (dep.project) existing.project = true;
+    }
+
+    // The main class must exist, in the program or a dependency.
+    const mainClass = inputs.main ?? (springBoot ? program.manifest['Start-Class'] : undefined) ?? program.manifest['Main-Class'];
+    if (!mainClass) {
+      throw new JarError(`${inputs.program} names no Main-Class in its manifest: pass --main <fully.qualified.Class>`);
+    }
+    const classFile = classFileName(mainClass);
+    let found = classNames.has(classFile);
+    for (const jar of opened.slice(1)) found ||= jar.entries.has(classFile);
+    if (!found) {
+      for (const dep of byName.values()) {
+        if (found || dep.file) continue;
+        // a nested jar: read it and look inside
+        const { default: yauzl } = await import('yauzl');
+        const e = dep.entry as { open: () => Promise<NodeJS.ReadableStream> };
+        const chunks: Buffer[] = [];
+        for await (const chunk of await e.open()) chunks.push(chunk as Buffer);
+        const zip = await yauzl.fromBufferPromise(Buffer.concat(chunks), { lazyEntries: true }).catch(() => undefined);
+        if (!zip) continue;
+        for await (const entry of zip.eachEntry()) if (entry.fileName === classFile) found = true;
+        zip.close();
+      }
+    }
+    if (!found) {
+      throw new JarError(
+        `main class ${mainClass} (${classFile}) is not in ${inputs.program} or its dependencies: check the Main-Class in the manifest or pass --main`,
+      );
+    }
+
+    const layers = new Map<LayerName, LayerEntry[]>(LAYER_ORDER.map((n) => [n, []]));
+    for (const dep of [...byName.values()].sort((a, b) => (a.name < b.name ? -1 : 1))) {
+      const layer: LayerName =
+        dep.project || projectPattern?.test(dep.name) ? 'project-dependencies' : isSnapshot(dep.name) ? 'snapshot-dependencies' : 'dependencies';
+      layers.get(layer)!.push(dep.entry);
+    }
+    layers.get('resources')!.push(...resources);
+    layers.get('classes')!.push(...classes);
+    return {
+      mainClass,
+      fatJar,
+      layers: LAYER_ORDER.filter((n) => layers.get(n)!.length > 0).map((name) => ({ name, entries: layers.get(name)! })),
+      dependencies: [...byName.keys()].sort(),
+      warnings,
+      close,
+    };
+  } catch (error) {
+    close();
+    throw error;
+  }
+}

@@ -1,0 +1,54 @@
+// Digest computation and verification for content the client fetches.
+import { createHash } from 'node:crypto';
+import { Transform, type TransformCallback } from 'node:stream';
+import { isSupportedDigest } from '../../image/oci.js';
+import { DigestMismatchError } from './errors.js';
+
+export function algorithmOf(digest: string): 'sha256' | 'sha512' {
+  if (!isSupportedDigest(digest)) throw new DigestMismatchError(`unsupported or malformed digest "${digest}": weft verifies sha256 and sha512 digests`);
+  return digest.startsWith('sha512:') ? 'sha512' : 'sha256';
+}
+
+export function digestOf(bytes: Buffer, algorithm: 'sha256' | 'sha512' = 'sha256'): string {
+  return `${algorithm}:${createHash(algorithm).update(bytes).digest('hex')}`;
+}
+
+export function verifyBytes(bytes: Buffer, digest: string, what: string): void {
+  const actual = digestOf(bytes, algorithmOf(digest));
+  if (actual !== digest) throw new DigestMismatchError(`${what}: expected ${digest}, got ${actual}; the registry served wrong content`);
+}
+
+/** Passes bytes through, failing the stream at its end if their digest or size differ from what was expected. */
+export class VerifyingStream extends Transform {
+  private readonly hash;
+  private seen = 0;
+  constructor(
+    private readonly digest: string,
+    private readonly size: number | undefined,
+    private readonly what: string,
+  ) {
+    super();
+    this.hash = createHash(algorithmOf(digest));
+  }
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    this.seen += chunk.length;
+    if (this.size !== undefined && this.seen > this.size) {
+      callback(new DigestMismatchError(`${this.what}: more than the ${this.size} bytes its descriptor says`));
+      return;
+    }
+    this.hash.update(chunk);
+    callback(null, chunk);
+  }
+  override _flush(callback: TransformCallback): void {
+    if (this.size !== undefined && this.seen !== this.size) {
+      callback(new DigestMismatchError(`${this.what}: got ${this.seen} bytes, expected ${this.size}`));
+      return;
+    }
+    const actual = `${algorithmOf(this.digest)}:${this.hash.digest('hex')}`;
+    if (actual !== this.digest) {
+      callback(new DigestMismatchError(`${this.what}: expected ${this.digest}, got ${actual}`));
+      return;
+    }
+    callback();
+  }
+}

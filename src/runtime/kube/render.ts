@@ -1,0 +1,277 @@
+// Renders a run into Kubernetes objects. Pure: no API calls, so it is unit-tested directly.
+//
+// One ConfigMap named after the run id is the ROOT: it holds the spec, the
+// run's files and its deadline, and every other object the run creates names
+// it in ownerReferences, so deleting the root deletes the whole run.
+import type {
+  V1ConfigMap,
+  V1Container,
+  V1Deployment,
+  V1EnvVar,
+  V1Job,
+  V1ObjectMeta,
+  V1OwnerReference,
+  V1PodTemplateSpec,
+  V1Service,
+  V1StatefulSet,
+  V1Volume,
+  V1VolumeMount,
+} from '@kubernetes/client-node';
+import type { RunFile, RunRequest } from '../api.js';
+import { startTimeoutOf, type AppSpec, type RunnableSpec } from '../spec.js';
+
+export const LABEL_MANAGED_BY = 'app.kubernetes.io/managed-by';
+export const LABEL_NAME = 'app.kubernetes.io/name';
+export const LABEL_RUN_ID = 'weft.io/run-id';
+export const LABEL_APP = 'weft.io/app';
+export const LABEL_RUNNABLE = 'weft.io/runnable';
+export const LABEL_ROLE = 'weft.io/role';
+export const MANAGED_BY = 'weft';
+export const ANN_START_DEADLINE = 'weft.io/start-deadline';
+export const ANN_CREATED = 'weft.io/created';
+export const ANN_STATE = 'weft.io/state';
+export const ANN_MESSAGE = 'weft.io/message';
+export const ANN_REASON = 'weft.io/reason';
+export const ANN_EXIT_CODE = 'weft.io/exit-code';
+export const ANN_STOP = 'weft.io/stop-requested';
+export const ANN_KIND = 'weft.io/kind';
+export const ANN_INSTANCES = 'weft.io/instances';
+export const ANN_COMMAND_PREFIX = 'weft.io/command-';
+export const MAIN_CONTAINER = 'main';
+export const SPEC_KEY = 'spec.json';
+export const PODINFO_PATH = '/etc/weft/podinfo';
+export const FILES_PATH = '/etc/weft/files';
+export const MAX_FILES_BYTES = 900 * 1024;
+
+/** Selector matching every object weft creates. */
+export const MANAGED_SELECTOR = `${LABEL_MANAGED_BY}=${MANAGED_BY}`;
+
+export interface RenderOptions {
+  namespace: string;
+  /** Time the run is submitted (ms since epoch); the start deadline counts from it. */
+  now?: number;
+  /** Image to use per runnable when the spec says `build:` (set after building). */
+  images?: Record<string, string>;
+}
+
+export interface RenderedRun {
+  root: V1ConfigMap;
+  jobs: V1Job[];
+  deployments: V1Deployment[];
+  statefulSets: V1StatefulSet[];
+  services: V1Service[];
+}
+
+export function workloadName(runId: string, runnable: string): string {
+  return `${runId}-${runnable}`;
+}
+
+export function runLabels(runId: string, app: string, runnable?: string): Record<string, string> {
+  const labels: Record<string, string> = {
+    [LABEL_MANAGED_BY]: MANAGED_BY,
+    [LABEL_NAME]: app,
+    [LABEL_RUN_ID]: runId,
+    [LABEL_APP]: app,
+  };
+  if (runnable) labels[LABEL_RUNNABLE] = runnable;
+  return labels;
+}
+
+function fileKey(file: RunFile): string {
+  return `file.${file.runnable ?? '_'}.${file.name}`;
+}
+
+/** The owner reference every child carries (filled in once the root exists and has a uid). */
+export function ownerReferenceTo(root: V1ConfigMap): V1OwnerReference {
+  return {
+    apiVersion: 'v1',
+    kind: 'ConfigMap',
+    name: root.metadata!.name!,
+    uid: root.metadata!.uid!,
+    controller: false,
+    blockOwnerDeletion: true,
+  };
+}
+
+function envFor(app: AppSpec, runId: string, r: RunnableSpec): V1EnvVar[] {
+  const instanceId: V1EnvVar =
+    r.kind === 'batch'
+      ? { name: 'WEFT_INSTANCE_ID', valueFrom: { fieldRef: { fieldPath: "metadata.annotations['batch.kubernetes.io/job-completion-index']" } } }
+      : r.kind === 'stateful'
+        ? { name: 'WEFT_INSTANCE_ID', valueFrom: { fieldRef: { fieldPath: "metadata.labels['apps.kubernetes.io/pod-index']" } } }
+        : { name: 'WEFT_INSTANCE_ID', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } };
+  const env: V1EnvVar[] = [
+    { name: 'WEFT_RUN_ID', value: runId },
+    { name: 'WEFT_APP', value: app.name },
+    { name: 'WEFT_RUNNABLE', value: r.name },
+    instanceId,
+    { name: 'WEFT_INSTANCE_COUNT', value: String(r.instances) },
+    { name: 'WEFT_POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
+    { name: 'WEFT_NAMESPACE', valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } },
+    { name: 'WEFT_COMMANDS_FILE', value: `${PODINFO_PATH}/annotations` },
+    { name: 'WEFT_FILES_DIR', value: FILES_PATH },
+  ];
+  for (const [name, value] of Object.entries(r.env)) env.push({ name, value });
+  return env;
+}
+
+function podTemplate(app: AppSpec, req: RunRequest, r: RunnableSpec, image: string, rootName: string): V1PodTemplateSpec {
+  const labels = runLabels(req.runId, app.name, r.name);
+  const files = req.files.filter((f) => f.runnable === undefined || f.runnable === r.name);
+  const volumes: V1Volume[] = [
+    {
+      name: 'podinfo',
+      downwardAPI: { items: [{ path: 'annotations', fieldRef: { fieldPath: 'metadata.annotations' } }, { path: 'labels', fieldRef: { fieldPath: 'metadata.labels' } }] },
+    },
+  ];
+  const mounts: V1VolumeMount[] = [{ name: 'podinfo', mountPath: PODINFO_PATH, readOnly: true }];
+  if (files.length) {
+    volumes.push({ name: 'files', configMap: { name: rootName, items: files.map((f) => ({ key: fileKey(f), path: f.name })) } });
+    mounts.push({ name: 'files', mountPath: FILES_PATH, readOnly: true });
+  }
+  if (r.kind === 'stateful' && r.storage) mounts.push({ name: 'data', mountPath: r.storage.mountPath });
+  const container: V1Container = {
+    name: MAIN_CONTAINER,
+    image,
+    args: r.args.length ? r.args : undefined,
+    env: envFor(app, req.runId, r),
+    resources: {
+      requests: { cpu: r.resources.cpu, memory: r.resources.memory },
+      limits: { memory: r.resources.memory },
+    },
+    ports: r.ports.length ? r.ports.map((p) => ({ name: p.name, containerPort: p.port, protocol: p.protocol })) : undefined,
+    volumeMounts: mounts,
+    terminationMessagePolicy: 'FallbackToLogsOnError',
+  };
+  const stopMs = r.stopTimeout ?? app.stopTimeout;
+  return {
+    metadata: {
+      labels: { ...(r.kubernetes?.podLabels ?? {}), ...labels },
+      annotations: { ...(r.kubernetes?.podAnnotations ?? {}), [ANN_KIND]: r.kind },
+    },
+    spec: {
+      containers: [container],
+      restartPolicy: r.kind === 'batch' ? 'Never' : 'Always',
+      nodeSelector: r.kubernetes?.nodeSelector,
+      serviceAccountName: app.serviceAccount,
+      imagePullSecrets: app.imagePullSecrets.length ? app.imagePullSecrets.map((name) => ({ name })) : undefined,
+      terminationGracePeriodSeconds: Math.ceil(stopMs / 1000),
+      volumes,
+    },
+  };
+}
+
+function childMeta(app: AppSpec, req: RunRequest, r: RunnableSpec, namespace: string, name: string): V1ObjectMeta {
+  return {
+    name,
+    namespace,
+    labels: { ...app.labels, ...runLabels(req.runId, app.name, r.name) },
+    annotations: { [ANN_KIND]: r.kind, [ANN_INSTANCES]: String(r.instances) },
+  };
+}
+
+/** Renders every object of a run. Children have no ownerReferences yet: call `adopt` with the created root. */
+export function renderRun(req: RunRequest, options: RenderOptions): RenderedRun {
+  const app = req.spec;
+  const now = options.now ?? Date.now();
+  const ns = options.namespace;
+  const rootName = req.runId;
+  const deadlineMs = Math.max(...app.runnables.map((r) => startTimeoutOf(app, r)));
+  const fileBytes = req.files.reduce((n, f) => n + f.data.length, 0);
+  if (fileBytes > MAX_FILES_BYTES) {
+    throw new Error(`the run's files total ${fileBytes} bytes; Kubernetes keeps them in a ConfigMap, which holds at most ${MAX_FILES_BYTES} bytes: put large files into the image instead`);
+  }
+  const binaryData: Record<string, string> = {};
+  for (const f of req.files) binaryData[fileKey(f)] = f.data.toString('base64');
+  const root: V1ConfigMap = {
+    apiVersion: 'v1',
+    kind: 'ConfigMap',
+    metadata: {
+      name: rootName,
+      namespace: ns,
+      labels: { ...app.labels, ...runLabels(req.runId, app.name), [LABEL_ROLE]: 'root' },
+      annotations: {
+        [ANN_CREATED]: new Date(now).toISOString(),
+        [ANN_START_DEADLINE]: new Date(now + deadlineMs).toISOString(),
+      },
+    },
+    data: { [SPEC_KEY]: JSON.stringify(app) },
+    binaryData: Object.keys(binaryData).length ? binaryData : undefined,
+  };
+  const out: RenderedRun = { root, jobs: [], deployments: [], statefulSets: [], services: [] };
+  for (const r of app.runnables) {
+    const image = r.image ?? options.images?.[r.name];
+    if (!image) throw new Error(`runnable ${r.name} has a build: section but no image was built for it`);
+    const name = workloadName(req.runId, r.name);
+    const template = podTemplate(app, req, r, image, rootName);
+    const selector = { matchLabels: { [LABEL_RUN_ID]: req.runId, [LABEL_RUNNABLE]: r.name } };
+    if (r.kind === 'batch') {
+      out.jobs.push({
+        apiVersion: 'batch/v1',
+        kind: 'Job',
+        metadata: childMeta(app, req, r, ns, name),
+        spec: {
+          backoffLimit: 0,
+          completionMode: 'Indexed',
+          completions: r.instances,
+          parallelism: r.instances,
+          suspend: false,
+          template,
+        },
+      });
+    } else if (r.kind === 'service') {
+      out.deployments.push({
+        apiVersion: 'apps/v1',
+        kind: 'Deployment',
+        metadata: childMeta(app, req, r, ns, name),
+        spec: { replicas: r.instances, selector, template },
+      });
+    } else {
+      out.statefulSets.push({
+        apiVersion: 'apps/v1',
+        kind: 'StatefulSet',
+        metadata: childMeta(app, req, r, ns, name),
+        spec: {
+          replicas: r.instances,
+          serviceName: name,
+          podManagementPolicy: 'Parallel',
+          selector,
+          template,
+          volumeClaimTemplates: r.storage
+            ? [
+                {
+                  metadata: { name: 'data', labels: runLabels(req.runId, app.name, r.name) },
+                  spec: {
+                    accessModes: ['ReadWriteOnce'],
+                    storageClassName: r.storage.storageClass,
+                    resources: { requests: { storage: r.storage.size } },
+                  },
+                },
+              ]
+            : undefined,
+          persistentVolumeClaimRetentionPolicy: { whenDeleted: 'Delete', whenScaled: 'Retain' },
+        },
+      });
+    }
+    if (r.ports.length || r.kind === 'stateful') {
+      out.services.push({
+        apiVersion: 'v1',
+        kind: 'Service',
+        metadata: childMeta(app, req, r, ns, name),
+        spec: {
+          selector: selector.matchLabels,
+          clusterIP: r.kind === 'stateful' ? 'None' : undefined,
+          publishNotReadyAddresses: r.kind === 'stateful' ? true : undefined,
+          ports: r.ports.map((p) => ({ name: p.name, port: p.port, targetPort: p.port, protocol: p.protocol })),
+        },
+      });
+    }
+  }
+  return out;
+}
+
+/** Sets the owner reference to the created root on every child. */
+export function adopt(run: RenderedRun, root: V1ConfigMap): void {
+  const ref = ownerReferenceTo(root);
+  for (const obj of [...run.jobs, ...run.deployments, ...run.statefulSets, ...run.services]) obj.metadata!.ownerReferences = [ref];
+}

@@ -1,0 +1,557 @@
+// The Kubernetes backend of the runtime SPI.
+import { createInterface } from 'node:readline';
+import { PassThrough } from 'node:stream';
+import {
+  ApiException,
+  AppsV1Api,
+  BatchV1Api,
+  CoreV1Api,
+  KubeConfig,
+  Log,
+  PatchStrategy,
+  setHeaderOptions,
+  type V1ConfigMap,
+  type V1Pod,
+} from '@kubernetes/client-node';
+import type {
+  Endpoint,
+  KubernetesRuntimeOptions,
+  LogLine,
+  LogOptions,
+  ResourceReport,
+  RunRequest,
+  RunStatus,
+  Runtime,
+  StatusListener,
+} from '../api.js';
+import { startTimeoutOf } from '../spec.js';
+import { isTerminal } from '../state.js';
+import { instanceIdOf, specOf, type Derived } from './derive.js';
+import {
+  adopt,
+  ANN_COMMAND_PREFIX,
+  ANN_EXIT_CODE,
+  ANN_MESSAGE,
+  ANN_REASON,
+  ANN_START_DEADLINE,
+  ANN_STATE,
+  ANN_STOP,
+  LABEL_RUN_ID,
+  LABEL_RUNNABLE,
+  MAIN_CONTAINER,
+  MANAGED_SELECTOR,
+  renderRun,
+  workloadName,
+} from './render.js';
+import { Tracker } from './tracker.js';
+
+export class KubeError extends Error {
+  override name = 'KubeError';
+}
+
+/** The apiserver's own message from an ApiException (its body is a Status object). */
+export function apiMessage(error: unknown): string {
+  if (error instanceof ApiException) {
+    const body = error.body as unknown;
+    try {
+      const parsed = typeof body === 'string' ? JSON.parse(body) : body;
+      if (parsed && typeof parsed === 'object' && 'message' in parsed) return String((parsed as { message: unknown }).message);
+    } catch {
+      // fall through
+    }
+    return `HTTP ${error.code}: ${typeof body === 'string' ? body.slice(0, 300) : error.message}`;
+  }
+  const e = error as { code?: string; message?: string; cause?: { code?: string } };
+  return e?.message ?? String(error);
+}
+
+function isNotFound(error: unknown): boolean {
+  return error instanceof ApiException && error.code === 404;
+}
+
+/** Loads a kubeconfig the way kubectl does: --kubeconfig, else KUBECONFIG (a list), else ~/.kube/config, else in-cluster. */
+export function loadKubeConfig(options: { kubeconfig?: string; context?: string }): KubeConfig {
+  const kc = new KubeConfig();
+  try {
+    if (options.kubeconfig) kc.loadFromFile(options.kubeconfig);
+    else kc.loadFromDefault();
+  } catch (error) {
+    throw new KubeError(`cannot load kubeconfig${options.kubeconfig ? ` ${options.kubeconfig}` : ''}: ${(error as Error).message}`);
+  }
+  if (options.context) {
+    if (!kc.getContextObject(options.context)) {
+      throw new KubeError(`no context "${options.context}" in the kubeconfig: it has ${kc.getContexts().map((c) => c.name).join(', ') || 'no contexts'}`);
+    }
+    kc.setCurrentContext(options.context);
+  }
+  if (!kc.getCurrentCluster()) {
+    throw new KubeError('no Kubernetes cluster configured: set KUBECONFIG, pass --kubeconfig <file>, or run inside a cluster');
+  }
+  return kc;
+}
+
+/** Strips skopeo's docker:// prefix; other transports cannot be pulled by a kubelet. */
+export function kubeImage(image: string, runnable: string): string {
+  if (image.startsWith('docker://')) return image.slice('docker://'.length);
+  if (/^(oci|docker-archive|oci-archive|dir|containers-storage):/.test(image)) {
+    throw new KubeError(`runnable ${runnable}: image ${image} is not in a registry; push it first (weft push) and use its registry reference`);
+  }
+  return image;
+}
+
+interface Counter {
+  total: number;
+  byKind: Record<string, number>;
+}
+
+export class KubeRuntime implements Runtime {
+  readonly name = 'kubernetes' as const;
+  readonly namespace: string;
+  readonly core: CoreV1Api;
+  readonly batch: BatchV1Api;
+  readonly apps: AppsV1Api;
+  readonly tracker: Tracker;
+  /** API requests made by this runtime (lists, watches, writes), for benchmarks. */
+  readonly requests: Counter = { total: 0, byKind: {} };
+  private trackerStarted: Promise<void> | undefined;
+  private readonly errors: unknown[] = [];
+
+  constructor(readonly kubeConfig: KubeConfig, options: KubernetesRuntimeOptions) {
+    const contextNamespace = kubeConfig.getContextObject(kubeConfig.getCurrentContext())?.namespace;
+    this.namespace = options.namespace ?? contextNamespace ?? 'default';
+    this.core = kubeConfig.makeApiClient(CoreV1Api);
+    this.batch = kubeConfig.makeApiClient(BatchV1Api);
+    this.apps = kubeConfig.makeApiClient(AppsV1Api);
+    this.tracker = new Tracker({
+      kubeConfig,
+      namespace: this.namespace,
+      resyncMs: options.resyncMs,
+      onRequest: (kind) => this.count(kind),
+      onTerminal: (derived, root) => void this.recordTerminal(derived, root),
+      onError: (error) => {
+        this.errors.push(error);
+        if (this.errors.length > 100) this.errors.shift();
+        if (process.env.WEFT_DEBUG) process.stderr.write(`[weft kube] ${apiMessage(error)}\n`);
+      },
+    });
+  }
+
+  private count(kind: string): void {
+    this.requests.total++;
+    this.requests.byKind[kind] = (this.requests.byKind[kind] ?? 0) + 1;
+  }
+
+  /** Fails with a clear message when the cluster cannot be reached. */
+  async probe(): Promise<void> {
+    try {
+      this.count('list');
+      await this.core.listNamespacedConfigMap({ namespace: this.namespace, limit: 1, labelSelector: MANAGED_SELECTOR });
+    } catch (error) {
+      const server = this.kubeConfig.getCurrentCluster()?.server;
+      throw new KubeError(`cannot reach the Kubernetes API at ${server} (namespace ${this.namespace}): ${apiMessage(error)}`);
+    }
+  }
+
+  private ensureTracking(): Promise<void> {
+    this.trackerStarted ??= this.tracker.start();
+    return this.trackerStarted;
+  }
+
+  async submit(request: RunRequest): Promise<RunStatus> {
+    const images: Record<string, string> = {};
+    for (const r of request.spec.runnables) {
+      if (r.build) {
+        throw new KubeError(
+          `runnable ${r.name} has a build: section, but this weft has no image builder API to call yet; build and push the image (weft build ... --push), then put its reference under image:`,
+        );
+      }
+      images[r.name] = kubeImage(r.image!, r.name);
+    }
+    const spec = { ...request.spec, runnables: request.spec.runnables.map((r) => ({ ...r, image: images[r.name] })) };
+    const rendered = renderRun({ ...request, spec }, { namespace: this.namespace });
+    const rejected = (message: string): RunStatus => ({
+      runId: request.runId,
+      app: spec.name,
+      runtime: 'kubernetes',
+      state: 'REJECTED',
+      message,
+      namespace: this.namespace,
+      runnables: [],
+    });
+    let root: V1ConfigMap;
+    try {
+      this.count('create');
+      root = await this.core.createNamespacedConfigMap({ namespace: this.namespace, body: rendered.root });
+    } catch (error) {
+      if (isNotFound(error)) return rejected(`namespace ${this.namespace} does not exist: create it (kubectl create namespace ${this.namespace}) or pass --namespace`);
+      return rejected(`the cluster refused the run: ${apiMessage(error)}`);
+    }
+    adopt(rendered, root);
+    try {
+      for (const svc of rendered.services) {
+        this.count('create');
+        await this.core.createNamespacedService({ namespace: this.namespace, body: svc });
+      }
+      for (const sts of rendered.statefulSets) {
+        this.count('create');
+        await this.apps.createNamespacedStatefulSet({ namespace: this.namespace, body: sts });
+      }
+      for (const dep of rendered.deployments) {
+        this.count('create');
+        await this.apps.createNamespacedDeployment({ namespace: this.namespace, body: dep });
+      }
+      for (const job of rendered.jobs) {
+        this.count('create');
+        await this.batch.createNamespacedJob({ namespace: this.namespace, body: job });
+      }
+    } catch (error) {
+      // Nothing partial stays behind: the root owns whatever was created.
+      await this.deleteRoot(request.runId, 0).catch(() => undefined);
+      return rejected(`the cluster refused an object of the run: ${apiMessage(error)}`);
+    }
+    return {
+      runId: request.runId,
+      app: spec.name,
+      runtime: 'kubernetes',
+      state: 'PENDING',
+      message: 'submitted',
+      createdAt: root.metadata?.annotations?.['weft.io/created'],
+      namespace: this.namespace,
+      runnables: spec.runnables.map((r) => ({ name: r.name, kind: r.kind, desired: r.instances, running: 0, instances: [] })),
+    };
+  }
+
+  async status(runId: string): Promise<RunStatus | undefined> {
+    await this.ensureTracking();
+    return this.tracker.snapshot(runId);
+  }
+
+  async list(filter?: { app?: string; liveOnly?: boolean }): Promise<RunStatus[]> {
+    await this.ensureTracking();
+    return this.tracker
+      .all()
+      .filter((s) => (!filter?.app || s.app === filter.app) && (!filter?.liveOnly || !isTerminal(s.state)))
+      .sort((a, b) => (a.createdAt ?? '').localeCompare(b.createdAt ?? ''));
+  }
+
+  watch(listener: StatusListener): () => void {
+    void this.ensureTracking().catch(() => undefined);
+    return this.tracker.onStatus(listener);
+  }
+
+  private async requireRoot(runId: string): Promise<V1ConfigMap> {
+    try {
+      this.count('get');
+      return await this.core.readNamespacedConfigMap({ name: runId, namespace: this.namespace });
+    } catch (error) {
+      if (isNotFound(error)) throw new KubeError(`no run ${runId} in namespace ${this.namespace} (weft list shows the runs)`);
+      throw new KubeError(`cannot read run ${runId}: ${apiMessage(error)}`);
+    }
+  }
+
+  private async patchRootAnnotations(runId: string, annotations: Record<string, string | null>): Promise<void> {
+    this.count('patch');
+    await this.core.patchNamespacedConfigMap(
+      { name: runId, namespace: this.namespace, body: { metadata: { annotations } } },
+      setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+    );
+  }
+
+  private async deleteRoot(runId: string, gracePeriodSeconds?: number): Promise<void> {
+    this.count('delete');
+    await this.core.deleteNamespacedConfigMap({
+      name: runId,
+      namespace: this.namespace,
+      gracePeriodSeconds,
+      propagationPolicy: 'Foreground',
+    });
+  }
+
+  private async podsOf(runId: string, runnable?: string): Promise<V1Pod[]> {
+    this.count('list');
+    const selector = `${LABEL_RUN_ID}=${runId}${runnable ? `,${LABEL_RUNNABLE}=${runnable}` : ''}`;
+    const list = await this.core.listNamespacedPod({ namespace: this.namespace, labelSelector: selector });
+    return list.items;
+  }
+
+  private async deletePods(pods: V1Pod[], gracePeriodSeconds?: number): Promise<void> {
+    await Promise.all(
+      pods.map(async (pod) => {
+        try {
+          this.count('delete');
+          await this.core.deleteNamespacedPod({ name: pod.metadata!.name!, namespace: this.namespace, gracePeriodSeconds });
+        } catch (error) {
+          if (!isNotFound(error)) throw error;
+        }
+      }),
+    );
+  }
+
+  async stop(runId: string, options?: { gracePeriodMs?: number }): Promise<void> {
+    await this.requireRoot(runId);
+    const grace = options?.gracePeriodMs === undefined ? undefined : Math.ceil(options.gracePeriodMs / 1000);
+    await this.patchRootAnnotations(runId, { [ANN_STOP]: new Date().toISOString() });
+    if (grace !== undefined) await this.deletePods(await this.podsOf(runId), grace);
+    try {
+      await this.deleteRoot(runId, grace);
+    } catch (error) {
+      if (!isNotFound(error)) throw new KubeError(`cannot stop run ${runId}: ${apiMessage(error)}`);
+    }
+  }
+
+  async kill(runId: string): Promise<void> {
+    await this.requireRoot(runId);
+    await this.patchRootAnnotations(runId, { [ANN_STOP]: new Date().toISOString() });
+    await this.deletePods(await this.podsOf(runId), 0);
+    try {
+      await this.deleteRoot(runId, 0);
+    } catch (error) {
+      if (!isNotFound(error)) throw new KubeError(`cannot kill run ${runId}: ${apiMessage(error)}`);
+    }
+  }
+
+  private async runnableKind(runId: string, runnable: string): Promise<{ kind: string; root: V1ConfigMap }> {
+    const root = await this.requireRoot(runId);
+    const spec = specOf(root);
+    const r = spec?.runnables.find((x) => x.name === runnable);
+    if (!r) throw new KubeError(`run ${runId} has no runnable "${runnable}"${spec ? `: it has ${spec.runnables.map((x) => x.name).join(', ')}` : ''}`);
+    return { kind: r.kind, root };
+  }
+
+  async scale(runId: string, runnable: string, instances: number): Promise<void> {
+    if (!Number.isInteger(instances) || instances < 0) throw new KubeError(`instances must be a whole number >= 0, got ${instances}`);
+    const { kind } = await this.runnableKind(runId, runnable);
+    const name = workloadName(runId, runnable);
+    const merge = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
+    this.count('patch');
+    try {
+      if (kind === 'batch') {
+        await this.batch.patchNamespacedJob({ name, namespace: this.namespace, body: { spec: { parallelism: instances, completions: instances } } }, merge);
+      } else if (kind === 'service') {
+        await this.apps.patchNamespacedDeployment({ name, namespace: this.namespace, body: { spec: { replicas: instances } } }, merge);
+      } else {
+        await this.apps.patchNamespacedStatefulSet({ name, namespace: this.namespace, body: { spec: { replicas: instances } } }, merge);
+      }
+    } catch (error) {
+      throw new KubeError(`cannot scale ${runId}/${runnable} to ${instances}: ${apiMessage(error)}`);
+    }
+  }
+
+  async restart(runId: string, runnable: string, instances?: string[]): Promise<void> {
+    const { kind } = await this.runnableKind(runId, runnable);
+    if (kind === 'batch') {
+      throw new KubeError('restarting instances of a batch runnable is not supported: its Job has backoffLimit 0, so a deleted pod counts as a failure; stop the run and start it again');
+    }
+    let pods = await this.podsOf(runId, runnable);
+    if (instances?.length) {
+      const wanted = new Set(instances);
+      pods = pods.filter((p) => wanted.has(instanceIdOf(p, kind)) || wanted.has(p.metadata?.name ?? ''));
+      if (pods.length === 0) throw new KubeError(`no instance ${instances.join(', ')} of ${runId}/${runnable} (weft status ${runId} lists them)`);
+    }
+    await this.deletePods(pods);
+  }
+
+  async suspend(runId: string, suspended: boolean): Promise<void> {
+    const root = await this.requireRoot(runId);
+    const spec = specOf(root);
+    const batch = spec?.runnables.filter((r) => r.kind === 'batch') ?? [];
+    if (batch.length === 0) throw new KubeError(`run ${runId} has no batch runnable; only batch runs can be suspended (scale services to 0 instead)`);
+    if (!suspended && spec) {
+      const ms = Math.max(...batch.map((r) => startTimeoutOf(spec, r)));
+      await this.patchRootAnnotations(runId, { [ANN_START_DEADLINE]: new Date(Date.now() + ms).toISOString() });
+    }
+    const merge = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
+    for (const r of batch) {
+      this.count('patch');
+      await this.batch.patchNamespacedJob({ name: workloadName(runId, r.name), namespace: this.namespace, body: { spec: { suspend: suspended } } }, merge);
+    }
+  }
+
+  async sendCommand(runId: string, command: string, options?: { runnable?: string; payload?: string }): Promise<void> {
+    if (!command) throw new KubeError('a command needs a name');
+    await this.requireRoot(runId);
+    const pods = (await this.podsOf(runId, options?.runnable)).filter((p) => !p.metadata?.deletionTimestamp);
+    if (pods.length === 0) throw new KubeError(`run ${runId} has no live instance${options?.runnable ? ` of ${options.runnable}` : ''} to send "${command}" to`);
+    const id = `${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`;
+    const value = JSON.stringify({ command, payload: options?.payload, sentAt: new Date().toISOString() });
+    const merge = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
+    await Promise.all(
+      pods.map((pod) => {
+        this.count('patch');
+        return this.core.patchNamespacedPod({ name: pod.metadata!.name!, namespace: this.namespace, body: { metadata: { annotations: { [`${ANN_COMMAND_PREFIX}${id}`]: value } } } }, merge);
+      }),
+    );
+  }
+
+  async resourceReport(runId: string): Promise<ResourceReport> {
+    await this.ensureTracking();
+    const status = this.tracker.snapshot(runId);
+    const objects = this.tracker.objects(runId);
+    if (!status || !objects) throw new KubeError(`no run ${runId} in namespace ${this.namespace}`);
+    const spec = specOf(objects.root);
+    const report: ResourceReport = { runId, app: status.app, instances: [] };
+    for (const r of status.runnables) {
+      const res = spec?.runnables.find((x) => x.name === r.name)?.resources;
+      for (const i of r.instances) {
+        report.instances.push({ runnable: r.name, instance: i.id, host: i.host, containerId: i.containerId, state: i.state, cpu: res?.cpu ?? '?', memory: res?.memory ?? '?' });
+      }
+    }
+    return report;
+  }
+
+  async discover(runId: string, service: string): Promise<Endpoint[]> {
+    await this.ensureTracking();
+    const objects = this.tracker.objects(runId);
+    if (!objects) throw new KubeError(`no run ${runId} in namespace ${this.namespace}`);
+    const spec = specOf(objects.root);
+    const owners = spec?.runnables.filter((r) => r.ports.some((p) => p.name === service)) ?? [];
+    if (owners.length === 0) throw new KubeError(`run ${runId} announces no port named "${service}"`);
+    const out: Endpoint[] = [];
+    for (const r of owners) {
+      const port = r.ports.find((p) => p.name === service)!.port;
+      for (const pod of objects.pods) {
+        if (pod.metadata?.labels?.[LABEL_RUNNABLE] !== r.name || !pod.status?.podIP || pod.metadata?.deletionTimestamp) continue;
+        const running = pod.status.containerStatuses?.find((c) => c.name === MAIN_CONTAINER)?.state?.running;
+        if (running) out.push({ name: service, host: pod.status.podIP, port });
+      }
+    }
+    return out.sort((a, b) => a.host.localeCompare(b.host));
+  }
+
+  logs(runId: string, options: LogOptions = {}): AsyncIterable<LogLine> {
+    return this.streamLogs(runId, options);
+  }
+
+  private async *streamLogs(runId: string, options: LogOptions): AsyncGenerator<LogLine> {
+    await this.ensureTracking();
+    const objects = this.tracker.objects(runId);
+    if (!objects) throw new KubeError(`no run ${runId} in namespace ${this.namespace}`);
+    const spec = specOf(objects.root);
+    const kindOf = (pod: V1Pod) => spec?.runnables.find((r) => r.name === pod.metadata?.labels?.[LABEL_RUNNABLE])?.kind ?? 'service';
+    const matches = (pod: V1Pod) =>
+      (!options.runnable || pod.metadata?.labels?.[LABEL_RUNNABLE] === options.runnable) && (!options.instance || instanceIdOf(pod, kindOf(pod)) === options.instance);
+    if (!options.follow) {
+      for (const pod of objects.pods.filter(matches)) {
+        const runnable = pod.metadata?.labels?.[LABEL_RUNNABLE] ?? '?';
+        const instance = instanceIdOf(pod, kindOf(pod));
+        let text: string;
+        try {
+          this.count('log');
+          text = await this.core.readNamespacedPodLog({ name: pod.metadata!.name!, namespace: this.namespace, container: MAIN_CONTAINER, tailLines: options.tail });
+        } catch (error) {
+          yield { runnable, instance, line: `(no logs: ${apiMessage(error)})`, stream: 'stderr' };
+          continue;
+        }
+        for (const line of text.split('\n')) if (line) yield { runnable, instance, line };
+      }
+      return;
+    }
+    // Followed: one stream per pod, new pods joined as they appear, until the run ends or the signal aborts.
+    const queue: LogLine[] = [];
+    let wake: (() => void) | undefined;
+    const push = (l: LogLine) => {
+      queue.push(l);
+      wake?.();
+    };
+    const following = new Map<string, AbortController>();
+    let open = 0;
+    let ended = false;
+    const log = new Log(this.kubeConfig);
+    const follow = async (pod: V1Pod) => {
+      const name = pod.metadata!.name!;
+      if (following.has(name)) return;
+      const runnable = pod.metadata?.labels?.[LABEL_RUNNABLE] ?? '?';
+      const instance = instanceIdOf(pod, kindOf(pod));
+      const sink = new PassThrough();
+      const lines = createInterface({ input: sink });
+      open++;
+      lines.on('line', (line) => push({ runnable, instance, line }));
+      lines.on('close', () => {
+        open--;
+        wake?.();
+      });
+      following.set(name, new AbortController());
+      try {
+        this.count('log');
+        const ctl = await log.log(this.namespace, name, MAIN_CONTAINER, sink, { follow: true, tailLines: options.tail });
+        following.set(name, ctl);
+      } catch (error) {
+        push({ runnable, instance, line: `(no logs: ${apiMessage(error)})`, stream: 'stderr' });
+        sink.end();
+      }
+    };
+    const startable = (pod: V1Pod) => matches(pod) && !!pod.status?.containerStatuses?.find((c) => c.name === MAIN_CONTAINER && (c.state?.running || c.state?.terminated));
+    const off = this.tracker.onStatus((status) => {
+      if (status.runId !== runId) return;
+      for (const pod of this.tracker.objects(runId)?.pods ?? []) if (startable(pod)) void follow(pod);
+      if (isTerminal(status.state)) {
+        ended = true;
+        wake?.();
+      }
+    });
+    const abort = () => {
+      ended = true;
+      for (const ctl of following.values()) ctl.abort();
+      wake?.();
+    };
+    options.signal?.addEventListener('abort', abort);
+    try {
+      for (const pod of objects.pods) if (startable(pod)) void follow(pod);
+      if (isTerminal(this.tracker.snapshot(runId)?.state ?? 'PENDING')) ended = true;
+      for (;;) {
+        while (queue.length) yield queue.shift()!;
+        if (options.signal?.aborted) return;
+        if (ended && open === 0) return;
+        await new Promise<void>((resolve) => {
+          wake = resolve;
+          setTimeout(resolve, 1000).unref();
+        });
+        wake = undefined;
+      }
+    } finally {
+      off();
+      options.signal?.removeEventListener('abort', abort);
+      for (const ctl of following.values()) ctl.abort();
+    }
+  }
+
+  /** Records a terminal state on the root (so it survives restarts and vanished pods) and stops what weft failed. */
+  private async recordTerminal(derived: Derived, root: V1ConfigMap | undefined): Promise<void> {
+    if (!root || root.metadata?.deletionTimestamp || root.metadata?.annotations?.[ANN_STATE]) return;
+    if (derived.state !== 'COMPLETED' && derived.state !== 'FAILED') return;
+    try {
+      await this.patchRootAnnotations(derived.runId, {
+        [ANN_STATE]: derived.state,
+        [ANN_MESSAGE]: derived.message ?? null,
+        [ANN_REASON]: derived.reason ?? null,
+        [ANN_EXIT_CODE]: derived.exitCode === undefined ? null : String(derived.exitCode),
+      });
+      if (derived.decidedByWeft) {
+        // The workloads would keep trying (image pulls, scheduling): remove them, keep the root with the verdict.
+        const name = (r: string) => workloadName(derived.runId, r);
+        const spec = specOf(root);
+        for (const r of spec?.runnables ?? []) {
+          this.count('delete');
+          const del = { name: name(r.name), namespace: this.namespace, propagationPolicy: 'Background' };
+          const p = r.kind === 'batch' ? this.batch.deleteNamespacedJob(del) : r.kind === 'service' ? this.apps.deleteNamespacedDeployment(del) : this.apps.deleteNamespacedStatefulSet(del);
+          await p.catch((error) => {
+            if (!isNotFound(error)) throw error;
+          });
+        }
+      }
+    } catch (error) {
+      if (!isNotFound(error) && process.env.WEFT_DEBUG) process.stderr.write(`[weft kube] cannot record the end of ${derived.runId}: ${apiMessage(error)}\n`);
+    }
+  }
+
+  async close(): Promise<void> {
+    this.tracker.stop();
+  }
+}
+
+export async function createKubeRuntime(options: KubernetesRuntimeOptions, probe = true): Promise<KubeRuntime> {
+  const kc = loadKubeConfig(options);
+  const runtime = new KubeRuntime(kc, options);
+  if (probe) await runtime.probe();
+  return runtime;
+}

@@ -1,0 +1,153 @@
+// The OCI runtime bundle (config.json) of one instance, and the host-process
+// equivalent (argv, env, cwd) for machines where runc cannot run.
+import os from 'node:os';
+import path from 'node:path';
+import type { ImageConfig } from '../../image/index.js';
+import type { RunnableSpec } from '../spec.js';
+
+export const PODINFO_PATH = '/etc/weft/podinfo';
+export const FILES_PATH = '/etc/weft/files';
+
+/** Converts a Kubernetes quantity to bytes (256Mi, 1Gi, 500M, 1000). */
+export function memoryBytes(quantity: string): number {
+  const match = /^(\d+(?:\.\d+)?)(Ki|Mi|Gi|Ti|k|M|G|T)?$/.exec(quantity);
+  if (!match) throw new Error(`invalid memory quantity "${quantity}"`);
+  const units: Record<string, number> = { Ki: 1024, Mi: 1024 ** 2, Gi: 1024 ** 3, Ti: 1024 ** 4, k: 1e3, M: 1e6, G: 1e9, T: 1e12 };
+  return Math.round(Number(match[1]) * (match[2] ? units[match[2]] : 1));
+}
+
+/** Converts a cpu quantity ("500m", "1", "0.5") to millicores. */
+export function cpuMillicores(quantity: string): number {
+  return quantity.endsWith('m') ? Number(quantity.slice(0, -1)) : Math.round(Number(quantity) * 1000);
+}
+
+/** The process argv Kubernetes would run: the image Entrypoint, then the spec's args or else the image Cmd. */
+export function processArgs(config: ImageConfig, r: RunnableSpec): string[] {
+  const entrypoint = config.config?.Entrypoint ?? [];
+  const cmd = r.args.length > 0 ? r.args : (config.config?.Cmd ?? []);
+  const args = [...entrypoint, ...cmd];
+  if (args.length === 0) throw new Error(`runnable ${r.name}: the image has no Entrypoint or Cmd and the spec gives no args`);
+  return args;
+}
+
+/** Merges KEY=value lists; later entries win, order of first appearance kept. */
+export function mergeEnv(...lists: Array<string[] | Record<string, string>>): string[] {
+  const map = new Map<string, string>();
+  for (const list of lists) {
+    const entries = Array.isArray(list) ? list.map((e) => [e.slice(0, e.indexOf('=') < 0 ? e.length : e.indexOf('=')), e.slice(e.indexOf('=') + 1)] as const) : Object.entries(list);
+    for (const [k, v] of entries) map.set(k, v);
+  }
+  return [...map].map(([k, v]) => `${k}=${v}`);
+}
+
+export interface BundleInput {
+  config: ImageConfig;
+  runnable: RunnableSpec;
+  rootfs: string;
+  /** Environment added by weft (WEFT_*), before the spec's env. */
+  weftEnv: Record<string, string>;
+  podinfoDir: string;
+  filesDir?: string;
+  hostname: string;
+  cgroupsPath?: string;
+  /** Apply cpu/memory limits through cgroups. */
+  limits: boolean;
+}
+
+/**
+ * A runc config.json: the image's process (entry point, env, working dir, user
+ * root only), host networking (announced ports reachable on 127.0.0.1), a
+ * read-only root with a private /tmp, the podinfo directory (commands) and
+ * the run's files bind-mounted read-only, no process.rlimits (hosts such as
+ * the test machines forbid raising them), memory/cpu limits from the spec.
+ */
+export function runcConfig(input: BundleInput): Record<string, unknown> {
+  const { config, runnable: r } = input;
+  const env = mergeEnv(['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'], config.config?.Env ?? [], input.weftEnv, r.env);
+  const mounts: Array<Record<string, unknown>> = [
+    { destination: '/proc', type: 'proc', source: 'proc' },
+    { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'] },
+    { destination: '/dev/pts', type: 'devpts', source: 'devpts', options: ['nosuid', 'noexec', 'newinstance', 'ptmxmode=0666', 'mode=0620'] },
+    { destination: '/dev/shm', type: 'tmpfs', source: 'shm', options: ['nosuid', 'noexec', 'nodev', 'mode=1777', 'size=65536k'] },
+    { destination: '/dev/mqueue', type: 'mqueue', source: 'mqueue', options: ['nosuid', 'noexec', 'nodev'] },
+    { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', 'ro'] },
+    { destination: '/tmp', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'nodev', 'mode=1777'] },
+    // Name resolution from the host, as host networking implies.
+    { destination: '/etc/resolv.conf', type: 'bind', source: '/etc/resolv.conf', options: ['rbind', 'ro'] },
+    { destination: '/etc/hosts', type: 'bind', source: '/etc/hosts', options: ['rbind', 'ro'] },
+    { destination: PODINFO_PATH, type: 'bind', source: input.podinfoDir, options: ['rbind', 'ro'] },
+  ];
+  if (input.filesDir) mounts.push({ destination: FILES_PATH, type: 'bind', source: input.filesDir, options: ['rbind', 'ro'] });
+  const resources: Record<string, unknown> = { devices: [{ allow: false, access: 'rwm' }] };
+  if (input.limits) {
+    resources.memory = { limit: memoryBytes(r.resources.memory) };
+    const millis = cpuMillicores(r.resources.cpu);
+    if (millis > 0) resources.cpu = { quota: Math.max(1000, millis * 100), period: 100_000 };
+  }
+  return {
+    ociVersion: '1.0.2',
+    process: {
+      terminal: false,
+      user: { uid: 0, gid: 0 },
+      args: processArgs(config, r),
+      env,
+      cwd: config.config?.WorkingDir || '/',
+      capabilities: Object.fromEntries(
+        ['bounding', 'effective', 'permitted'].map((k) => [k, ['CAP_AUDIT_WRITE', 'CAP_KILL', 'CAP_NET_BIND_SERVICE']]),
+      ),
+      noNewPrivileges: true,
+    },
+    root: { path: input.rootfs, readonly: true },
+    hostname: input.hostname,
+    mounts,
+    linux: {
+      resources,
+      ...(input.cgroupsPath ? { cgroupsPath: input.cgroupsPath } : {}),
+      // No network namespace: host networking.
+      namespaces: [{ type: 'pid' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }],
+      maskedPaths: ['/proc/kcore', '/proc/latency_stats', '/proc/timer_list', '/proc/timer_stats', '/proc/sched_debug', '/sys/firmware', '/proc/scsi'],
+      readonlyPaths: ['/proc/asound', '/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger'],
+    },
+  };
+}
+
+export interface HostProcess {
+  argv: string[];
+  env: Record<string, string>;
+  cwd: string;
+  notes: string[];
+}
+
+/**
+ * The host-process equivalent: the image's program run with this machine's
+ * JVM, every `/app` path (weft's image layout) rewritten into the unpacked
+ * rootfs, and the image's JAVA_HOME/PATH replaced by the host's.
+ */
+export function hostProcess(input: Omit<BundleInput, 'limits' | 'hostname' | 'cgroupsPath'> & { hostJava: string }): HostProcess {
+  const { config, runnable: r, rootfs } = input;
+  const notes: string[] = [];
+  const rewrite = (s: string): string => s.replace(/(^|[:=\s])\/app(?=\/|$|:)/g, (_m, lead: string) => `${lead}${path.join(rootfs, 'app')}`);
+  const argv = processArgs(config, r).map(rewrite);
+  const exe = argv[0];
+  if (exe === 'java' || exe.endsWith('/bin/java')) {
+    if (exe !== input.hostJava) notes.push(`java: ${exe} -> ${input.hostJava} (the host's JVM)`);
+    argv[0] = input.hostJava;
+  } else {
+    notes.push(`the entry point ${exe} is not java: it is run from the host's PATH`);
+  }
+  const imageEnv = Object.fromEntries(
+    mergeEnv(config.config?.Env ?? [])
+      .map((e) => [e.slice(0, e.indexOf('=')), e.slice(e.indexOf('=') + 1)])
+      .filter(([k]) => k !== 'PATH' && k !== 'JAVA_HOME' && k !== 'HOME'),
+  );
+  const env: Record<string, string> = {
+    PATH: process.env.PATH ?? '/usr/bin:/bin',
+    HOME: process.env.HOME ?? os.homedir(),
+    ...imageEnv,
+    ...input.weftEnv,
+    ...Object.fromEntries(Object.entries(r.env).map(([k, v]) => [k, rewrite(v)])),
+  };
+  const workdir = config.config?.WorkingDir || '/';
+  const cwd = path.join(rootfs, workdir);
+  return { argv, env, cwd, notes };
+}

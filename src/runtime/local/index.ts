@@ -1,0 +1,20 @@
+// The local backend: the same app specs and images as the Kubernetes runtime,
+// run on this machine with runc (or as host processes where runc cannot run).
+// See docs/twill-on-kubernetes.md.
+import type { LocalRuntimeOptions, Runtime } from '../api.js';
+import { LocalRuntime, type LocalOptions } from './runtime.js';
+
+export { LocalRuntime, LocalRuntimeError, defaultStateDir, formatAnnotations, parseAnnotations, portEnvName, type LocalMode, type LocalOptions } from './runtime.js';
+export { ImageStore, normaliseImageRef, type UnpackedImage } from './images.js';
+export { applyLayer, applyLayerFile, entryComponents, resolveInRoot, UnpackError, type UnpackStats } from './unpack.js';
+export { runcConfig, hostProcess, processArgs, memoryBytes, cpuMillicores, PODINFO_PATH, FILES_PATH } from './bundle.js';
+
+/** The factory src/runtime/index.ts imports for `createRunner({ runtime: 'local' })`. */
+export async function createRuntime(options: LocalRuntimeOptions): Promise<Runtime> {
+  return new LocalRuntime(options as LocalOptions);
+}
+
+/** Same, typed as the local runtime (for its extras: mode, remove, stateDir). */
+export async function createLocalRuntime(options: Omit<LocalOptions, 'runtime'> = {}): Promise<LocalRuntime> {
+  return new LocalRuntime({ runtime: 'local', ...options });
+}

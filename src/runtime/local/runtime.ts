@@ -1,0 +1,1043 @@
+// The local backend: runs an app spec's images on this machine with runc (or,
+// where runc cannot run, as host processes with the host's JVM). All state is
+// in files under the state directory, so a restarted weft process finds every
+// run, verifies its processes, and carries on.
+import { execFile, spawn, spawnSync } from 'node:child_process';
+import { closeSync, existsSync, openSync, promises as fs, readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import type {
+  Endpoint,
+  InstanceStatus,
+  LocalRuntimeOptions,
+  LogLine,
+  LogOptions,
+  ResourceReport,
+  ResourceReportEntry,
+  RunnableStatus,
+  RunRequest,
+  RunStatus,
+  Runtime,
+  StatusListener,
+} from '../api.js';
+import type { AppSpec, RunnableSpec } from '../spec.js';
+import { isTerminal, type InstanceState, type RunState } from '../state.js';
+import { hostProcess, PODINFO_PATH, FILES_PATH, runcConfig } from './bundle.js';
+import { ImageStore } from './images.js';
+import { cgroupMemoryBytes, isSameProcess, processStartTime, residentBytes, sampleCpu } from './procfs.js';
+import { SUPERVISOR_SCRIPT } from './supervisor.js';
+
+const execFileAsync = promisify(execFile);
+
+export class LocalRuntimeError extends Error {
+  override name = 'LocalRuntimeError';
+}
+
+export type LocalMode = 'runc' | 'host';
+
+export interface LocalOptions extends LocalRuntimeOptions {
+  /** runc, host, or auto (default: $WEFT_LOCAL_MODE, else auto: runc when it can run here). */
+  mode?: LocalMode | 'auto';
+  /** The runc binary (default: runc on PATH). */
+  runc?: string;
+  /** java for host-process mode (default: $JAVA_HOME/bin/java, else java on PATH). */
+  java?: string;
+  /** Status poll interval while someone watches (ms, default 300). */
+  pollMs?: number;
+  /** Apply cpu/memory limits with cgroups in runc mode (default true). */
+  limits?: boolean;
+  /** Where images are stored and unpacked (default <stateDir>/images). */
+  imageDir?: string;
+}
+
+export function defaultStateDir(): string {
+  const base = process.env.XDG_STATE_HOME || path.join(os.homedir(), '.local', 'state');
+  return path.join(base, 'weft', 'local');
+}
+
+// ---------------------------------------------------------------------------
+// Records (run.json)
+
+interface InstanceRecord {
+  id: string;
+  /** Instance directory, relative to the run directory. */
+  dir: string;
+  containerId: string;
+  ports: Record<string, number>;
+  supervisorPid?: number;
+  supervisorStart?: string;
+  createdAt: string;
+  /** Set when scaled down: the instance is stopped and dropped from the status once gone. */
+  removed?: boolean;
+}
+
+interface RunnableRecord {
+  desired: number;
+  instances: InstanceRecord[];
+  nextId: number;
+  image: { reference: string; digest: string; rootfs: string };
+}
+
+interface RunRecord {
+  version: 1;
+  runId: string;
+  app: string;
+  spec: AppSpec;
+  mode: LocalMode;
+  modeNote?: string;
+  createdAt: string;
+  startDeadline: number;
+  reachedRunning?: boolean;
+  stopRequested?: { at: string; kind: 'stop' | 'kill'; gracePeriodMs: number };
+  final?: { state: RunState; message?: string; reason?: string; exitCode?: number; finishedAt: string };
+  runnables: Record<string, RunnableRecord>;
+}
+
+const readText = (file: string): string | undefined => {
+  try {
+    return readFileSync(file, 'utf8').trim();
+  } catch {
+    return undefined;
+  }
+};
+
+async function writeJsonAtomic(file: string, value: unknown): Promise<void> {
+  const tmp = `${file}.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`;
+  await fs.writeFile(tmp, JSON.stringify(value, null, 2));
+  await fs.rename(tmp, file);
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const port = (server.address() as { port: number }).port;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+async function portIsFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.once('error', () => resolve(false));
+    server.listen(port, '0.0.0.0', () => server.close(() => resolve(true)));
+  });
+}
+
+/** Environment variable name for an announced port: WEFT_PORT_<NAME>. */
+export function portEnvName(name: string): string {
+  return `WEFT_PORT_${name.toUpperCase().replace(/-/g, '_')}`;
+}
+
+/** The downward-API annotations format: key="value" lines, sorted. */
+export function formatAnnotations(annotations: Record<string, string>): string {
+  return Object.keys(annotations)
+    .sort()
+    .map((k) => `${k}=${JSON.stringify(annotations[k])}\n`)
+    .join('');
+}
+
+export function parseAnnotations(text: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const line of text.split('\n')) {
+    const eq = line.indexOf('=');
+    if (eq <= 0) continue;
+    try {
+      out[line.slice(0, eq)] = JSON.parse(line.slice(eq + 1)) as string;
+    } catch {
+      // not ours
+    }
+  }
+  return out;
+}
+
+function which(cmd: string): string | undefined {
+  for (const dir of (process.env.PATH ?? '').split(':')) {
+    const file = path.join(dir || '.', cmd);
+    if (existsSync(file)) return file;
+  }
+  for (const dir of ['/usr/sbin', '/sbin', '/usr/local/sbin']) {
+    const file = path.join(dir, cmd);
+    if (existsSync(file)) return file;
+  }
+  return undefined;
+}
+
+// ---------------------------------------------------------------------------
+
+interface InstanceView {
+  runnable: string;
+  record: InstanceRecord;
+  dir: string;
+  state: InstanceState;
+  exitCode?: number;
+  reason?: string;
+  message?: string;
+  restarts: number;
+  childPid?: number;
+  startedAt?: string;
+}
+
+export class LocalRuntime implements Runtime {
+  readonly name = 'local' as const;
+  readonly stateDir: string;
+  readonly runsDir: string;
+  readonly runcRoot: string;
+  readonly mode: LocalMode;
+  readonly modeNote: string;
+  private readonly images: ImageStore;
+  private readonly runc: string;
+  private readonly java: string;
+  private readonly pollMs: number;
+  private readonly limits: boolean;
+  private readonly listeners = new Set<StatusListener>();
+  private timer: NodeJS.Timeout | undefined;
+  private readonly lastSent = new Map<string, string>();
+  private readonly locks = new Map<string, Promise<unknown>>();
+  private readonly timers = new Set<NodeJS.Timeout>();
+  private polling = false;
+
+  constructor(options: LocalOptions) {
+    this.stateDir = options.stateDir ?? process.env.WEFT_LOCAL_STATE_DIR ?? defaultStateDir();
+    this.runsDir = path.join(this.stateDir, 'runs');
+    this.runcRoot = path.join(this.stateDir, 'runc');
+    this.images = new ImageStore(options.imageDir ?? path.join(this.stateDir, 'images'));
+    this.runc = options.runc ?? which('runc') ?? 'runc';
+    this.java = options.java ?? (process.env.JAVA_HOME ? path.join(process.env.JAVA_HOME, 'bin', 'java') : which('java') ?? 'java');
+    this.pollMs = options.pollMs ?? 300;
+    this.limits = options.limits ?? true;
+    const wanted = options.mode ?? (process.env.WEFT_LOCAL_MODE as LocalMode | 'auto' | undefined) ?? 'auto';
+    if (wanted !== 'runc' && wanted !== 'host' && wanted !== 'auto') throw new LocalRuntimeError(`unknown local mode "${wanted}": use runc, host or auto`);
+    const probe = this.probeRunc();
+    if (wanted === 'runc') {
+      if (!probe.ok) throw new LocalRuntimeError(`runc cannot run here: ${probe.why} (use --local-mode host, or install runc and run as root)`);
+      this.mode = 'runc';
+      this.modeNote = 'containers run with runc';
+    } else if (wanted === 'host' || !probe.ok) {
+      this.mode = 'host';
+      this.modeNote =
+        wanted === 'host'
+          ? "host-process mode (asked for): programs run from the image's layers with this machine's JVM, without container isolation"
+          : `host-process mode: ${probe.why}; programs run from the image's layers with this machine's JVM, without container isolation`;
+    } else {
+      this.mode = 'runc';
+      this.modeNote = 'containers run with runc';
+    }
+  }
+
+  private probeRunc(): { ok: boolean; why?: string } {
+    const result = spawnSync(this.runc, ['--version'], { encoding: 'utf8' });
+    if (result.error) return { ok: false, why: `runc is not installed (${(result.error as NodeJS.ErrnoException).code})` };
+    if (result.status !== 0) return { ok: false, why: `runc --version failed: ${result.stderr.trim()}` };
+    if (process.getuid?.() !== 0) return { ok: false, why: 'runc needs root here (weft does not set up rootless runc yet)' };
+    return { ok: true };
+  }
+
+  // -------------------------------------------------------------------------
+  // Records
+
+  private runDir(runId: string): string {
+    if (!/^[a-z0-9][-a-z0-9]*$/.test(runId)) throw new LocalRuntimeError(`invalid run id "${runId}"`);
+    return path.join(this.runsDir, runId);
+  }
+
+  private async load(runId: string): Promise<RunRecord | undefined> {
+    let text: string;
+    try {
+      text = await fs.readFile(path.join(this.runDir(runId), 'run.json'), 'utf8');
+    } catch {
+      return undefined;
+    }
+    return JSON.parse(text) as RunRecord;
+  }
+
+  private async mustLoad(runId: string): Promise<RunRecord> {
+    const record = await this.load(runId);
+    if (!record) throw new LocalRuntimeError(`no local run ${runId} in ${this.runsDir}: see weft list --runtime local`);
+    return record;
+  }
+
+  private save(record: RunRecord): Promise<void> {
+    return writeJsonAtomic(path.join(this.runDir(record.runId), 'run.json'), record);
+  }
+
+  /** Serialises read-modify-write of one run's record within this process. */
+  private async withRun<T>(runId: string, fn: (record: RunRecord) => Promise<T>): Promise<T> {
+    const previous = this.locks.get(runId) ?? Promise.resolve();
+    const next = previous.catch(() => undefined).then(async () => fn(await this.mustLoad(runId)));
+    this.locks.set(runId, next);
+    try {
+      return await next;
+    } finally {
+      if (this.locks.get(runId) === next) this.locks.delete(runId);
+    }
+  }
+
+  // -------------------------------------------------------------------------
+  // Submit
+
+  async submit(request: RunRequest): Promise<RunStatus> {
+    const { runId, spec } = request;
+    const dir = this.runDir(runId);
+    if (existsSync(dir)) throw new LocalRuntimeError(`run ${runId} already exists in ${this.runsDir}`);
+    const now = Date.now();
+    const record: RunRecord = {
+      version: 1,
+      runId,
+      app: spec.name,
+      spec,
+      mode: this.mode,
+      modeNote: this.modeNote,
+      createdAt: new Date(now).toISOString(),
+      startDeadline: now + spec.startTimeout,
+      runnables: {},
+    };
+    // Images first: a bad reference is reported before anything is written.
+    const images: Record<string, RunnableRecord['image']> = {};
+    try {
+      for (const r of spec.runnables) {
+        if (r.build || !r.image) {
+          throw new LocalRuntimeError(
+            `runnable ${r.name} has a build: section; build and push the image first (weft build ... --output docker://127.0.0.1:5000/<name>:<tag>) and put its reference under image:`,
+          );
+        }
+        const unpacked = await this.images.prepare(r.image);
+        images[r.name] = { reference: r.image, digest: unpacked.digest, rootfs: unpacked.rootfs };
+      }
+    } catch (error) {
+      const message = (error as Error).message;
+      const reason = error instanceof LocalRuntimeError ? 'InvalidSpec' : 'ErrImagePull';
+      return this.baseStatus(record, reason === 'InvalidSpec' ? 'REJECTED' : 'FAILED', message, reason);
+    }
+    await fs.mkdir(dir, { recursive: true });
+    for (const r of spec.runnables) {
+      record.runnables[r.name] = { desired: r.instances, instances: [], nextId: 0, image: images[r.name] };
+      const filesDir = path.join(dir, 'files', r.name);
+      await fs.mkdir(filesDir, { recursive: true });
+      for (const f of request.files.filter((x) => x.runnable === undefined || x.runnable === r.name)) {
+        await fs.writeFile(path.join(filesDir, f.name), f.data);
+      }
+    }
+    await this.save(record);
+    await this.withRun(runId, async (rec) => {
+      for (const r of rec.spec.runnables) {
+        for (let i = 0; i < r.instances; i++) await this.launch(rec, r);
+      }
+      await this.save(rec);
+    });
+    const status = await this.status(runId);
+    this.kick();
+    return status!;
+  }
+
+  private baseStatus(record: RunRecord, state: RunState, message?: string, reason?: string): RunStatus {
+    return {
+      runId: record.runId,
+      app: record.app,
+      runtime: 'local',
+      state,
+      message,
+      reason,
+      createdAt: record.createdAt,
+      finishedAt: isTerminal(state) ? new Date().toISOString() : undefined,
+      namespace: this.runsDir,
+      runnables: record.spec.runnables.map((r) => ({ name: r.name, kind: r.kind, desired: r.instances, running: 0, instances: [] })),
+    };
+  }
+
+  /** Creates and starts one new instance of a runnable (the record is saved by the caller). */
+  private async launch(record: RunRecord, r: RunnableSpec): Promise<InstanceRecord> {
+    const rr = record.runnables[r.name];
+    const id = String(rr.nextId++);
+    const containerId = `weft-${record.runId}-${r.name}-${id}`;
+    const relDir = path.join('instances', `${r.name}-${id}`);
+    const instDir = path.join(this.runDir(record.runId), relDir);
+    await fs.rm(instDir, { recursive: true, force: true });
+    await fs.mkdir(path.join(instDir, 'podinfo'), { recursive: true });
+    await fs.writeFile(
+      path.join(instDir, 'podinfo', 'annotations'),
+      formatAnnotations({ 'weft.io/kind': r.kind, 'weft.io/run-id': record.runId, 'weft.io/runnable': r.name, 'weft.io/instance': id }),
+    );
+    await fs.writeFile(path.join(instDir, 'podinfo', 'labels'), formatAnnotations({ 'weft.io/run-id': record.runId, 'weft.io/app': record.app, 'weft.io/runnable': r.name }));
+    const ports: Record<string, number> = {};
+    const taken = new Set(Object.values(record.runnables).flatMap((x) => x.instances.filter((i) => !i.removed).flatMap((i) => Object.values(i.ports))));
+    for (const p of r.ports) {
+      // The first instance gets the spec's port when it is free; the others (and a busy port) get a free one.
+      ports[p.name] = !taken.has(p.port) && (await portIsFree(p.port)) ? p.port : await freePort();
+      taken.add(ports[p.name]);
+    }
+    const inst: InstanceRecord = { id, dir: relDir, containerId, ports, createdAt: new Date().toISOString() };
+    rr.instances.push(inst);
+    await this.startSupervisor(record, r, inst);
+    return inst;
+  }
+
+  private async startSupervisor(record: RunRecord, r: RunnableSpec, inst: InstanceRecord): Promise<void> {
+    const runDir = this.runDir(record.runId);
+    const instDir = path.join(runDir, inst.dir);
+    for (const f of ['exit', 'child', 'stop', 'started']) await fs.rm(path.join(instDir, f), { force: true });
+    const rr = record.runnables[r.name];
+    const filesDir = path.join(runDir, 'files', r.name);
+    const inContainer = record.mode === 'runc';
+    const weftEnv: Record<string, string> = {
+      WEFT_RUN_ID: record.runId,
+      WEFT_APP: record.app,
+      WEFT_RUNNABLE: r.name,
+      WEFT_INSTANCE_ID: inst.id,
+      WEFT_INSTANCE_COUNT: String(rr.desired),
+      WEFT_RUNTIME: 'local',
+      WEFT_COMMANDS_FILE: inContainer ? `${PODINFO_PATH}/annotations` : path.join(instDir, 'podinfo', 'annotations'),
+      WEFT_FILES_DIR: inContainer ? FILES_PATH : filesDir,
+    };
+    for (const [name, port] of Object.entries(inst.ports)) weftEnv[portEnvName(name)] = String(port);
+    const image = await this.images.prepare(rr.image.reference).catch(() => undefined);
+    const config = image?.config;
+    if (!config) throw new LocalRuntimeError(`cannot read the image ${rr.image.reference} of runnable ${r.name}`);
+    let command: string[];
+    const env: NodeJS.ProcessEnv = { PATH: process.env.PATH ?? '/usr/bin:/bin' };
+    let cwd = instDir;
+    if (inContainer) {
+      const bundle = path.join(instDir, 'bundle');
+      await fs.mkdir(bundle, { recursive: true });
+      const cfg = runcConfig({
+        config,
+        runnable: r,
+        rootfs: rr.image.rootfs,
+        weftEnv,
+        podinfoDir: path.join(instDir, 'podinfo'),
+        filesDir,
+        hostname: `${r.name}-${inst.id}`,
+        cgroupsPath: this.limits ? `/weft/${inst.containerId}` : undefined,
+        limits: this.limits,
+      });
+      await fs.writeFile(path.join(bundle, 'config.json'), JSON.stringify(cfg, null, 2));
+      await execFileAsync(this.runc, ['--root', this.runcRoot, 'delete', '--force', inst.containerId]).catch(() => undefined);
+      command = [this.runc, '--root', this.runcRoot, 'run', '--bundle', bundle, inst.containerId];
+      env.WEFT_AFTER_EXIT = `'${this.runc}' --root '${this.runcRoot}' delete --force '${inst.containerId}'`;
+    } else {
+      const host = hostProcess({ config, runnable: r, rootfs: rr.image.rootfs, weftEnv, podinfoDir: path.join(instDir, 'podinfo'), filesDir, hostJava: this.java });
+      command = host.argv;
+      Object.assign(env, host.env);
+      cwd = existsSync(host.cwd) ? host.cwd : rr.image.rootfs;
+      await fs.writeFile(path.join(instDir, 'host-process.json'), JSON.stringify({ ...host, note: this.modeNote }, null, 2));
+    }
+    const script = path.join(this.stateDir, 'supervisor.sh');
+    if (readText(script) !== SUPERVISOR_SCRIPT.trim()) {
+      await fs.mkdir(this.stateDir, { recursive: true });
+      await fs.writeFile(`${script}.tmp`, SUPERVISOR_SCRIPT, { mode: 0o755 });
+      await fs.rename(`${script}.tmp`, script);
+    }
+    const log = openSync(path.join(instDir, 'log'), 'a');
+    try {
+      const child = spawn('/bin/sh', [script, instDir, r.kind === 'batch' ? 'never' : 'always', ...command], {
+        cwd,
+        env,
+        detached: true,
+        stdio: ['ignore', log, log],
+      });
+      await new Promise<void>((resolve, reject) => {
+        child.once('spawn', resolve);
+        child.once('error', (e) => reject(new LocalRuntimeError(`cannot start the supervisor of ${r.name}/${inst.id}: ${e.message}`)));
+      });
+      child.unref();
+      inst.supervisorPid = child.pid;
+      inst.supervisorStart = child.pid ? processStartTime(child.pid) : undefined;
+    } finally {
+      closeSync(log);
+    }
+  }
+
+  // -------------------------------------------------------------------------
+  // Status
+
+  private viewInstance(record: RunRecord, runnable: RunnableSpec, inst: InstanceRecord): InstanceView {
+    const dir = path.join(this.runDir(record.runId), inst.dir);
+    const alive = isSameProcess(inst.supervisorPid, inst.supervisorStart);
+    const exitText = readText(path.join(dir, 'exit'));
+    const childText = readText(path.join(dir, 'child'));
+    const restarts = Number(readText(path.join(dir, 'restarts')) ?? 0);
+    const started = readText(path.join(dir, 'started'));
+    const view: InstanceView = {
+      runnable: runnable.name,
+      record: inst,
+      dir,
+      state: 'PENDING',
+      restarts,
+      childPid: childText ? Number(childText) : undefined,
+      startedAt: started ? new Date(Number(started)).toISOString() : undefined,
+    };
+    const stopping = Boolean(record.stopRequested) || Boolean(inst.removed);
+    if (exitText !== undefined && exitText !== '') {
+      const code = Number(exitText);
+      view.exitCode = code;
+      if (alive && runnable.kind !== 'batch' && !stopping) {
+        view.state = 'STARTING';
+        view.reason = 'CrashLoopBackOff';
+        view.message = `exited with code ${code}; restart ${restarts + 1} pending${this.lastLogLine(dir)}`;
+      } else if (alive) {
+        view.state = 'STOPPING';
+      } else if (code === 0 && !(stopping && runnable.kind !== 'batch')) {
+        view.state = 'COMPLETED';
+        view.reason = 'Completed';
+      } else if (stopping) {
+        view.state = 'KILLED';
+        view.reason = code === 137 ? 'Killed' : 'Stopped';
+        view.message = `stopped (exit code ${code})`;
+      } else {
+        view.state = 'FAILED';
+        view.reason = code === 137 ? 'OOMKilled or killed' : 'Error';
+        view.message = `exited with code ${code}${this.lastLogLine(dir)}`;
+      }
+      return view;
+    }
+    if (!alive) {
+      if (!inst.supervisorPid) return view;
+      view.state = stopping ? 'KILLED' : 'FAILED';
+      view.reason = 'Lost';
+      view.message = `the instance's supervisor (pid ${inst.supervisorPid}) ended without recording an exit code`;
+      return view;
+    }
+    view.state = stopping ? 'STOPPING' : childText ? 'RUNNING' : 'STARTING';
+    return view;
+  }
+
+  private lastLogLine(dir: string): string {
+    try {
+      const text = readFileSync(path.join(dir, 'log'), 'utf8');
+      const lines = text.split('\n').filter((l) => l.trim() && !l.startsWith('[weft]'));
+      const last = lines[lines.length - 1];
+      return last ? `: ${last.slice(0, 300)}` : '';
+    } catch {
+      return '';
+    }
+  }
+
+  private views(record: RunRecord): InstanceView[] {
+    const out: InstanceView[] = [];
+    for (const r of record.spec.runnables) {
+      for (const inst of record.runnables[r.name]?.instances ?? []) out.push(this.viewInstance(record, r, inst));
+    }
+    return out;
+  }
+
+  /** Derives the run state from its instances; records terminal states (and acts on them) once. */
+  private async derive(record: RunRecord): Promise<RunStatus> {
+    const views = this.views(record);
+    const runnables: RunnableStatus[] = record.spec.runnables.map((r) => {
+      const mine = views.filter((v) => v.runnable === r.name && !(v.record.removed && isTerminalInstance(v.state)));
+      return {
+        name: r.name,
+        kind: r.kind,
+        desired: record.runnables[r.name]?.desired ?? r.instances,
+        running: mine.filter((v) => v.state === 'RUNNING').length,
+        instances: mine.map((v) => ({
+          id: v.record.id,
+          state: v.state,
+          name: v.record.containerId,
+          host: os.hostname(),
+          containerId: record.mode === 'runc' ? v.record.containerId : v.childPid ? `pid-${v.childPid}` : undefined,
+          restarts: v.restarts,
+          exitCode: v.exitCode,
+          reason: v.reason,
+          message: v.message,
+          startedAt: v.startedAt,
+        })),
+      };
+    });
+    const status: RunStatus = {
+      runId: record.runId,
+      app: record.app,
+      runtime: 'local',
+      state: 'PENDING',
+      createdAt: record.createdAt,
+      namespace: this.runsDir,
+      runnables,
+    };
+    if (record.final) {
+      return { ...status, state: record.final.state, message: record.final.message, reason: record.final.reason, exitCode: record.final.exitCode, finishedAt: record.final.finishedAt };
+    }
+    const active = views.filter((v) => !v.record.removed);
+    const live = views.filter((v) => !isTerminalInstance(v.state) && v.record.supervisorPid);
+    let state: RunState;
+    let message: string | undefined;
+    let reason: string | undefined;
+    let exitCode: number | undefined;
+    const failed = active.find((v) => v.state === 'FAILED');
+    if (record.stopRequested) {
+      state = live.length > 0 ? 'STOPPING' : 'KILLED';
+      message = record.stopRequested.kind === 'kill' ? 'killed on request' : 'stopped on request';
+      reason = record.stopRequested.kind === 'kill' ? 'Killed' : 'Stopped';
+    } else if (failed) {
+      state = 'FAILED';
+      reason = failed.reason;
+      exitCode = failed.exitCode;
+      message = `${failed.runnable}/${failed.record.id} ${failed.message ?? 'failed'}`;
+    } else {
+      const kinds = record.spec.runnables;
+      const allBatch = kinds.every((r) => r.kind === 'batch');
+      const byName = (name: string) => active.filter((v) => v.runnable === name);
+      const complete = allBatch && kinds.every((r) => byName(r.name).length >= (record.runnables[r.name]?.desired ?? 0) && byName(r.name).every((v) => v.state === 'COMPLETED'));
+      const satisfied = kinds.every((r) => {
+        const mine = byName(r.name);
+        const want = record.runnables[r.name]?.desired ?? 0;
+        if (r.kind === 'batch') return mine.every((v) => v.state === 'RUNNING' || v.state === 'COMPLETED') && mine.length >= want;
+        return mine.filter((v) => v.state === 'RUNNING').length >= want;
+      });
+      if (complete) {
+        state = 'COMPLETED';
+        exitCode = 0;
+        message = 'every instance exited with code 0';
+      } else if (satisfied) {
+        state = 'RUNNING';
+      } else if (record.reachedRunning) {
+        // A service instance restarting after a crash or a scale-up in progress: still running.
+        state = 'RUNNING';
+        const crash = active.find((v) => v.reason === 'CrashLoopBackOff');
+        if (crash) {
+          message = `${crash.runnable}/${crash.record.id} ${crash.message}`;
+          reason = 'CrashLoopBackOff';
+        }
+      } else if (Date.now() > record.startDeadline) {
+        state = 'FAILED';
+        reason = 'StartTimeout';
+        message = `the run did not start within ${Math.round(record.spec.startTimeout / 1000)}s`;
+      } else {
+        state = active.some((v) => v.state !== 'PENDING') ? 'STARTING' : 'PENDING';
+        const crash = active.find((v) => v.reason === 'CrashLoopBackOff');
+        if (crash) {
+          message = `${crash.runnable}/${crash.record.id} ${crash.message}`;
+          reason = 'CrashLoopBackOff';
+        }
+      }
+    }
+    if (record.mode === 'host' && !message && !isTerminal(state)) message = record.modeNote;
+    Object.assign(status, { state, message, reason, exitCode });
+    if (state === 'RUNNING' && !record.reachedRunning) await this.update(record.runId, (rec) => void (rec.reachedRunning = true));
+    if (isTerminal(state)) {
+      const finishedAt = new Date().toISOString();
+      status.finishedAt = finishedAt;
+      await this.update(record.runId, (rec) => {
+        if (!rec.final) rec.final = { state, message, reason, exitCode, finishedAt };
+      });
+      // A failed batch (like a Job with backoffLimit 0) takes its other instances down.
+      if (live.length > 0) await this.signalAll(record, live, 'SIGKILL');
+    }
+    return status;
+  }
+
+  private async update(runId: string, fn: (record: RunRecord) => void): Promise<void> {
+    await this.withRun(runId, async (rec) => {
+      fn(rec);
+      await this.save(rec);
+    }).catch(() => undefined);
+  }
+
+  async status(runId: string): Promise<RunStatus | undefined> {
+    if (!/^[a-z0-9][-a-z0-9]*$/.test(runId)) return undefined;
+    const record = await this.load(runId);
+    return record ? this.derive(record) : undefined;
+  }
+
+  async list(filter: { app?: string; liveOnly?: boolean } = {}): Promise<RunStatus[]> {
+    let names: string[];
+    try {
+      names = await fs.readdir(this.runsDir);
+    } catch {
+      return [];
+    }
+    const out: RunStatus[] = [];
+    for (const name of names.sort()) {
+      const record = await this.load(name).catch(() => undefined);
+      if (!record || (filter.app && record.app !== filter.app)) continue;
+      if (filter.liveOnly && record.final) continue;
+      const status = await this.derive(record);
+      if (filter.liveOnly && isTerminal(status.state)) continue;
+      out.push(status);
+    }
+    return out;
+  }
+
+  watch(listener: StatusListener): () => void {
+    this.listeners.add(listener);
+    this.kick();
+    return () => {
+      this.listeners.delete(listener);
+      if (this.listeners.size === 0 && this.timer) {
+        clearTimeout(this.timer);
+        this.timer = undefined;
+      }
+    };
+  }
+
+  /** Polls run records while anyone listens (files are the source of truth, written by supervisors in other processes). */
+  private kick(): void {
+    if (this.listeners.size === 0 || this.timer || this.polling) return;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.polling = true;
+      void this.poll().finally(() => {
+        this.polling = false;
+        this.kick();
+      });
+    }, this.pollMs);
+  }
+
+  private async poll(): Promise<void> {
+    let names: string[];
+    try {
+      names = await fs.readdir(this.runsDir);
+    } catch {
+      return;
+    }
+    for (const name of names) {
+      const record = await this.load(name).catch(() => undefined);
+      if (!record) continue;
+      if (record.final && this.lastSent.has(name) && isTerminal(JSON.parse(this.lastSent.get(name)!).state)) continue;
+      const status = await this.derive(record).catch(() => undefined);
+      if (!status) continue;
+      const key = JSON.stringify({ ...status, finishedAt: undefined });
+      if (this.lastSent.get(name) === key) continue;
+      this.lastSent.set(name, key);
+      for (const listener of [...this.listeners]) {
+        try {
+          listener(status);
+        } catch {
+          // a listener's error is its own
+        }
+      }
+    }
+  }
+
+  // -------------------------------------------------------------------------
+  // Control
+
+  private async signalAll(record: RunRecord, views: InstanceView[], signal: 'SIGTERM' | 'SIGKILL'): Promise<void> {
+    await Promise.all(views.map((v) => this.signalInstance(record, v, signal)));
+  }
+
+  private async signalInstance(record: RunRecord, view: InstanceView, signal: 'SIGTERM' | 'SIGKILL'): Promise<void> {
+    await fs.writeFile(path.join(view.dir, 'stop'), signal).catch(() => undefined);
+    const pid = view.childPid ?? Number(readText(path.join(view.dir, 'child')) ?? 0);
+    if (record.mode === 'runc') {
+      // runc run forwards SIGTERM to the container; SIGKILL cannot be forwarded, so it goes through runc kill.
+      if (signal === 'SIGKILL') {
+        await execFileAsync(this.runc, ['--root', this.runcRoot, 'kill', view.record.containerId, 'KILL']).catch(() => undefined);
+      }
+    }
+    if (pid > 0) {
+      try {
+        process.kill(pid, signal);
+      } catch {
+        // already gone
+      }
+    }
+    // The supervisor may be between attempts (sleeping before a restart): the stop marker ends it.
+  }
+
+  /** Signals instances with SIGTERM and escalates to SIGKILL after the grace period (also when this process exits first). */
+  private async stopInstances(record: RunRecord, views: InstanceView[], gracePeriodMs: number): Promise<void> {
+    const live = views.filter((v) => !isTerminalInstance(v.state));
+    if (gracePeriodMs <= 0) {
+      await this.signalAll(record, live, 'SIGKILL');
+      return;
+    }
+    await this.signalAll(record, live, 'SIGTERM');
+    for (const v of live) {
+      // A detached watchdog carries out the escalation even if this weft process exits in the meantime.
+      const pid = v.childPid ?? 0;
+      const runcKill = record.mode === 'runc' ? `'${this.runc}' --root '${this.runcRoot}' kill '${v.record.containerId}' KILL 2>/dev/null; ` : '';
+      const script = `sleep ${(gracePeriodMs / 1000).toFixed(3)}; [ -e '${v.dir}/exit' ] && exit 0; ${runcKill}${pid > 0 ? `kill -9 ${pid} 2>/dev/null` : ''}; exit 0`;
+      const child = spawn('/bin/sh', ['-c', script], { detached: true, stdio: 'ignore' });
+      child.on('error', () => undefined);
+      child.unref();
+    }
+  }
+
+  async stop(runId: string, options: { gracePeriodMs?: number } = {}): Promise<void> {
+    await this.withRun(runId, async (record) => {
+      if (record.final) return;
+      const grace = options.gracePeriodMs ?? record.spec.stopTimeout;
+      record.stopRequested ??= { at: new Date().toISOString(), kind: grace <= 0 ? 'kill' : 'stop', gracePeriodMs: grace };
+      await this.save(record);
+      await this.stopInstances(record, this.views(record), grace);
+    });
+    this.kick();
+  }
+
+  async kill(runId: string): Promise<void> {
+    await this.withRun(runId, async (record) => {
+      if (record.final) return;
+      record.stopRequested = { at: new Date().toISOString(), kind: 'kill', gracePeriodMs: 0 };
+      await this.save(record);
+      await this.stopInstances(record, this.views(record), 0);
+    });
+    this.kick();
+  }
+
+  private runnableOf(record: RunRecord, runnable: string): RunnableSpec {
+    const r = record.spec.runnables.find((x) => x.name === runnable);
+    if (!r) throw new LocalRuntimeError(`run ${record.runId} has no runnable "${runnable}": it has ${record.spec.runnables.map((x) => x.name).join(', ')}`);
+    return r;
+  }
+
+  private requireLive(record: RunRecord, what: string): void {
+    if (record.final || record.stopRequested) throw new LocalRuntimeError(`cannot ${what}: run ${record.runId} is ${record.final?.state ?? 'STOPPING'}`);
+  }
+
+  async scale(runId: string, runnable: string, instances: number): Promise<void> {
+    if (!Number.isInteger(instances) || instances < 0) throw new LocalRuntimeError(`instances must be a whole number >= 0, got ${instances}`);
+    await this.withRun(runId, async (record) => {
+      this.requireLive(record, `scale ${runnable}`);
+      const r = this.runnableOf(record, runnable);
+      const rr = record.runnables[runnable];
+      rr.desired = instances;
+      const active = rr.instances.filter((i) => !i.removed);
+      const grace = r.stopTimeout ?? record.spec.stopTimeout;
+      if (instances < active.length) {
+        // Like a Deployment/StatefulSet: the highest instance ids go first.
+        const drop = [...active].sort((a, b) => Number(b.id) - Number(a.id)).slice(0, active.length - instances);
+        for (const inst of drop) inst.removed = true;
+        await this.save(record);
+        await this.stopInstances(record, drop.map((i) => this.viewInstance(record, r, i)), grace);
+      } else {
+        for (let i = active.length; i < instances; i++) await this.launch(record, r);
+      }
+      await this.save(record);
+    });
+    this.kick();
+  }
+
+  async restart(runId: string, runnable: string, instances?: string[]): Promise<void> {
+    await this.withRun(runId, async (record) => {
+      this.requireLive(record, `restart ${runnable}`);
+      const r = this.runnableOf(record, runnable);
+      const active = record.runnables[runnable].instances.filter((i) => !i.removed);
+      const targets = instances ? instances.map((id) => {
+        const inst = active.find((i) => i.id === id);
+        if (!inst) throw new LocalRuntimeError(`runnable ${runnable} of run ${runId} has no instance ${id}: it has ${active.map((i) => i.id).join(', ') || 'none'}`);
+        return inst;
+      }) : active;
+      const grace = r.stopTimeout ?? record.spec.stopTimeout;
+      for (const inst of targets) {
+        const view = this.viewInstance(record, r, inst);
+        const restarts = view.restarts;
+        await this.stopInstances(record, [view], grace);
+        // Wait until the supervisor is gone (the watchdog kills after the grace period).
+        const deadline = Date.now() + grace + 10_000;
+        while (isSameProcess(inst.supervisorPid, inst.supervisorStart) && Date.now() < deadline) await sleep(100);
+        await fs.writeFile(path.join(view.dir, 'restarts'), String(restarts + 1));
+        await this.startSupervisor(record, r, inst);
+      }
+      await this.save(record);
+    });
+    this.kick();
+  }
+
+  async suspend(runId: string, suspended: boolean): Promise<void> {
+    await this.withRun(runId, async (record) => {
+      this.requireLive(record, suspended ? 'suspend' : 'resume');
+      throw new LocalRuntimeError('suspend/resume is not supported by the local runtime (it maps to Job suspend on Kubernetes); stop the run instead');
+    });
+  }
+
+  async sendCommand(runId: string, command: string, options: { runnable?: string; payload?: string } = {}): Promise<void> {
+    if (!command) throw new LocalRuntimeError('a command needs a name');
+    await this.withRun(runId, async (record) => {
+      this.requireLive(record, `send "${command}"`);
+      if (options.runnable) this.runnableOf(record, options.runnable);
+      const targets = this.views(record).filter((v) => !v.record.removed && !isTerminalInstance(v.state) && (!options.runnable || v.runnable === options.runnable));
+      if (targets.length === 0) throw new LocalRuntimeError(`run ${runId} has no live instance${options.runnable ? ` of ${options.runnable}` : ''} to send "${command}" to`);
+      const id = `${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`;
+      const value = JSON.stringify({ command, payload: options.payload, sentAt: new Date().toISOString() });
+      for (const v of targets) {
+        // The same file format and key as the Kubernetes runtime's downward-API annotations file, replaced atomically.
+        const file = path.join(v.dir, 'podinfo', 'annotations');
+        const current = parseAnnotations(readText(file) ?? '');
+        current[`weft.io/command-${id}`] = value;
+        const tmp = path.join(v.dir, 'podinfo', `.annotations.tmp-${process.pid}`);
+        await fs.writeFile(tmp, formatAnnotations(current));
+        await fs.rename(tmp, file);
+      }
+    });
+  }
+
+  async resourceReport(runId: string): Promise<ResourceReport> {
+    const record = await this.mustLoad(runId);
+    const views = this.views(record).filter((v) => !(v.record.removed && isTerminalInstance(v.state)));
+    const pids = new Map<InstanceView, number>();
+    for (const v of views) {
+      if (v.state !== 'RUNNING' && v.state !== 'STOPPING') continue;
+      const pid = record.mode === 'runc' ? await this.containerPid(v.record.containerId) : v.childPid;
+      if (pid) pids.set(v, pid);
+    }
+    const cpu = await sampleCpu([...pids.values()]);
+    const entries: ResourceReportEntry[] = [];
+    for (const v of views) {
+      const r = record.spec.runnables.find((x) => x.name === v.runnable)!;
+      const pid = pids.get(v);
+      let memoryBytes: number | undefined;
+      if (pid) {
+        memoryBytes = record.mode === 'runc' && this.limits ? await cgroupMemoryBytes(`/weft/${v.record.containerId}`) : undefined;
+        memoryBytes ??= await residentBytes(pid);
+      }
+      const entry: ResourceReportEntry & { pid?: number } = {
+        runnable: v.runnable,
+        instance: v.record.id,
+        host: os.hostname(),
+        containerId: record.mode === 'runc' ? v.record.containerId : pid ? `pid-${pid}` : undefined,
+        state: v.state,
+        cpu: r.resources.cpu,
+        memory: r.resources.memory,
+        usage: pid ? { cpuMillicores: cpu.get(pid), memoryBytes } : undefined,
+      };
+      if (pid) entry.pid = pid;
+      entries.push(entry);
+    }
+    return { runId, app: record.app, instances: entries };
+  }
+
+  private async containerPid(containerId: string): Promise<number | undefined> {
+    try {
+      const { stdout } = await execFileAsync(this.runc, ['--root', this.runcRoot, 'state', containerId]);
+      const state = JSON.parse(stdout) as { pid?: number; status?: string };
+      return state.status === 'running' && state.pid ? state.pid : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  async discover(runId: string, service: string): Promise<Endpoint[]> {
+    const record = await this.mustLoad(runId);
+    const owners = record.spec.runnables.filter((r) => r.ports.some((p) => p.name === service));
+    if (owners.length === 0) {
+      const names = record.spec.runnables.flatMap((r) => r.ports.map((p) => p.name));
+      throw new LocalRuntimeError(`run ${runId} announces no service "${service}"${names.length ? `: it announces ${names.join(', ')}` : ''}`);
+    }
+    return this.views(record)
+      .filter((v) => v.state === 'RUNNING' && !v.record.removed && v.record.ports[service] !== undefined)
+      .map((v) => ({ name: service, host: '127.0.0.1', port: v.record.ports[service] }));
+  }
+
+  logs(runId: string, options: LogOptions = {}): AsyncIterable<LogLine> {
+    return streamLogs(this, runId, options);
+  }
+
+  /** Instance log files of a run (for logs()). */
+  async logFiles(runId: string, options: LogOptions): Promise<Array<{ runnable: string; instance: string; file: string }>> {
+    const record = await this.mustLoad(runId);
+    const out: Array<{ runnable: string; instance: string; file: string }> = [];
+    for (const r of record.spec.runnables) {
+      if (options.runnable && r.name !== options.runnable) continue;
+      for (const inst of record.runnables[r.name]?.instances ?? []) {
+        if (options.instance !== undefined && inst.id !== options.instance) continue;
+        out.push({ runnable: r.name, instance: inst.id, file: path.join(this.runDir(runId), inst.dir, 'log') });
+      }
+    }
+    return out;
+  }
+
+  /** Removes a finished run's directory (its logs too). */
+  async remove(runId: string): Promise<void> {
+    const record = await this.mustLoad(runId);
+    const status = await this.derive(record);
+    if (!isTerminal(status.state)) throw new LocalRuntimeError(`run ${runId} is ${status.state}: stop it before removing it`);
+    for (const inst of Object.values(record.runnables).flatMap((r) => r.instances)) {
+      if (record.mode === 'runc') await execFileAsync(this.runc, ['--root', this.runcRoot, 'delete', '--force', inst.containerId]).catch(() => undefined);
+    }
+    await fs.rm(this.runDir(runId), { recursive: true, force: true });
+  }
+
+  async close(): Promise<void> {
+    this.listeners.clear();
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    for (const t of this.timers) clearTimeout(t);
+    await Promise.all([...this.locks.values()].map((p) => p.catch(() => undefined)));
+  }
+}
+
+function isTerminalInstance(state: InstanceState): boolean {
+  return state === 'COMPLETED' || state === 'FAILED' || state === 'KILLED';
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function* streamLogs(runtime: LocalRuntime, runId: string, options: LogOptions): AsyncIterable<LogLine> {
+  const files = await runtime.logFiles(runId, options);
+  const offsets = new Map<string, number>();
+  const partial = new Map<string, string>();
+  // Initial content (tail N lines per instance when asked).
+  for (const f of files) {
+    let text = '';
+    try {
+      text = await fs.readFile(f.file, 'utf8');
+    } catch {
+      // not written yet
+    }
+    offsets.set(f.file, Buffer.byteLength(text));
+    let lines = text.split('\n');
+    partial.set(f.file, lines.pop() ?? '');
+    if (options.tail !== undefined) lines = lines.slice(Math.max(0, lines.length - options.tail));
+    for (const line of lines) yield { runnable: f.runnable, instance: f.instance, line };
+  }
+  if (!options.follow) {
+    for (const f of files) {
+      const rest = partial.get(f.file);
+      if (rest) yield { runnable: f.runnable, instance: f.instance, line: rest };
+    }
+    return;
+  }
+  let known = files;
+  let finalRounds = 0;
+  while (!options.signal?.aborted) {
+    let progressed = false;
+    for (const f of known) {
+      if (!offsets.has(f.file)) {
+        offsets.set(f.file, 0);
+        partial.set(f.file, '');
+      }
+      let size: number;
+      try {
+        size = (await fs.stat(f.file)).size;
+      } catch {
+        continue;
+      }
+      const offset = offsets.get(f.file)!;
+      if (size <= offset) continue;
+      const handle = await fs.open(f.file, 'r');
+      const buf = Buffer.alloc(size - offset);
+      try {
+        await handle.read(buf, 0, buf.length, offset);
+      } finally {
+        await handle.close();
+      }
+      offsets.set(f.file, size);
+      progressed = true;
+      const lines = (partial.get(f.file)! + buf.toString('utf8')).split('\n');
+      partial.set(f.file, lines.pop() ?? '');
+      for (const line of lines) yield { runnable: f.runnable, instance: f.instance, line };
+    }
+    if (progressed) continue;
+    const status = await runtime.status(runId);
+    if (!status || isTerminal(status.state)) {
+      // One more pass after the end, so the last lines written are not lost.
+      if (++finalRounds > 1) break;
+    }
+    known = await runtime.logFiles(runId, options).catch(() => known);
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(resolve, 200);
+      options.signal?.addEventListener('abort', () => {
+        clearTimeout(t);
+        resolve();
+      }, { once: true });
+    });
+  }
+  for (const f of known) {
+    const rest = partial.get(f.file);
+    if (rest) yield { runnable: f.runnable, instance: f.instance, line: rest };
+  }
+}

@@ -1,0 +1,214 @@
+// The application spec (weft.yaml): what to run, validated with zod so every
+// mistake is reported with its path and what to write instead.
+import { readFile } from 'node:fs/promises';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+
+export class SpecError extends Error {
+  override name = 'SpecError';
+}
+
+const durationUnits: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+
+/** Parses durations like `500ms`, `60s`, `5m`, `1h30m` (or a bare number of seconds) into milliseconds. */
+export function parseDuration(text: string | number): number {
+  if (typeof text === 'number') {
+    if (!Number.isFinite(text) || text < 0) throw new SpecError(`invalid duration ${text}: use a positive number of seconds or a string like 60s, 5m, 1h`);
+    return Math.round(text * 1000);
+  }
+  const trimmed = text.trim();
+  if (/^\d+(\.\d+)?$/.test(trimmed)) return Math.round(Number(trimmed) * 1000);
+  const part = /(\d+(?:\.\d+)?)(ms|s|m|h)/gy;
+  let total = 0;
+  let consumed = 0;
+  let match: RegExpExecArray | null;
+  while ((match = part.exec(trimmed)) !== null) {
+    total += Number(match[1]) * durationUnits[match[2]];
+    consumed = part.lastIndex;
+  }
+  if (consumed === 0 || consumed !== trimmed.length) {
+    throw new SpecError(`invalid duration "${text}": write it like 500ms, 60s, 5m or 1h30m`);
+  }
+  return Math.round(total);
+}
+
+export function formatDuration(ms: number): string {
+  if (ms % 3_600_000 === 0 && ms > 0) return `${ms / 3_600_000}h`;
+  if (ms % 60_000 === 0 && ms > 0) return `${ms / 60_000}m`;
+  if (ms % 1000 === 0) return `${ms / 1000}s`;
+  return `${ms}ms`;
+}
+
+const labelPattern = /^[a-z]([-a-z0-9]*[a-z0-9])?$/;
+const labelHint = 'use lowercase letters, digits and "-", starting with a letter (a DNS label)';
+const dnsLabel = z.string().min(1).max(63).regex(labelPattern, labelHint);
+const appName = z.string().min(1).max(40, 'at most 40 characters (it becomes part of Kubernetes object names)').regex(labelPattern, labelHint);
+const runnableName = z.string().min(1).max(20, 'at most 20 characters (it becomes part of Kubernetes object names)').regex(labelPattern, labelHint);
+
+const duration = z
+  .union([z.string(), z.number()])
+  .transform((value, ctx) => {
+    try {
+      return parseDuration(value);
+    } catch (error) {
+      ctx.addIssue({ code: z.ZodIssueCode.custom, message: (error as Error).message });
+      return z.NEVER;
+    }
+  });
+
+const cpuQuantity = z
+  .union([z.string(), z.number()])
+  .transform((v) => String(v))
+  .refine((v) => /^(\d+(\.\d+)?|\d+m)$/.test(v), 'cpu is cores ("1", "0.5") or millicores ("500m")');
+const memoryQuantity = z
+  .union([z.string(), z.number()])
+  .transform((v) => String(v))
+  .refine((v) => /^\d+(\.\d+)?(Ki|Mi|Gi|Ti|k|M|G|T)?$/.test(v), 'memory is bytes or a quantity like 256Mi, 1Gi');
+
+export const ResourcesSchema = z
+  .object({
+    cpu: cpuQuantity.default('500m'),
+    memory: memoryQuantity.default('256Mi'),
+  })
+  .strict();
+
+export const PortSchema = z
+  .object({
+    name: z
+      .string()
+      .regex(/^[a-z]([-a-z0-9]{0,13}[a-z0-9])?$/, 'a port name is a lowercase DNS label of at most 15 characters'),
+    port: z.number().int().min(1).max(65535),
+    protocol: z.enum(['TCP', 'UDP']).default('TCP'),
+  })
+  .strict();
+
+export const BuildSchema = z
+  .object({
+    /** The program jar (a thin jar with libs, or a fat jar). */
+    jar: z.string().min(1),
+    libs: z.array(z.string()).default([]),
+    base: z.string().optional(),
+    mainClass: z.string().optional(),
+    /** Where to push the built image (docker://host/repo:tag); weft's embedded registry when omitted. */
+    target: z.string().optional(),
+  })
+  .strict();
+
+export const StorageSchema = z
+  .object({
+    size: memoryQuantity.default('1Gi'),
+    mountPath: z.string().startsWith('/', 'mountPath must be an absolute path').default('/data'),
+    storageClass: z.string().optional(),
+  })
+  .strict();
+
+/** Kubernetes-only extras for a runnable's pods (ignored by the local runtime). */
+export const KubernetesExtrasSchema = z
+  .object({
+    podLabels: z.record(z.string()).default({}),
+    podAnnotations: z.record(z.string()).default({}),
+    nodeSelector: z.record(z.string()).optional(),
+  })
+  .strict();
+
+export const RunnableSchema = z
+  .object({
+    name: runnableName,
+    kind: z.enum(['batch', 'service', 'stateful'], {
+      errorMap: () => ({ message: 'kind must be one of batch, service, stateful' }),
+    }),
+    image: z.string().min(1).optional(),
+    build: BuildSchema.optional(),
+    instances: z.number().int().min(0).max(10_000).default(1),
+    resources: ResourcesSchema.default({}),
+    args: z.array(z.union([z.string(), z.number()]).transform(String)).default([]),
+    env: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'environment variable names are letters, digits and _'), z.union([z.string(), z.number(), z.boolean()]).transform(String)).default({}),
+    ports: z.array(PortSchema).default([]),
+    startTimeout: duration.optional(),
+    storage: StorageSchema.optional(),
+    /** Grace period for a graceful stop. */
+    stopTimeout: duration.optional(),
+    kubernetes: KubernetesExtrasSchema.optional(),
+  })
+  .strict()
+  .superRefine((r, ctx) => {
+    if (!r.image && !r.build) ctx.addIssue({ code: z.ZodIssueCode.custom, message: 'give either image: <reference> or a build: section', path: ['image'] });
+    if (r.image && r.build) ctx.addIssue({ code: z.ZodIssueCode.custom, message: 'give image or build, not both', path: ['build'] });
+    if (r.storage && r.kind !== 'stateful') ctx.addIssue({ code: z.ZodIssueCode.custom, message: 'storage is only for kind: stateful', path: ['storage'] });
+    const names = new Set<string>();
+    r.ports.forEach((p, i) => {
+      if (names.has(p.name)) ctx.addIssue({ code: z.ZodIssueCode.custom, message: `duplicate port name "${p.name}"`, path: ['ports', i, 'name'] });
+      names.add(p.name);
+    });
+  });
+
+export const AppSpecSchema = z
+  .object({
+    name: appName,
+    startTimeout: duration.default('5m'),
+    stopTimeout: duration.default('30s'),
+    namespace: dnsLabel.optional(),
+    serviceAccount: z.string().optional(),
+    imagePullSecrets: z.array(z.string()).default([]),
+    labels: z.record(z.string()).default({}),
+    runnables: z.array(RunnableSchema).min(1, 'list at least one runnable under runnables:'),
+  })
+  .strict()
+  .superRefine((app, ctx) => {
+    const seen = new Set<string>();
+    app.runnables.forEach((r, i) => {
+      if (seen.has(r.name)) ctx.addIssue({ code: z.ZodIssueCode.custom, message: `duplicate runnable name "${r.name}"`, path: ['runnables', i, 'name'] });
+      seen.add(r.name);
+    });
+  });
+
+export type AppSpec = z.output<typeof AppSpecSchema>;
+export type AppSpecInput = z.input<typeof AppSpecSchema>;
+export type RunnableSpec = z.output<typeof RunnableSchema>;
+export type RunnableKind = RunnableSpec['kind'];
+export type PortSpec = z.output<typeof PortSchema>;
+export type Resources = z.output<typeof ResourcesSchema>;
+
+function formatIssues(error: z.ZodError, source: string): string {
+  const lines = error.issues.map((issue) => {
+    const where = issue.path.length ? issue.path.map((p) => (typeof p === 'number' ? `[${p}]` : `.${p}`)).join('').replace(/^\./, '') : '(top level)';
+    let message = issue.message;
+    if (issue.code === z.ZodIssueCode.unrecognized_keys) message = `unknown field(s) ${issue.keys.map((k) => `"${k}"`).join(', ')}: remove or fix the spelling`;
+    if (issue.code === z.ZodIssueCode.invalid_type && issue.received === 'undefined') message = `required: add ${issue.path[issue.path.length - 1] ?? 'it'} (${issue.expected})`;
+    return `  ${where}: ${message}`;
+  });
+  return `invalid app spec ${source}:\n${lines.join('\n')}`;
+}
+
+/** Validates a parsed spec object; throws SpecError listing every problem. */
+export function parseAppSpec(input: unknown, source = '(inline)'): AppSpec {
+  const result = AppSpecSchema.safeParse(input);
+  if (!result.success) throw new SpecError(formatIssues(result.error, source));
+  return result.data;
+}
+
+export function parseAppSpecYaml(text: string, source = '(inline)'): AppSpec {
+  let doc: unknown;
+  try {
+    doc = parseYaml(text);
+  } catch (error) {
+    throw new SpecError(`${source} is not valid YAML: ${(error as Error).message}`);
+  }
+  if (doc === null || typeof doc !== 'object' || Array.isArray(doc)) throw new SpecError(`${source} must be a YAML mapping with name: and runnables:`);
+  return parseAppSpec(doc, source);
+}
+
+export async function loadAppSpec(file: string): Promise<AppSpec> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (error) {
+    throw new SpecError(`cannot read app spec ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+  }
+  return parseAppSpecYaml(text, file);
+}
+
+/** The start timeout in ms that applies to a runnable. */
+export function startTimeoutOf(app: AppSpec, runnable: RunnableSpec): number {
+  return runnable.startTimeout ?? app.startTimeout;
+}

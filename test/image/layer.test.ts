@@ -1,0 +1,216 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { promises as fs, readFileSync, symlinkSync, writeFileSync, mkdirSync, chmodSync, utimesSync } from 'node:fs';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import { gunzipSync } from 'node:zlib';
+import tar from 'tar-stream';
+import { BlobStore, LayerCache, LayerError, layerFromDirectory, writeLayer, sha256 } from '../../src/image/index.js';
+import { COMMONS_LANG3, run, tempDir } from './helpers.js';
+
+interface TarItem {
+  name: string;
+  type: string;
+  mode: number;
+  uid: number;
+  gid: number;
+  uname: string;
+  gname: string;
+  mtime: number;
+  linkname?: string;
+  data: Buffer;
+}
+
+async function listTar(gzipped: Buffer): Promise<TarItem[]> {
+  const extract = tar.extract();
+  const items: TarItem[] = [];
+  const done = (async () => {
+    for await (const entry of extract) {
+      const chunks: Buffer[] = [];
+      for await (const c of entry) chunks.push(c as Buffer);
+      const h = entry.header;
+      items.push({ name: h.name, type: h.type, mode: h.mode, uid: h.uid, gid: h.gid, uname: h.uname, gname: h.gname, mtime: h.mtime.getTime() / 1000, linkname: h.linkname || undefined, data: Buffer.concat(chunks) });
+    }
+  })();
+  Readable.from([gunzipSync(gzipped)]).pipe(extract as unknown as NodeJS.WritableStream);
+  await done;
+  return items;
+}
+
+test('layer: sorted, explicit parents, root-owned, fixed mtime, normalised modes; digests match content', async (t) => {
+  const { dir, cleanup } = tempDir();
+  t.after(cleanup);
+  const exe = path.join(dir, 'run.sh');
+  writeFileSync(exe, '#!/bin/sh\necho hi\n');
+  chmodSync(exe, 0o700);
+  const plain = path.join(dir, 'plain.txt');
+  writeFileSync(plain, 'x');
+  chmodSync(plain, 0o600);
+  const store = new BlobStore(path.join(dir, 'store'));
+  const layer = await writeLayer(
+    [
+      { type: 'file', path: '/z/run.sh', source: exe },
+      { type: 'file', path: 'a/b/c.txt', data: 'hello' },
+      { type: 'file', path: './a/plain.txt', source: plain },
+      { type: 'symlink', path: 'a/link', target: 'b/c.txt' },
+    ],
+    { store, mtime: 1 },
+  );
+  const blob = readFileSync(layer.blobPath);
+  assert.equal(layer.descriptor.digest, sha256(blob));
+  assert.equal(layer.descriptor.size, blob.length);
+  assert.equal(layer.descriptor.mediaType, 'application/vnd.oci.image.layer.v1.tar+gzip');
+  assert.equal(layer.diffId, sha256(gunzipSync(blob)));
+  assert.equal(layer.fileCount, 4);
+  const items = await listTar(blob);
+  assert.deepEqual(
+    items.map((i) => i.name),
+    ['a/', 'a/b/', 'a/b/c.txt', 'a/link', 'a/plain.txt', 'z/', 'z/run.sh'],
+  );
+  for (const i of items) {
+    assert.equal(i.uid, 0);
+    assert.equal(i.gid, 0);
+    assert.equal(i.uname, '');
+    assert.equal(i.gname, '');
+    assert.equal(i.mtime, 1);
+  }
+  const mode = (n: string) => items.find((i) => i.name === n)!.mode;
+  assert.equal(mode('a/'), 0o755);
+  assert.equal(mode('a/plain.txt'), 0o644);
+  assert.equal(mode('z/run.sh'), 0o755);
+  assert.equal(items.find((i) => i.name === 'a/link')!.linkname, 'b/c.txt');
+  assert.equal(items.find((i) => i.name === 'a/b/c.txt')!.data.toString(), 'hello');
+  // GNU tar reads it too.
+  const listing = run('tar', ['-tzvf', layer.blobPath]);
+  assert.match(listing, /lrwxrwxrwx 0\/0 .* a\/link -> b\/c.txt/);
+});
+
+test('layer: the same entries in another order, with touched sources, give the same bytes', async (t) => {
+  const { dir, cleanup } = tempDir();
+  t.after(cleanup);
+  const f = path.join(dir, 'f.txt');
+  writeFileSync(f, 'content');
+  const store = new BlobStore(path.join(dir, 'store'));
+  const entries = [
+    { type: 'file' as const, path: 'x/f.txt', source: f },
+    { type: 'file' as const, path: 'x/lib.jar', source: COMMONS_LANG3 },
+    { type: 'directory' as const, path: 'empty' },
+  ];
+  const first = await writeLayer(entries, { store });
+  utimesSync(f, new Date(), new Date(Date.now() + 5000));
+  const second = await writeLayer([...entries].reverse(), { store });
+  assert.equal(second.descriptor.digest, first.descriptor.digest);
+  assert.equal(second.diffId, first.diffId);
+  const other = await writeLayer(entries, { store, mtime: 1000 });
+  assert.notEqual(other.diffId, first.diffId, 'mtime is part of the content');
+  const level1 = await writeLayer(entries, { store, gzipLevel: 1 });
+  assert.equal(level1.diffId, first.diffId, 'gzip level changes only the compressed bytes');
+  assert.notEqual(level1.descriptor.digest, first.descriptor.digest);
+});
+
+test('layer: long and non-ASCII paths survive (pax headers)', async (t) => {
+  const { dir, cleanup } = tempDir();
+  t.after(cleanup);
+  const long = `app/${'deep/'.repeat(40)}File-with-ünïcode.class`;
+  const layer = await writeLayer([{ type: 'file', path: long, data: 'x' }], { store: new BlobStore(dir) });
+  const items = await listTar(readFileSync(layer.blobPath));
+  assert.ok(items.some((i) => i.name === long), 'long name present');
+  const listing = run('tar', ['-tzf', layer.blobPath]);
+  assert.ok(listing.split('\n').includes(long), 'GNU tar reads the long name');
+});
+
+test('layer: conflicting or escaping paths are refused', async (t) => {
+  const { dir, cleanup } = tempDir();
+  t.after(cleanup);
+  const store = new BlobStore(dir);
+  await assert.rejects(writeLayer([{ type: 'file', path: '../etc/passwd', data: 'x' }], { store }), LayerError);
+  await assert.rejects(
+    writeLayer([{ type: 'file', path: 'a', data: 'x' }, { type: 'file', path: 'a', data: 'y' }], { store }),
+    /two entries/,
+  );
+  await assert.rejects(
+    writeLayer([{ type: 'file', path: 'a', data: 'x' }, { type: 'file', path: 'a/b', data: 'y' }], { store }),
+    /parent directory/,
+  );
+  await assert.rejects(writeLayer([{ type: 'file', path: 'a', data: 'x' }], { store, gzipLevel: 11 }), /gzip level/);
+});
+
+test('layer: a failing source leaves no blob and no temp file behind', async (t) => {
+  const { dir, cleanup } = tempDir();
+  t.after(cleanup);
+  const store = new BlobStore(path.join(dir, 'store'));
+  let calls = 0;
+  const failing = async (): Promise<Readable> => {
+    calls++;
+    if (calls === 1) return Readable.from([Buffer.alloc(2 * 1024 * 1024, 1)]); // the hashing pass succeeds (a large entry is streamed twice)
+    return new Readable({
+      read() {
+        this.destroy(new Error('disk on fire'));
+      },
+    });
+  };
+  await assert.rejects(writeLayer([{ type: 'file', path: 'x', size: 2 * 1024 * 1024, open: failing }], { store }), /disk on fire/);
+  const left = await fs.readdir(path.join(dir, 'store', 'blobs', 'sha256')).catch(() => []);
+  assert.deepEqual(left, []);
+});
+
+test('layer cache: an unchanged layer is not rewritten; a record without its blob is ignored', async (t) => {
+  const { dir, cleanup } = tempDir();
+  t.after(cleanup);
+  const cache = new LayerCache(path.join(dir, 'cache'));
+  const f = path.join(dir, 'f.txt');
+  writeFileSync(f, 'one');
+  const entries = [{ type: 'file' as const, path: 'app/f.txt', source: f }];
+  const first = await writeLayer(entries, { store: cache.store, cache });
+  assert.equal(first.cached, false);
+  const statBefore = await fs.stat(first.blobPath);
+  const second = await writeLayer(entries, { store: cache.store, cache });
+  assert.equal(second.cached, true);
+  assert.equal(second.descriptor.digest, first.descriptor.digest);
+  assert.equal((await fs.stat(first.blobPath)).mtimeMs, statBefore.mtimeMs, 'blob not rewritten');
+  // A different gzip level is a different key.
+  assert.equal((await writeLayer(entries, { store: cache.store, cache, gzipLevel: 1 })).cached, false);
+  // Changed content is a miss.
+  writeFileSync(f, 'two');
+  assert.equal((await writeLayer(entries, { store: cache.store, cache })).cached, false);
+  // A blob lost (e.g. a killed process, a cleaned cache) means the record is not trusted.
+  writeFileSync(f, 'one');
+  await fs.rm(first.blobPath);
+  const again = await writeLayer(entries, { store: cache.store, cache });
+  assert.equal(again.cached, false);
+  assert.equal(again.descriptor.digest, first.descriptor.digest);
+  // Truncated blob (a crash that somehow left a short file) is also a miss.
+  await fs.truncate(first.blobPath, 10);
+  assert.equal((await writeLayer(entries, { store: cache.store, cache })).cached, false);
+});
+
+test('layerFromDirectory: keeps internal symlinks and executable bits, refuses links leaving the tree', async (t) => {
+  const { dir, cleanup } = tempDir();
+  t.after(cleanup);
+  const tree = path.join(dir, 'jre');
+  mkdirSync(path.join(tree, 'bin'), { recursive: true });
+  mkdirSync(path.join(tree, 'lib', 'empty'), { recursive: true });
+  writeFileSync(path.join(tree, 'bin', 'java'), '#!/bin/sh\n');
+  chmodSync(path.join(tree, 'bin', 'java'), 0o750);
+  writeFileSync(path.join(tree, 'lib', 'libjvm.so'), 'elf');
+  symlinkSync('../lib/libjvm.so', path.join(tree, 'bin', 'libjvm.so'));
+  const store = new BlobStore(path.join(dir, 'store'));
+  const layer = await layerFromDirectory(tree, '/opt/java', { store });
+  const items = await listTar(readFileSync(layer.blobPath));
+  const byName = new Map(items.map((i) => [i.name, i]));
+  assert.equal(byName.get('opt/java/bin/java')?.mode, 0o755);
+  assert.equal(byName.get('opt/java/lib/libjvm.so')?.mode, 0o644);
+  assert.equal(byName.get('opt/java/bin/libjvm.so')?.type, 'symlink');
+  assert.equal(byName.get('opt/java/bin/libjvm.so')?.linkname, '../lib/libjvm.so');
+  assert.ok(byName.has('opt/'), 'parent directories are explicit');
+  assert.ok(byName.has('opt/java/lib/empty/'), 'empty directories are kept');
+
+  symlinkSync('/etc/passwd', path.join(tree, 'lib', 'escape'));
+  await assert.rejects(layerFromDirectory(tree, 'opt/java', { store }), /points outside/);
+  const copied = await layerFromDirectory(tree, 'opt/java', { store, externalSymlinks: 'copy' });
+  const copiedItems = await listTar(readFileSync(copied.blobPath));
+  assert.equal(copiedItems.find((i) => i.name === 'opt/java/lib/escape')?.type, 'file');
+  await fs.rm(path.join(tree, 'lib', 'escape'));
+  symlinkSync('../../outside', path.join(tree, 'lib', 'escape2'));
+  await assert.rejects(layerFromDirectory(tree, 'opt/java', { store }), /points outside/);
+});

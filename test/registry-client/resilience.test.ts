@@ -1,0 +1,185 @@
+// Retries against a real registry behind a flaky proxy, and the rule that
+// credentials never travel over plain HTTP to a non-loopback host.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { createRemoteTransport, InsecureTransportError, isLoopbackHost, mayCarryCredentials, parseChallenges, plainHttpAllowed } from '../../src/registry/client/index.js';
+import { parseDockerReference } from '../../src/image/reference.js';
+import { blobPushes, startDistribution, startProxy, syntheticImage, type Distribution, type SyntheticImage } from './helpers.js';
+
+let registry: Distribution;
+let image: SyntheticImage;
+
+before(async () => {
+  registry = await startDistribution();
+  image = await syntheticImage([
+    { name: 'a', size: 300_000, seed: 'flaky-a' },
+    { name: 'b', size: 200_000, seed: 'flaky-b' },
+  ]);
+});
+after(async () => {
+  await registry?.close();
+});
+
+test('push survives 503s, 429s and dropped connections (re-opening the blob stream)', async () => {
+  let failures = 0;
+  const proxy = await startProxy(registry, (req, i) => {
+    if (failures >= 6) return undefined;
+    // First few requests of each kind fail in turn: 503, dropped connection, 429, dropped mid-upload.
+    if (req.method === 'HEAD' && i % 3 === 0) return (failures++, 503);
+    if (req.method === 'POST' && failures < 4) return (failures++, 'drop');
+    if (req.method === 'PUT' && req.url?.includes('/blobs/uploads/')) return (failures++, failures % 2 ? 'drop-midway' : 429);
+    return undefined;
+  });
+  const retries: string[] = [];
+  const client = createRemoteTransport({ retryBaseMs: 10, onExchange: (e) => e.method === 'RETRY' && retries.push(e.url) });
+  try {
+    const result = await client.push(image, parseDockerReference(`${proxy.host}/flaky/app:1`));
+    assert.equal(result.digest, image.manifestDigest);
+    assert.ok(failures >= 4, `faults were injected (${failures})`);
+    assert.ok(retries.length >= 4, `client retried: ${retries.join(', ')}`);
+    const pulled = await client.open(parseDockerReference(`${registry.host}/flaky/app:1`));
+    assert.equal(pulled.manifestDigest, image.manifestDigest);
+    for (const layer of pulled.manifest.layers) {
+      for await (const _ of await pulled.openBlob(layer)) void _; // verifies digest of each stored blob
+    }
+  } finally {
+    client.close();
+    await proxy.close();
+  }
+});
+
+test('a registry that keeps failing gives up after the retry budget with a clear error', async () => {
+  const proxy = await startProxy(registry, () => 503);
+  const client = createRemoteTransport({ retryBaseMs: 5, retries: 2 });
+  try {
+    await assert.rejects(client.push(image, parseDockerReference(`${proxy.host}/down/app:1`)), /503.*after 3 attempts|after 3 attempts/);
+    assert.equal(blobPushes(proxy.requests).length, 0);
+  } finally {
+    client.close();
+    await proxy.close();
+  }
+});
+
+/** A fake registry on loopback that we reach under a non-loopback name (like curl --resolve). */
+async function challengeServer(challenge: (port: number) => string) {
+  const seen: Array<{ url: string; authorization?: string }> = [];
+  const server = http.createServer((req, res) => {
+    seen.push({ url: req.url ?? '', authorization: req.headers.authorization });
+    req.resume();
+    if (req.url?.startsWith('/token')) {
+      res.writeHead(200, { 'Content-Type': 'application/json' }).end(JSON.stringify({ token: 'anonymous-token' }));
+      return;
+    }
+    res.writeHead(401, { 'WWW-Authenticate': challenge((server.address() as AddressInfo).port), 'Content-Type': 'application/json' });
+    res.end('{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}');
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as AddressInfo).port;
+  return { port, seen, close: () => new Promise<void>((r) => { server.closeAllConnections(); server.close(() => r()); }) };
+}
+
+test('credentials are never sent over plain HTTP to a non-loopback host (Basic)', async () => {
+  const fake = await challengeServer(() => 'Basic realm="fake"');
+  const host = `registry.example.test:${fake.port}`;
+  const client = createRemoteTransport({
+    insecureRegistries: [host],
+    resolve: { 'registry.example.test': '127.0.0.1' },
+    credentials: { [host]: { username: 'alice', password: 'secret' } },
+    retries: 0,
+  });
+  try {
+    await assert.rejects(client.open(parseDockerReference(`${host}/team/app:1`)), (error: unknown) => {
+      assert.ok(error instanceof InsecureTransportError, String(error));
+      assert.match((error as Error).message, /refusing to send credentials .* over plain HTTP/);
+      return true;
+    });
+    assert.ok(fake.seen.length > 0, 'the fake registry was reached over plain HTTP');
+    assert.ok(fake.seen.every((s) => s.authorization === undefined), JSON.stringify(fake.seen));
+  } finally {
+    client.close();
+    await fake.close();
+  }
+});
+
+test('credentials are never sent over plain HTTP to a non-loopback token realm (Bearer)', async () => {
+  const fake = await challengeServer((port) => `Bearer realm="http://auth.example.test:${port}/token",service="fake",scope="repository:team/app:pull"`);
+  const host = `registry.example.test:${fake.port}`;
+  const client = createRemoteTransport({
+    insecureRegistries: [host],
+    resolve: { 'registry.example.test': '127.0.0.1', 'auth.example.test': '127.0.0.1' },
+    credentials: { [host]: { username: 'alice', password: 'secret' } },
+    retries: 0,
+  });
+  try {
+    await assert.rejects(client.open(parseDockerReference(`${host}/team/app:1`)), InsecureTransportError);
+    assert.ok(fake.seen.every((s) => s.authorization === undefined), JSON.stringify(fake.seen));
+  } finally {
+    client.close();
+    await fake.close();
+  }
+});
+
+test('a non-loopback host not marked insecure is never spoken to over plain HTTP', async () => {
+  const fake = await challengeServer(() => 'Basic realm="fake"');
+  const client = createRemoteTransport({ resolve: { 'registry.example.test': '127.0.0.1' }, retries: 0, env: {} });
+  try {
+    await assert.rejects(client.open(parseDockerReference(`registry.example.test:${fake.port}/team/app:1`)), /--insecure-registry/);
+    assert.equal(fake.seen.length, 0, 'no plain HTTP request reached the server');
+  } finally {
+    client.close();
+    await fake.close();
+  }
+});
+
+test('policy: loopback detection, insecure list, credential carriage', () => {
+  for (const h of ['127.0.0.1:5000', '127.1.2.3', 'localhost:5000', '[::1]:5000', 'foo.localhost']) assert.ok(isLoopbackHost(h), h);
+  for (const h of ['10.0.0.1', 'registry.example.test:5000', '128.0.0.1', 'localhost.example.com']) assert.ok(!isLoopbackHost(h), h);
+  assert.ok(plainHttpAllowed('reg.test:5000', ['reg.test:5000']));
+  assert.ok(plainHttpAllowed('reg.test:5000', ['reg.test']));
+  assert.ok(!plainHttpAllowed('reg.test:5000', []));
+  assert.ok(!mayCarryCredentials(new URL('http://reg.test:5000/v2/')));
+  assert.ok(mayCarryCredentials(new URL('http://127.0.0.1:5000/v2/')));
+  assert.ok(mayCarryCredentials(new URL('https://reg.test/v2/')));
+});
+
+test('WWW-Authenticate parsing: Bearer params, quoted commas, several challenges', () => {
+  const [bearer] = parseChallenges('Bearer realm="https://auth.example/token",service="registry.example",scope="repository:a/b:pull,push"');
+  assert.deepEqual(bearer, { scheme: 'bearer', params: { realm: 'https://auth.example/token', service: 'registry.example', scope: 'repository:a/b:pull,push' } });
+  const two = parseChallenges('Basic realm="x", Bearer realm="https://t/token", service=svc');
+  assert.deepEqual(two.map((c) => c.scheme), ['basic', 'bearer']);
+  assert.equal(two[1]!.params.service, 'svc');
+});
+
+test('bearer token refreshed once on 401 (expired or revoked token)', async () => {
+  let issued = 0;
+  const seen: string[] = [];
+  const server = http.createServer((req, res) => {
+    req.resume();
+    const port = (server.address() as AddressInfo).port;
+    if (req.url?.startsWith('/token')) {
+      issued++;
+      res.writeHead(200).end(JSON.stringify({ access_token: `t${issued}`, expires_in: 3600 }));
+      return;
+    }
+    seen.push(`${req.method} ${req.url} ${req.headers.authorization ?? '-'}`);
+    // Only the second token is accepted: the first one is "revoked".
+    if (req.headers.authorization !== 'Bearer t2') {
+      res.writeHead(401, { 'WWW-Authenticate': `Bearer realm="http://127.0.0.1:${port}/token",service="s"` }).end();
+      return;
+    }
+    res.writeHead(200, { 'Content-Type': 'application/json' }).end(JSON.stringify({ name: 'x', tags: ['one'] }));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const host = `127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const client = createRemoteTransport({ retries: 0, env: {} });
+  try {
+    assert.deepEqual(await client.listTags(host, 'x'), ['one']);
+    assert.equal(issued, 2);
+    assert.deepEqual(seen.slice(-2).map((s) => s.split(' ').pop()), ['t1', 't2']);
+  } finally {
+    client.close();
+    await new Promise<void>((r) => { server.closeAllConnections(); server.close(() => r()); });
+  }
+});

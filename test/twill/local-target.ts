@@ -1,0 +1,84 @@
+// The local runtime as a Twill scenario target (runc or host-process mode),
+// with a private state directory removed afterwards.
+import assert from 'node:assert/strict';
+import { promises as fs } from 'node:fs';
+import { connect } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { createRunner, type Controller } from '../../src/runtime/index.js';
+import { buildProbeImage } from './fixtures/probe-image.js';
+import type { TwillTarget } from './scenarios.js';
+
+export async function logLines(c: Controller): Promise<string[]> {
+  const lines: string[] = [];
+  for await (const l of c.logs()) lines.push(`[${l.runnable}/${l.instance}] ${l.line}`);
+  return lines;
+}
+
+/** Polls a run's logs until `predicate` holds. */
+export async function waitForLogs(c: Controller, what: string, predicate: (lines: string[]) => boolean, timeoutMs = 30_000): Promise<string[]> {
+  const deadline = Date.now() + timeoutMs;
+  let lines: string[] = [];
+  while (Date.now() < deadline) {
+    lines = await logLines(c);
+    if (predicate(lines)) return lines;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`timed out waiting for ${what} in the logs:\n${lines.join('\n')}`);
+}
+
+/** Reads one line from a TCP endpoint (the probe answers "instance <id>"). */
+export function readLine(host: string, port: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host, port });
+    let data = '';
+    socket.setEncoding('utf8');
+    socket.on('data', (d: string) => (data += d));
+    socket.on('end', () => resolve(data.trim()));
+    socket.on('error', reject);
+    socket.setTimeout(10_000, () => socket.destroy(new Error(`no answer from ${host}:${port}`)));
+  });
+}
+
+export async function localTarget(mode: 'runc' | 'host'): Promise<TwillTarget> {
+  const image = await buildProbeImage();
+  const stateDir = await fs.mkdtemp(path.join(os.tmpdir(), `weft-local-${mode}-`));
+  let runner;
+  try {
+    runner = await createRunner({ runtime: 'local', stateDir, mode });
+  } catch (error) {
+    await image.remove();
+    await fs.rm(stateDir, { recursive: true, force: true });
+    throw error;
+  }
+  return {
+    runner,
+    image: image.reference,
+    live: true,
+    failBatch(runnable) {
+      runnable.args = ['fail', '3'];
+    },
+    async checkCommandReceived(c, command, payload) {
+      const status = (await runner.runtime.status(c.runId))!;
+      const ids = status.runnables[0].instances.map((i) => i.id);
+      await waitForLogs(c, `command ${command} in every instance`, (lines) =>
+        ids.every((id) => lines.some((l) => l.startsWith(`[web/${id}] command received: weft.io/command-`) && l.includes(`\\"command\\":\\"${command}\\"`) && l.includes(payload))),
+      );
+    },
+    async checkEndpoints(c, endpoints, instances) {
+      assert.equal(endpoints.length, instances);
+      const answers = await Promise.all(endpoints.map((e) => readLine(e.host, e.port)));
+      assert.deepEqual(answers.sort(), Array.from({ length: instances }, (_, i) => `instance ${i}`));
+    },
+    async checkStopped(c, graceful) {
+      const lines = await logLines(c);
+      const hook = lines.some((l) => l.includes('shutdown hook: stopping gracefully'));
+      assert.equal(hook, graceful, `${graceful ? 'a stop lets' : 'a kill does not let'} the JVM run its shutdown hooks:\n${lines.join('\n')}`);
+    },
+    async close() {
+      await runner.close();
+      await image.remove();
+      await fs.rm(stateDir, { recursive: true, force: true });
+    },
+  };
+}
