@@ -3,6 +3,7 @@
 //   cold push     OCI layout -> new repository
 //   re-push       the image with one changed (class) layer -> the repository holding v1; bytes counted by a proxy
 //   pull          registry -> OCI layout directory
+//   copy          registry -> another registry (streamed, no disk)
 // plus weft's two upload strategies (POST+PUT vs POST+PATCH+PUT), in-process.
 // Usage: node dist/bench/push-pull.js [--runs 5] [--mb 32]
 // Prints a markdown table of medians and ratios (peer time / weft time: > 1 means weft is faster).
@@ -12,7 +13,7 @@ import path from 'node:path';
 import { createRemoteTransport } from '../src/registry/client/index.js';
 import { readOciLayout } from '../src/image/index.js';
 import { parseDockerReference } from '../src/image/reference.js';
-import { craneBinary, startDistribution, startProxy, syntheticImage, tempDir, writeLayoutByHand, type Proxy } from '../test/registry-client/helpers.js';
+import { craneBinary, startDistribution, startProxy, syntheticImage, tempDir, writeLayoutByHand } from '../test/registry-client/helpers.js';
 
 const args = process.argv.slice(2);
 const opt = (name: string, def: number): number => {
@@ -43,13 +44,16 @@ const median = (xs: number[]): number => {
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 };
 
-type Tool = 'weft' | 'skopeo' | 'crane';
-const tools: Tool[] = ['weft', 'skopeo', 'crane'];
+type Tool = 'weft' | 'weft-lazy' | 'skopeo' | 'crane';
+const tools: Tool[] = ['weft', 'weft-lazy', 'skopeo', 'crane'];
+const weftLazy = path.resolve('dist/bench/weft-copy-only.js');
+const empty = (): Record<Tool, number[]> => ({ weft: [], 'weft-lazy': [], skopeo: [], crane: [] });
 
 function pushCmd(tool: Tool, layout: string, tag: string, target: string): [string, string[]] {
   switch (tool) {
     case 'weft':
-      return [process.execPath, [weftMain, 'copy', '-q', `oci:${layout}:${tag}`, `docker://${target}`]];
+    case 'weft-lazy':
+      return [process.execPath, [tool === 'weft' ? weftMain : weftLazy, 'copy', '-q', `oci:${layout}:${tag}`, `docker://${target}`]];
     case 'skopeo':
       return ['skopeo', ['copy', '-q', '--dest-tls-verify=false', `oci:${layout}:${tag}`, `docker://${target}`]];
     case 'crane':
@@ -57,10 +61,23 @@ function pushCmd(tool: Tool, layout: string, tag: string, target: string): [stri
   }
 }
 
+function copyCmd(tool: Tool, source: string, target: string): [string, string[]] {
+  switch (tool) {
+    case 'weft':
+    case 'weft-lazy':
+      return [process.execPath, [tool === 'weft' ? weftMain : weftLazy, 'copy', '-q', `docker://${source}`, `docker://${target}`]];
+    case 'skopeo':
+      return ['skopeo', ['copy', '-q', '--src-tls-verify=false', '--dest-tls-verify=false', `docker://${source}`, `docker://${target}`]];
+    case 'crane':
+      return [craneBinary(), ['copy', '--insecure', source, target]];
+  }
+}
+
 function pullCmd(tool: Tool, source: string, out: string): [string, string[]] {
   switch (tool) {
     case 'weft':
-      return [process.execPath, [weftMain, 'copy', '-q', `docker://${source}`, `oci:${out}:v1`]];
+    case 'weft-lazy':
+      return [process.execPath, [tool === 'weft' ? weftMain : weftLazy, 'copy', '-q', `docker://${source}`, `oci:${out}:v1`]];
     case 'skopeo':
       return ['skopeo', ['copy', '-q', '--src-tls-verify=false', `docker://${source}`, `oci:${out}:v1`]];
     case 'crane':
@@ -74,7 +91,6 @@ async function main(): Promise<void> {
   });
   const work = await tempDir('weft-bench-pp-');
   const registry = await startDistribution();
-  let proxy: Proxy | undefined;
   try {
     // A JVM-shaped image: dependencies dominate, classes are small and change.
     const mb = 1024 * 1024;
@@ -93,31 +109,58 @@ async function main(): Promise<void> {
     await writeLayoutByHand(layout2, v2, 'v1');
     const imageBytes = [...v1.blobs.values()].reduce((s, b) => s + b.length, 0);
     const changedBytes = v2.manifest.layers[4]!.size + v2.manifest.config.size;
-    proxy = await startProxy(registry);
-
-    const times: Record<string, Record<Tool, number[]>> = { cold: { weft: [], skopeo: [], crane: [] }, repush: { weft: [], skopeo: [], crane: [] }, pull: { weft: [], skopeo: [], crane: [] } };
-    const repushBytes: Record<Tool, number[]> = { weft: [], skopeo: [], crane: [] };
-    const repushRequests: Record<Tool, number[]> = { weft: [], skopeo: [], crane: [] };
+    const times: Record<string, Record<Tool, number[]>> = { cold: empty(), repush: empty(), pull: empty(), copy: empty() };
+    const repushBytes = empty();
+    const repushRequests = empty();
+    const inProcess: number[] = [];
+    const v1Image = await readOciLayout(layout1, 'v1');
     for (let i = 0; i < runs; i++) {
-      // Rotate the order each round so no tool always runs first.
-      const order = tools.map((_, k) => tools[(k + i) % tools.length]!);
-      for (const tool of order) {
-        const repo = `${registry.host}/bench/${tool}-${i}`;
-        const [c1, a1] = pushCmd(tool, layout1, 'v1', `${repo}:v1`);
-        times.cold![tool].push(await exec(c1, a1));
-        // Re-push after one layer changed, through the counting proxy.
-        proxy.reset();
-        const [c2, a2] = pushCmd(tool, layout2, 'v1', `${proxy.host}/bench/${tool}-${i}:v2`);
-        times.repush![tool].push(await exec(c2, a2));
-        repushBytes[tool].push(proxy.requests.reduce((s, r) => s + r.requestBytes, 0));
-        repushRequests[tool].push(proxy.requests.length);
-        const out = path.join(work, `pull-${tool}-${i}`);
-        const [c3, a3] = pullCmd(tool, `${repo}:v1`, out);
-        times.pull![tool].push(await exec(c3, a3));
-        await fs.rm(out, { recursive: true, force: true });
+      // A fresh registry per round, so "cold" is cold for everyone (skopeo's blob-info
+      // cache is keyed by host:port and would otherwise mount blobs from earlier rounds).
+      const fresh = await startDistribution();
+      const counting = await startProxy(fresh);
+      const other = await startDistribution();
+      try {
+        // Rotate the order each round so no tool always runs first.
+        const order = tools.map((_, k) => tools[(k + i) % tools.length]!);
+        for (const tool of order) {
+          const repo = `${fresh.host}/bench/${tool}`;
+          const [c1, a1] = pushCmd(tool, layout1, 'v1', `${repo}:v1`);
+          times.cold![tool].push(await exec(c1, a1));
+          // Re-push after one layer changed, through the counting proxy.
+          counting.reset();
+          const [c2, a2] = pushCmd(tool, layout2, 'v1', `${counting.host}/bench/${tool}:v2`);
+          times.repush![tool].push(await exec(c2, a2));
+          repushBytes[tool].push(counting.requests.reduce((sum, r) => sum + r.requestBytes, 0));
+          repushRequests[tool].push(counting.requests.length);
+          const out = path.join(work, `pull-${tool}-${i}`);
+          const [c3, a3] = pullCmd(tool, `${repo}:v1`, out);
+          times.pull![tool].push(await exec(c3, a3));
+          await fs.rm(out, { recursive: true, force: true });
+          const [c4, a4] = copyCmd(tool, `${repo}:v1`, `${other.host}/copy/${tool}:v1`);
+          times.copy![tool].push(await exec(c4, a4));
+        }
+        // The same cold push through weft's library, without process start-up.
+        const client = createRemoteTransport();
+        const started = process.hrtime.bigint();
+        await client.push(v1Image, parseDockerReference(`${fresh.host}/bench/inprocess:v1`));
+        inProcess.push(Number(process.hrtime.bigint() - started) / 1e6);
+        client.close();
+      } finally {
+        await counting.close();
+        await fresh.close();
+        await other.close();
       }
     }
 
+    const startups: number[] = [];
+    const helps: number[] = [];
+    const lazyHelps: number[] = [];
+    for (let i = 0; i < runs; i++) {
+      startups.push(await exec(process.execPath, ['-e', '0']));
+      helps.push(await exec(process.execPath, [weftMain, '--help']));
+      lazyHelps.push(await exec(process.execPath, [weftLazy, '--help']));
+    }
     // Upload strategy, in-process (no process start-up in the numbers).
     const modes: Record<string, number[]> = { put: [], patch: [] };
     const image = await readOciLayout(layout1, 'v1');
@@ -134,13 +177,14 @@ async function main(): Promise<void> {
     const lines: string[] = [];
     lines.push(`image: 5 layers, ${(imageBytes / mb).toFixed(1)} MiB compressed; changed layer + config: ${(changedBytes / 1024).toFixed(1)} KiB; ${runs} runs each, medians`);
     lines.push('');
-    lines.push('| case | weft ms | skopeo ms | crane ms | skopeo/weft | crane/weft |');
-    lines.push('|---|---:|---:|---:|---:|---:|');
-    for (const [name, label] of [['cold', 'cold push'], ['repush', 're-push, one layer changed'], ['pull', 'pull to OCI layout']] as const) {
+    lines.push('| case | weft ms | weft, copy command only ms | skopeo ms | crane ms | skopeo/weft | crane/weft | skopeo/weft-lazy | crane/weft-lazy |');
+    lines.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|');
+    for (const [name, label] of [['cold', 'cold push'], ['repush', 're-push, one layer changed'], ['pull', 'pull to OCI layout'], ['copy', 'copy registry to registry']] as const) {
       const w = median(times[name]!.weft);
+      const l = median(times[name]!['weft-lazy']);
       const s = median(times[name]!.skopeo);
       const c = median(times[name]!.crane);
-      lines.push(`| ${label} | ${w.toFixed(0)} | ${s.toFixed(0)} | ${c.toFixed(0)} | ${(s / w).toFixed(2)} | ${(c / w).toFixed(2)} |`);
+      lines.push(`| ${label} | ${w.toFixed(0)} | ${l.toFixed(0)} | ${s.toFixed(0)} | ${c.toFixed(0)} | ${(s / w).toFixed(2)} | ${(c / w).toFixed(2)} | ${(s / l).toFixed(2)} | ${(c / l).toFixed(2)} |`);
     }
     lines.push('');
     lines.push('| re-push: bytes sent (requests) | weft | skopeo | crane |');
@@ -149,10 +193,13 @@ async function main(): Promise<void> {
       `| median | ${median(repushBytes.weft)} (${median(repushRequests.weft)}) | ${median(repushBytes.skopeo)} (${median(repushRequests.skopeo)}) | ${median(repushBytes.crane)} (${median(repushRequests.crane)}) |`,
     );
     lines.push('');
+    lines.push(`weft, copy command only: ${median(lazyHelps).toFixed(0)} ms for --help`);
+    lines.push('');
+    lines.push(`weft cold push in-process (library, no node start-up): ${median(inProcess).toFixed(0)} ms`);
+    lines.push(`node start-up alone (node -e 0): ${median(startups).toFixed(0)} ms; weft --help: ${median(helps).toFixed(0)} ms`);
     lines.push(`weft upload strategy, in-process cold push: POST+PUT ${median(modes.put!).toFixed(0)} ms, POST+PATCH+PUT ${median(modes.patch!).toFixed(0)} ms (ratio ${(median(modes.patch!) / median(modes.put!)).toFixed(2)})`);
     process.stdout.write(`${lines.join('\n')}\n`);
   } finally {
-    await proxy?.close();
     await registry.close();
     await fs.rm(work, { recursive: true, force: true });
   }

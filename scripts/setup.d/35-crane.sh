@@ -9,6 +9,7 @@ dest="$WEFT_TOOLS/crane-$CRANE_VERSION"
 if [[ -x "$dest/crane" ]]; then
   exit 0
 fi
+[[ -x /usr/local/go/bin/go ]] && PATH="$PATH:/usr/local/go/bin"
 command -v go >/dev/null || die "crane needs Go to build: install Go (https://go.dev/doc/install) or put it on PATH"
 log "building crane $CRANE_VERSION into $dest"
 tmp="$(mktemp -d "$WEFT_TOOLS/.crane-build.XXXXXX")"

@@ -5,7 +5,8 @@ source "$(dirname "$0")/../lib.sh"
 : "${WEFT_TEST_ENV:?WEFT_TEST_ENV must name the file that collects test variables (scripts/test sets it)}"
 etcd_bin="$(command -v etcd || true)"
 [[ -x "$etcd_bin" ]] || die "etcd not found: install Debian's etcd-server (scripts/setup --test does)"
-state="${TMPDIR:-/tmp}/weft-test-etcd"
+# One etcd per test-env file, so a benchmark and a test run do not share one.
+state="${TMPDIR:-/tmp}/weft-test-etcd-$(printf '%s' "${WEFT_TEST_ENV:-none}" | md5sum | cut -c1-12)"
 # A previous run that was not torn down: stop it first.
 if [[ -f "$state/pid" ]]; then kill "$(cat "$state/pid")" 2>/dev/null || true; sleep 0.5; fi
 rm -rf "$state"; mkdir -p "$state"

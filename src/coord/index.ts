@@ -10,7 +10,7 @@ export { MemoryCluster, type MemoryCoordination } from './memory.js';
 export type CoordinationOptions =
   | { backend: 'memory'; cluster?: MemoryCluster; timings?: Partial<LeaseTimings> }
   | { backend: 'etcd'; endpoints: string[]; prefix?: string; timings?: Partial<LeaseTimings> }
-  | { backend: 'kubernetes'; namespace?: string; kubeconfig?: string; timings?: Partial<LeaseTimings> };
+  | { backend: 'kubernetes'; namespace?: string; kubeconfig?: string; server?: string; timings?: Partial<LeaseTimings> };
 
 export function resolveTimings(partial: Partial<LeaseTimings> | undefined): LeaseTimings {
   return checkTimings({ ...DEFAULT_TIMINGS, ...Object.fromEntries(Object.entries(partial ?? {}).filter(([, v]) => v !== undefined)) });
@@ -27,7 +27,7 @@ export async function createCoordination(options: CoordinationOptions): Promise<
       return createEtcdCoordination({ endpoints: options.endpoints, prefix: options.prefix, timings });
     case 'kubernetes': {
       const { createKubeCoordination } = await import('./kube.js');
-      return createKubeCoordination({ namespace: options.namespace, kubeconfig: options.kubeconfig, timings });
+      return createKubeCoordination({ namespace: options.namespace, kubeconfig: options.kubeconfig, server: options.server, timings });
     }
     default:
       throw new Error(`unknown coordination backend "${(options as { backend: string }).backend}": use memory, etcd or kubernetes`);

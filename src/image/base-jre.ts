@@ -319,24 +319,27 @@ export async function sharedLibraries(runtimeDir: string): Promise<string[]> {
  */
 export async function hostFileEntries(files: readonly string[]): Promise<{ entries: LayerEntry[]; paths: string[] }> {
   const entries = new Map<string, LayerEntry>();
-  const add = async (file: string, depth: number): Promise<void> => {
-    if (depth > 40) throw new JreBaseError(`too many levels of symlinks at ${file}`);
+  // `chain` holds the links followed to get here: meeting one again is a loop.
+  const add = async (file: string, chain: readonly string[]): Promise<void> => {
     const p = path.normalize(file);
+    if (chain.includes(p) || chain.length > 40) {
+      throw new JreBaseError(`too many levels of symlinks (a loop?) at ${[...chain, p].join(' -> ')}`);
+    }
     if (entries.has(p)) return;
     const stat = await fs.lstat(p).catch((error: Error) => {
       throw new JreBaseError(`cannot read ${p}: ${error.message}`);
     });
     if (stat.isSymbolicLink()) {
       const target = await fs.readlink(p);
+      await add(path.resolve(path.dirname(p), target), [...chain, p]);
       entries.set(p, { type: 'symlink', path: p, target });
-      await add(path.resolve(path.dirname(p), target), depth + 1);
     } else if (stat.isFile()) {
       entries.set(p, { type: 'file', path: p, source: p, mode: stat.mode });
     } else {
       throw new JreBaseError(`${p} is neither a file nor a symlink`);
     }
   };
-  for (const file of files) await add(file, 0);
+  for (const file of files) await add(file, []);
   const paths = [...entries.keys()].sort();
   return { entries: paths.map((p) => entries.get(p) as LayerEntry), paths };
 }
@@ -477,6 +480,10 @@ export interface JreBaseBuildOptions extends JreBaseOptions {
 
 /** Plans and writes the layers, and returns the image (not yet written to any destination). */
 export async function buildJreBaseImage(options: JreBaseBuildOptions = {}): Promise<JreBaseImage> {
+  const level = options.gzipLevel;
+  if (level !== undefined && (!Number.isInteger(level) || level < 0 || level > 9)) {
+    throw new JreBaseError(`--gzip-level must be a whole number from 0 to 9, got ${level}`);
+  }
   const plan = await planJreBase(options);
   const temps: string[] = [];
   const cleanup = async (): Promise<void> => {

@@ -4,12 +4,13 @@ import os from 'node:os';
 import path from 'node:path';
 import { createReadStream } from 'node:fs';
 import { LayerCache, defaultCacheDir } from './cache.js';
+import { sha256 } from './blobstore.js';
 import { StaticImage, jsonBytes, parsePlatform, formatPlatform } from './image.js';
 import { openImage } from './images.js';
 import { DEFAULT_GZIP_LEVEL, defaultEpoch, mapBounded, writeLayer, type LayerResult } from './layer.js';
 import { MediaType, type Descriptor, type ImageConfig, type ImageManifest } from './oci.js';
 import { CLASSPATH, planJvmLayers, type JvmPlanInputs, type LayerName } from './plan.js';
-import { formatImageReference, parseImageReference, formatDockerReference } from './reference.js';
+import { parseImageReference, formatDockerReference } from './reference.js';
 import type { ImageHandle, RemoteTransport } from './transport.js';
 
 export const DEFAULT_JVM_FLAGS = ['-XX:MaxRAMPercentage=75'];
@@ -125,11 +126,12 @@ export async function buildJvmImage(options: JvmBuildOptions): Promise<JvmBuildR
   }
 
   say(`reading ${options.program}`);
-  const plan = await planJvmLayers(options);
+  const cache = new LayerCache(path.resolve(options.cacheDir ?? defaultCacheDir()));
+  await cache.sweepTempFiles();
+  const plan = await planJvmLayers({ ...options, facts: options.noCache ? undefined : cache });
   const warnings = [...plan.warnings];
   let results: Array<LayerResult & { name: LayerName }>;
   try {
-    const cache = new LayerCache(path.resolve(options.cacheDir ?? defaultCacheDir()));
     const concurrency = options.concurrency ?? Math.max(1, os.availableParallelism());
     results = await mapBounded(plan.layers, concurrency, async (layer) => {
       const result = await writeLayer(layer.entries, {
@@ -141,6 +143,7 @@ export async function buildJvmImage(options: JvmBuildOptions): Promise<JvmBuildR
       say(`${layer.name}: ${result.fileCount} files, ${result.descriptor.digest.slice(7, 19)} ${result.cached ? '(cached)' : `(${result.descriptor.size} bytes)`}`);
       return { ...result, name: layer.name };
     });
+    await plan.remember();
   } finally {
     plan.close();
   }
@@ -176,7 +179,7 @@ export async function buildJvmImage(options: JvmBuildOptions): Promise<JvmBuildR
     ],
   };
   const configBytes = jsonBytes(config);
-  const configDescriptor: Descriptor = { mediaType: MediaType.ociConfig, digest: (await import('./blobstore.js')).sha256(configBytes), size: configBytes.length };
+  const configDescriptor: Descriptor = { mediaType: MediaType.ociConfig, digest: sha256(configBytes), size: configBytes.length };
 
   const annotations: Record<string, string> = { 'org.opencontainers.image.created': created };
   if (base) {
@@ -240,4 +243,3 @@ export async function buildJvmImage(options: JvmBuildOptions): Promise<JvmBuildR
   };
 }
 
-export { formatImageReference };

@@ -17,7 +17,7 @@ export {
   type LayerSettings,
   type DirectoryLayerOptions,
 } from './layer.js';
-export { LayerCache, defaultCacheDir } from './cache.js';
+export { LayerCache, defaultCacheDir, type JarFacts, type JarFactsStore } from './cache.js';
 export { openJar, parseManifest, classFileName, JarError, type Jar, type JarEntry, type ZipLimits } from './jar.js';
 export { planJvmLayers, isSnapshot, CLASSPATH, LAYER_ORDER, type JvmPlan, type JvmPlanInputs, type LayerName, type PlannedLayer } from './plan.js';
 export { StaticImage, jsonBytes, parsePlatform, formatPlatform, selectPlatform } from './image.js';

@@ -4,10 +4,15 @@
 // exploded into /app/classes and /app/resources; a Spring Boot jar's
 // BOOT-INF/lib and a generic fat jar's top-level lib/*.jar become dependency
 // layers and its own classes and resources their own layers.
-import { promises as fs } from 'node:fs';
+import { createReadStream, promises as fs } from 'node:fs';
+import { createHash } from 'node:crypto';
+import yauzl from 'yauzl';
+import type { JarFactsStore } from './cache.js';
 import path from 'node:path';
 import { hashFile } from './blobstore.js';
 import { classFileName, classPathEntries, JarError, openJar, type Jar, type ZipLimits } from './jar.js';
+
+const FACTS_VERSION = 1;
 import type { LayerEntry } from './layer.js';
 
 export const APP_ROOT = '/app';
@@ -33,6 +38,8 @@ export interface JvmPlanInputs {
   /** Main class; default: the manifest's Start-Class (Spring Boot) or Main-Class. */
   main?: string;
   limits?: ZipLimits;
+  /** Remembered facts about jars (LayerCache), so unchanged jars are neither re-checked nor re-inflated. */
+  facts?: JarFactsStore;
 }
 
 export interface JvmPlan {
@@ -44,6 +51,8 @@ export interface JvmPlan {
   warnings: string[];
   /** Releases the open jars; call after the layers were written. */
   close(): void;
+  /** Remembers the program jar's entry digests (in `facts`) once the layers were written. */
+  remember(): Promise<void>;
 }
 
 export const isSnapshot = (name: string): boolean => /-SNAPSHOT(\.jar)?$|-SNAPSHOT[-.]|-\d{8}\.\d{6}-\d+(\.jar)?$/i.test(name);
@@ -53,6 +62,7 @@ interface Dependency {
   entry: LayerEntry;
   /** Local file, when not nested in the program jar. */
   file?: string;
+  digest?: string;
   project: boolean;
 }
 
@@ -89,30 +99,63 @@ async function expandLib(arg: string): Promise<string[]> {
   return jars;
 }
 
+/** Key of the remembered facts about a jar: its content digest plus the checks' limits. */
+function factsKey(digest: string, limits: ZipLimits | undefined): string {
+  return createHash('sha256').update(`${FACTS_VERSION}\0${digest}\0${JSON.stringify(limits ?? {})}`).digest('hex');
+}
+
 /** Reads the program jar and the dependencies and decides what goes in which layer. Nothing is written. */
 export async function planJvmLayers(inputs: JvmPlanInputs): Promise<JvmPlan> {
   const warnings: string[] = [];
   const opened: Jar[] = [];
   const close = (): void => {
     for (const jar of opened) jar.close();
+    opened.length = 0;
   };
+  const facts = inputs.facts;
   try {
-    const program = await openJar(inputs.program, inputs.limits);
+    const programDigest = (await hashFile(inputs.program).catch((error: Error) => {
+      throw new JarError(`cannot read ${inputs.program}: ${error.message}`);
+    })).digest;
+    const programKey = factsKey(programDigest, inputs.limits);
+    const programFacts = await facts?.getJarFacts(programKey);
+    const program = await openJar(inputs.program, inputs.limits, { inMemory: true });
     opened.push(program);
     const names = [...program.entries.keys()];
     const springBoot = names.some((n) => n.startsWith('BOOT-INF/'));
     const nestedLib = !springBoot && names.some((n) => /^lib\/[^/]+\.jar$/.test(n));
     const fatJar = springBoot ? 'spring-boot' : nestedLib ? 'nested-lib' : null;
 
+    const mainClass = inputs.main ?? (springBoot ? program.manifest['Start-Class'] : undefined) ?? program.manifest['Main-Class'];
+    if (!mainClass) {
+      throw new JarError(`${inputs.program} names no Main-Class in its manifest: pass --main <fully.qualified.Class>`);
+    }
+    const classFile = classFileName(mainClass);
+
     const classes: LayerEntry[] = [];
     const resources: LayerEntry[] = [];
     const deps: Dependency[] = [];
     const classNames = new Set<string>();
     const projectPattern = inputs.projectLibPattern ? new RegExp(inputs.projectLibPattern) : undefined;
+    // Entry digests of the program jar: remembered from an earlier build of the same jar, or collected now.
+    const known = programFacts?.entryDigests ?? {};
+    const collected: Record<string, string> = {};
+    let used = 0;
 
     const fromZip = (name: string, imagePath: string): LayerEntry => {
       const info = program.entries.get(name)!;
-      return { type: 'file', path: imagePath, size: info.size, open: () => program.open(name) };
+      used++;
+      return {
+        type: 'file',
+        path: imagePath,
+        size: info.size,
+        open: () => program.open(name),
+        readAll: () => program.read(name),
+        contentDigest: known[name],
+        onDigest: (digest) => {
+          collected[name] = digest;
+        },
+      };
     };
     const addProgramEntry = (relative: string, zipName: string): void => {
       if (relative === '' || relative.endsWith('/')) return;
@@ -145,34 +188,49 @@ export async function planJvmLayers(inputs: JvmPlanInputs): Promise<JvmPlan> {
 
     // Dependencies from the manifest Class-Path, --lib and --project-lib.
     const programDir = path.dirname(path.resolve(inputs.program));
-    const localDeps: Array<{ file: string; project: boolean; origin: string }> = [];
+    const localDeps: Array<{ file: string; project: boolean }> = [];
     for (const entry of classPathEntries(program.manifest['Class-Path'])) {
       const file = path.resolve(programDir, entry);
       const stat = await fs.stat(file).catch(() => undefined);
       if (!stat) warnings.push(`Class-Path entry ${entry} of ${inputs.program} does not exist (the JVM would skip it too); pass it with --lib if it is needed`);
       else if (stat.isDirectory()) warnings.push(`Class-Path entry ${entry} is a directory; pass its jars with --lib ${file}`);
-      else localDeps.push({ file, project: false, origin: `Class-Path of ${inputs.program}` });
+      else localDeps.push({ file, project: false });
     }
-    for (const lib of inputs.libs ?? []) for (const file of await expandLib(lib)) localDeps.push({ file, project: false, origin: `--lib ${lib}` });
-    for (const lib of inputs.projectLibs ?? []) for (const file of await expandLib(lib)) localDeps.push({ file, project: true, origin: `--project-lib ${lib}` });
+    for (const lib of inputs.libs ?? []) for (const file of await expandLib(lib)) localDeps.push({ file, project: false });
+    for (const lib of inputs.projectLibs ?? []) for (const file of await expandLib(lib)) localDeps.push({ file, project: true });
     const programReal = await fs.realpath(inputs.program);
+    let foundInLibs = false;
+    const unopened: string[] = [];
     for (const dep of localDeps) {
       if ((await fs.realpath(dep.file)) === programReal) continue;
-      const jar = await openJar(dep.file, inputs.limits); // refuses non-jars, truncated and hostile jars up front
-      opened.push(jar);
+      const { digest, size } = await hashFile(dep.file);
+      const key = factsKey(digest, inputs.limits);
+      if (await facts?.getJarFacts(key)) {
+        unopened.push(dep.file); // checked by an earlier build: same bytes, same limits
+      } else {
+        const jar = await openJar(dep.file, inputs.limits, { inMemory: true }); // refuses non-jars, truncated and hostile jars
+        foundInLibs ||= jar.entries.has(classFile);
+        jar.close();
+        await facts?.putJarFacts(key, { valid: true });
+      }
       const name = path.basename(dep.file);
-      deps.push({ name, file: dep.file, project: dep.project, entry: { type: 'file', path: `${APP_ROOT}/libs/${name}`, source: dep.file, mode: 0o644 } });
+      deps.push({
+        name,
+        file: dep.file,
+        digest,
+        project: dep.project,
+        entry: { type: 'file', path: `${APP_ROOT}/libs/${name}`, size, contentDigest: digest, open: async () => createReadStream(dep.file) },
+      });
     }
 
     // One file per name in /app/libs: the same jar twice is fine, two different jars with one name are not.
     const byName = new Map<string, Dependency>();
     const digestOf = async (d: Dependency): Promise<string> => {
-      if (d.file) return (await hashFile(d.file)).digest;
-      const { createHash } = await import('node:crypto');
+      if (d.digest) return d.digest;
       const hash = createHash('sha256');
       const e = d.entry as { open: () => Promise<NodeJS.ReadableStream> };
       for await (const chunk of await e.open()) hash.update(chunk as Buffer);
-      return hash.digest('hex');
+      return `sha256:${hash.digest('hex')}`;
     };
     for (const dep of deps) {
       const existing = byName.get(dep.name);
@@ -187,18 +245,17 @@ export async function planJvmLayers(inputs: JvmPlanInputs): Promise<JvmPlan> {
     }
 
     // The main class must exist, in the program or a dependency.
-    const mainClass = inputs.main ?? (springBoot ? program.manifest['Start-Class'] : undefined) ?? program.manifest['Main-Class'];
-    if (!mainClass) {
-      throw new JarError(`${inputs.program} names no Main-Class in its manifest: pass --main <fully.qualified.Class>`);
+    let found = classNames.has(classFile) || foundInLibs;
+    for (const file of unopened) {
+      if (found) break;
+      const jar = await openJar(file, inputs.limits);
+      found = jar.entries.has(classFile);
+      jar.close();
     }
-    const classFile = classFileName(mainClass);
-    let found = classNames.has(classFile);
-    for (const jar of opened.slice(1)) found ||= jar.entries.has(classFile);
     if (!found) {
       for (const dep of byName.values()) {
         if (found || dep.file) continue;
         // a nested jar: read it and look inside
-        const { default: yauzl } = await import('yauzl');
         const e = dep.entry as { open: () => Promise<NodeJS.ReadableStream> };
         const chunks: Buffer[] = [];
         for await (const chunk of await e.open()) chunks.push(chunk as Buffer);
@@ -229,6 +286,12 @@ export async function planJvmLayers(inputs: JvmPlanInputs): Promise<JvmPlan> {
       dependencies: [...byName.keys()].sort(),
       warnings,
       close,
+      remember: async () => {
+        if (!facts || programFacts?.entryDigests) return;
+        const merged = { ...known, ...collected };
+        // Only a complete set is remembered; entries a cached layer did not need to hash are simply not there yet.
+        if (Object.keys(merged).length >= used) await facts.putJarFacts(programKey, { valid: true, entryDigests: merged });
+      },
     };
   } catch (error) {
     close();

@@ -15,7 +15,7 @@ import type {
   StatusListener,
   TwillRunner,
 } from './api.js';
-import { AppSpecSchema, parseDuration, SpecError, type AppSpec, type Resources } from './spec.js';
+import { parseDuration, SpecError, type AppSpec, type Resources } from './spec.js';
 import { isTerminal, type RunState } from './state.js';
 
 /** A run id: the app name (shortened) and 8 random hex digits; a valid DNS label of at most 29 characters. */
@@ -162,8 +162,11 @@ class RunPreparer implements Preparer {
   private readonly files: Array<{ file: string | { name: string; data: Buffer | string }; runnable?: string }> = [];
 
   constructor(private readonly runtime: Runtime, spec: AppSpec) {
-    // Re-validate (and deep-copy) so a hand-built spec gets the same checks and defaults as weft.yaml.
-    this.spec = AppSpecSchema.parse(structuredClone(spec));
+    // A deep copy: the caller's spec is never changed. (Not re-parsed: durations are already in ms.)
+    this.spec = structuredClone(spec);
+    if (!this.spec?.name || !Array.isArray(this.spec.runnables) || this.spec.runnables.length === 0) {
+      throw new SpecError('prepare() needs a spec from parseAppSpec/loadAppSpec (with a name and runnables)');
+    }
   }
 
   private runnable(name: string) {

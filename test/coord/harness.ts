@@ -175,9 +175,15 @@ export function checkSafety(log: FencedEntry[], timeline: Timeline['events']): s
   for (const e of timeline) {
     if (e.ev === 'append' && !e.ok && e.error === 'stale') problems.push(`${e.id} wrote with stale token ${e.token} at ${e.at}: it acted as leader after a newer leader`);
   }
-  // Order by wall clock (one machine, one clock); on a tie, a step-down or kill sorts first.
-  const rank = (ev: string) => (ev === 'stepdown' || ev === 'killed' ? 0 : 1);
-  const ordered = [...timeline].sort((a, b) => a.at - b.at || rank(a.ev) - rank(b.ev));
+  // Order by wall clock (one machine, one clock). Within one millisecond, keep arrival
+  // order, except that one candidate's step-down (or kill) sorts before another's election.
+  const ends = (e: { ev: string }) => e.ev === 'stepdown' || e.ev === 'killed';
+  const ordered = [...timeline].sort((a, b) => {
+    if (a.at !== b.at) return a.at - b.at;
+    if (a.id !== b.id && ends(a) && b.ev === 'elected') return -1;
+    if (a.id !== b.id && ends(b) && a.ev === 'elected') return 1;
+    return 0;
+  });
   let leader: { id: string; token: number } | undefined;
   for (const e of ordered) {
     if (e.ev === 'elected') {

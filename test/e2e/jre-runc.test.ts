@@ -59,6 +59,15 @@ describe('weft base jre + weft build, run with runc', () => {
     await mustRun('skopeo', ['copy', `oci:${baseLayout}:17`, `oci:${copy}:17`]);
   });
 
+  test('the base image as a docker-archive is read by skopeo, with the same layers', async () => {
+    const archive = path.join(work.dir, 'jre.tar');
+    await mustWeft(['base', 'jre', '--output', `docker-archive:${archive}:weft/jre:17`]);
+    const inspect = JSON.parse((await mustRun('skopeo', ['inspect', '--config', `docker-archive:${archive}`])).stdout) as {
+      rootfs: { diff_ids: string[] };
+    };
+    assert.deepEqual(inspect.rootfs.diff_ids, base.layers.map((l) => l.diffId));
+  });
+
   test('the base image runs java under runc: user lookup through /etc/passwd, JAVA_HOME, java.home', async () => {
     const run = await runImage(baseLayout, '17', { args: ['java', '-XshowSettings:properties', '-version'] });
     assert.equal(run.code, 0, `runc exited ${run.code}: ${run.stderr}`);

@@ -112,7 +112,7 @@ test('build: same inputs touched and listed in another order give the same diges
   const f = fixture(dir);
   const extra = path.join(dir, 'extra');
   mkdirSync(extra);
-  copyFileSync('/usr/share/java/commons-io.jar', path.join(extra, 'commons-io.jar'));
+  writeZip(path.join(extra, 'commons-io.jar'), [{ name: 'org/apache/commons/io/IOUtils.class', data: Buffer.from('io') }]);
   const first = await buildJvmImage({ program: f.app, libs: [f.libs, extra], cacheDir: path.join(dir, 'cache1') });
   assert.ok(first.layers.every((l) => !l.cached));
   // Touch every input, list the libs in another order, use a fresh cache: same digest.
@@ -203,8 +203,8 @@ test('build: SNAPSHOT and project dependencies get their own layers; empty layer
   const f = fixture(dir);
   const libs = path.join(dir, 'more');
   mkdirSync(libs);
-  copyFileSync('/usr/share/java/commons-io.jar', path.join(libs, 'commons-io-2.99-SNAPSHOT.jar'));
-  copyFileSync('/usr/share/java/commons-cli.jar', path.join(libs, 'acme-core-1.0.jar'));
+  writeZip(path.join(libs, 'commons-io-2.99-SNAPSHOT.jar'), [{ name: 'io/Snap.class', data: Buffer.from('snap') }]);
+  writeZip(path.join(libs, 'acme-core-1.0.jar'), [{ name: 'acme/Core.class', data: Buffer.from('core') }]);
   const own = path.join(dir, 'own-module.jar');
   writeZip(own, [{ name: 'own/Thing.class', data: Buffer.from('x') }]);
   const result = await buildJvmImage({
@@ -288,7 +288,7 @@ test('weft build (CLI): prints the digest, --json describes every layer, bad inp
   const digest = plain.stdout.trim();
   assert.match(digest, /^sha256:[a-f0-9]{64}$/);
   assert.equal(skopeoInspect(`oci:${path.join(dir, 'out')}:latest`).Digest, digest);
-  const json = cli([f.app, '--lib', f.libs, '--json', '--gzip-level', '1']);
+  const json = cli([f.app, '--lib', f.libs, '--json', '--gzip-level', '6']);
   assert.equal(json.status, 0, json.stderr);
   const report = JSON.parse(json.stdout);
   assert.deepEqual(report.layers.map((l: any) => l.name), ['dependencies', 'resources', 'classes']);

@@ -78,6 +78,8 @@ export interface ZipMember {
   declaredSize?: number;
   /** Unix mode for the external attributes (e.g. 0o120777 for a symlink). */
   unixMode?: number;
+  /** Override the CRC-32 written in the headers. */
+  crc?: number;
 }
 
 /** Writes a zip file by hand (local headers, central directory, end record): for crafting hostile jars. */
@@ -89,7 +91,7 @@ export function writeZip(file: string, members: ZipMember[]): void {
     const data = m.data ?? Buffer.alloc(0);
     const method = m.method === 'store' ? 0 : 8;
     const body = method === 8 ? deflateRawSync(data) : data;
-    const crc = zlibCrc32(data) >>> 0;
+    const crc = m.crc ?? zlibCrc32(data) >>> 0;
     const name = Buffer.from(m.name, 'utf8');
     const size = m.declaredSize ?? data.length;
     const local = Buffer.alloc(30);

@@ -116,7 +116,30 @@ test('hostile: zip bombs (ratio, total size, lying sizes)', async (t) => {
   const liar = path.join(dir, 'liar.jar');
   writeZip(liar, [manifest, { name: 'A.class', data: Buffer.from('x') }, { name: 'res.txt', data: Buffer.alloc(200_000, 1), declaredSize: 100 }]);
   await expectRefused(dir, [liar], /too many bytes|damaged|size|expected/i);
+  // An entry whose content does not match its CRC-32.
+  const badCrc = path.join(dir, 'crc.jar');
+  writeZip(badCrc, [manifest, { name: 'A.class', data: Buffer.from('x') }, { name: 'res.txt', data: Buffer.from('hello'), crc: 12345 }]);
+  await expectRefused(dir, [badCrc], /CRC-32/);
   // In-process: planning works, but reading the liar's entry fails.
   const plan = await planJvmLayers({ program: liar });
   plan.close();
+});
+
+test('hostile: a jar checked by an earlier build and then replaced by a bad one is refused (checks are keyed by content)', async (t) => {
+  const { dir, cleanup } = tempDir();
+  t.after(cleanup);
+  const app = makeJar(dir, path.join(dir, 'app.jar'), helloSource(), { classpath: [COMMONS_LANG3], manifest: { 'Main-Class': 'com.example.Hello' } });
+  const libs = path.join(dir, 'libs');
+  mkdirSync(libs);
+  copyFileSync(COMMONS_LANG3, path.join(libs, 'dep.jar'));
+  const cacheDir = path.join(dir, 'cache');
+  await buildJvmImage({ program: app, libs: [libs], cacheDir });
+  const whole = readFileSync(COMMONS_LANG3);
+  writeFileSync(path.join(libs, 'dep.jar'), whole.subarray(0, whole.length - 100));
+  await assert.rejects(buildJvmImage({ program: app, libs: [libs], cacheDir }), /truncated|damaged/);
+  // The program jar too.
+  copyFileSync(COMMONS_LANG3, path.join(libs, 'dep.jar'));
+  await buildJvmImage({ program: app, libs: [libs], cacheDir });
+  writeZip(app, [{ name: 'META-INF/MANIFEST.MF', data: Buffer.from('Main-Class: com.example.Hello\n') }, { name: '../x.class', data: Buffer.from('x') }]);
+  await assert.rejects(buildJvmImage({ program: app, libs: [libs], cacheDir }), /outside its directory/);
 });

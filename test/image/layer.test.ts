@@ -103,9 +103,9 @@ test('layer: the same entries in another order, with touched sources, give the s
   assert.equal(second.diffId, first.diffId);
   const other = await writeLayer(entries, { store, mtime: 1000 });
   assert.notEqual(other.diffId, first.diffId, 'mtime is part of the content');
-  const level1 = await writeLayer(entries, { store, gzipLevel: 1 });
-  assert.equal(level1.diffId, first.diffId, 'gzip level changes only the compressed bytes');
-  assert.notEqual(level1.descriptor.digest, first.descriptor.digest);
+  const level6 = await writeLayer(entries, { store, gzipLevel: 6 });
+  assert.equal(level6.diffId, first.diffId, 'gzip level changes only the compressed bytes');
+  assert.notEqual(level6.descriptor.digest, first.descriptor.digest);
 });
 
 test('layer: long and non-ASCII paths survive (pax headers)', async (t) => {
@@ -169,7 +169,7 @@ test('layer cache: an unchanged layer is not rewritten; a record without its blo
   assert.equal(second.descriptor.digest, first.descriptor.digest);
   assert.equal((await fs.stat(first.blobPath)).mtimeMs, statBefore.mtimeMs, 'blob not rewritten');
   // A different gzip level is a different key.
-  assert.equal((await writeLayer(entries, { store: cache.store, cache, gzipLevel: 1 })).cached, false);
+  assert.equal((await writeLayer(entries, { store: cache.store, cache, gzipLevel: 9 })).cached, false);
   // Changed content is a miss.
   writeFileSync(f, 'two');
   assert.equal((await writeLayer(entries, { store: cache.store, cache })).cached, false);
@@ -213,4 +213,51 @@ test('layerFromDirectory: keeps internal symlinks and executable bits, refuses l
   await fs.rm(path.join(tree, 'lib', 'escape'));
   symlinkSync('../../outside', path.join(tree, 'lib', 'escape2'));
   await assert.rejects(layerFromDirectory(tree, 'opt/java', { store }), /points outside/);
+});
+
+test('layer cache: a process killed mid-write leaves no blob under a digest and no record; the next build is correct', async (t) => {
+  const { dir, cleanup } = tempDir();
+  t.after(cleanup);
+  const cacheDir = path.join(dir, 'cache');
+  const script = `
+    import { Readable } from 'node:stream';
+    import { writeLayer, LayerCache } from ${JSON.stringify(path.resolve('dist/src/image/index.js'))};
+    const cache = new LayerCache(${JSON.stringify(cacheDir)});
+    let n = 0;
+    const slow = () => new Readable({ read() {
+      if (n === 0) process.stdout.write('started\\n');
+      if (n++ >= 64) return this.push(null);
+      setTimeout(() => this.push(Buffer.alloc(1024 * 1024, n)), 50);
+    } });
+    await writeLayer([{ type: 'file', path: 'big.bin', size: 64 * 1024 * 1024, open: async () => slow(), contentDigest: 'sha256:' + '0'.repeat(64) }], { store: cache.store, cache });
+    process.stdout.write('finished\\n');
+  `;
+  const { spawn } = await import('node:child_process');
+  const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+  t.after(() => child.kill('SIGKILL'));
+  const output: string[] = [];
+  await new Promise<void>((resolve, reject) => {
+    child.stdout.on('data', (chunk: Buffer) => {
+      output.push(chunk.toString());
+      if (output.join('').includes('started')) setTimeout(resolve, 500);
+    });
+    child.on('exit', (code) => reject(new Error(`child exited early (${code}): ${output.join('')}`)));
+  });
+  child.removeAllListeners('exit');
+  const exited = new Promise((resolve) => child.on('exit', resolve));
+  child.kill('SIGKILL');
+  await exited;
+  assert.ok(!output.join('').includes('finished'), 'killed before finishing');
+  const blobs = await fs.readdir(path.join(cacheDir, 'blobs', 'sha256'));
+  assert.ok(blobs.length >= 1 && blobs.every((n) => n.includes('.tmp-')), `only temp files in the blob store, got ${blobs.join(', ')}`);
+  assert.deepEqual(await fs.readdir(path.join(cacheDir, 'keys')).catch(() => []), [], 'no cache record');
+  // The next writer is not fooled, and the stale temp file can be swept.
+  const cache = new LayerCache(cacheDir);
+  const entries = [{ type: 'file' as const, path: 'small.txt', data: 'ok' }];
+  assert.equal((await writeLayer(entries, { store: cache.store, cache })).cached, false);
+  assert.equal((await writeLayer(entries, { store: cache.store, cache })).cached, true);
+  assert.equal(await cache.sweepTempFiles(0), blobs.length);
+  const left = await fs.readdir(path.join(cacheDir, 'blobs', 'sha256'));
+  assert.ok(left.every((n) => /^[a-f0-9]{64}$/.test(n)), 'only digest-named blobs remain');
+  for (const name of left) assert.equal(sha256(readFileSync(path.join(cacheDir, 'blobs', 'sha256', name))), `sha256:${name}`);
 });

@@ -23,7 +23,7 @@ let apps: k8s.AppsV1Api;
 const ns = `testenv-${randomBytes(4).toString('hex')}`;
 
 /** Polls `probe` until it returns a value (not undefined); fails with the last observation. */
-async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 90_000): Promise<T> {
+async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 180_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   for (;;) {

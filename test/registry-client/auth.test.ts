@@ -64,6 +64,19 @@ test('htpasswd Basic auth: anonymous push is refused with a hint, credentials fr
 
     assert.equal(await logout(registry.host, { env }), true);
     assert.equal(await lookupCredential(registry.host, undefined, { env }), undefined);
+
+    // The CLI: weft login --password-stdin, then weft logout.
+    const cli = (args: string[], input = '') => run(process.execPath, [path.resolve('dist/src/cli/main.js'), ...args], { input, env: { ...env, NO_COLOR: '1' } });
+    const bad = await cli(['login', registry.host, '-u', 'alice', '--password-stdin'], 'nope\n');
+    assert.notEqual(bad.code, 0);
+    assert.match(bad.stderr, /rejected the credentials/);
+    const good = await cli(['login', registry.host, '-u', 'alice', '--password-stdin', '--json'], 's3cret\n');
+    assert.equal(good.code, 0, good.stderr);
+    assert.equal(JSON.parse(good.stdout).storedIn, path.join(dockerConfig, 'config.json'));
+    assert.equal((await lookupCredential(registry.host, undefined, { env }))?.password, 's3cret');
+    const out = await cli(['logout', registry.host]);
+    assert.equal(out.code, 0, out.stderr);
+    assert.equal(await lookupCredential(registry.host, undefined, { env }), undefined);
   } finally {
     await registry.close();
   }

@@ -14,6 +14,10 @@ import tar from 'tar-stream';
 import type { Descriptor, ImageConfig, ImageManifest } from '../../src/image/oci.js';
 import type { ImageHandle } from '../../src/image/transport.js';
 
+// Tests are deterministic and leave the user's cache alone: the blob-location
+// cache is off unless a test passes its own file (blobCache: <file>).
+process.env.WEFT_BLOB_CACHE = 'off';
+
 export const registryBinary = process.env.WEFT_DOCKER_REGISTRY ?? '/usr/bin/docker-registry';
 export const craneVersion = process.env.CRANE_VERSION ?? 'v0.21.9';
 
@@ -309,6 +313,8 @@ export function run(cmd: string, args: string[], options: { input?: string; env?
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     child.on('error', reject);
     child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
+    // A child that exits without reading its stdin makes this write fail with EPIPE: not an error here.
+    child.stdin.on('error', () => undefined);
     child.stdin.end(options.input ?? '');
   });
 }

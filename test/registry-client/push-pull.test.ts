@@ -3,7 +3,8 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createRemoteTransport, type RegistryClient } from '../../src/registry/client/index.js';
 import { parseDockerReference } from '../../src/image/reference.js';
-import { blobPushes, sha256, startDistribution, startProxy, syntheticImage, type Distribution, type Proxy, type SyntheticImage } from './helpers.js';
+import { promises as fs } from 'node:fs';
+import { blobPushes, sha256, startDistribution, startProxy, syntheticImage, tempDir, type Distribution, type Proxy, type SyntheticImage } from './helpers.js';
 
 let registry: Distribution;
 let proxy: Proxy;
@@ -125,6 +126,35 @@ test('an image built on a registry base mounts the base layers and uploads only 
   assert.equal(blobPushes(proxy.requests).length, 2, 'only the new layer and the config were uploaded');
 });
 
+test('the blob-location cache mounts blobs pushed earlier to another repository', async () => {
+  const dir = await tempDir('weft-blobcache-');
+  try {
+    const file = `${dir}/blob-locations.json`;
+    const first = createRemoteTransport({ blobCache: file });
+    await first.push(image, ref(`${registry.host}/svc/alpha:1`));
+    first.close();
+    // A later process (new client) pushes an image sharing those blobs to another repository.
+    const second = createRemoteTransport({ blobCache: file });
+    proxy.reset();
+    const viaProxy = await second.push(image, ref(`${registry.host}/svc/beta:1`));
+    assert.ok(viaProxy.blobs.every((b) => b.status === 'mounted'), JSON.stringify(viaProxy.blobs));
+    assert.equal(viaProxy.bytesSent, 0);
+    // A stale entry costs nothing but the attempt: the blob is uploaded.
+    const stale = createRemoteTransport({ blobCache: file });
+    const other = await startDistribution();
+    try {
+      const pushed = await stale.push(image, ref(`${other.host}/svc/gamma:1`));
+      assert.equal(pushed.digest, image.manifestDigest);
+    } finally {
+      await other.close();
+    }
+    second.close();
+    stale.close();
+  } finally {
+    await fs.rm(dir, { recursive: true, force: true });
+  }
+});
+
 test('copy between two registries streams blobs and keeps the digest', async () => {
   const other = await startDistribution();
   try {
@@ -159,6 +189,11 @@ test('index resolves to the requested platform; a missing platform is a clear er
   const opened = await client.open(ref(`${registry.host}/app/multi:idx`), { platform: 'linux/arm64' });
   assert.equal(opened.manifestDigest, image.manifestDigest);
   await assert.rejects(client.open(ref(`${registry.host}/app/multi:idx`)), /no image for linux\/amd64; available: linux\/arm64\/v8/);
+  // --all: the index and every child, digests unchanged.
+  const all = await client.copyAll(ref(`${registry.host}/app/multi:idx`), ref(`${registry.host}/app/multi-copy:idx`));
+  assert.equal(all.digest, (await client.getManifest(ref(`${registry.host}/app/multi:idx`))).digest);
+  assert.ok(all.blobs.every((b) => b.status === 'mounted'));
+  assert.equal((await client.headManifest(ref(`${registry.host}/app/multi-copy@${image.manifestDigest}`)))?.digest, image.manifestDigest);
 });
 
 test('manifest and blob delete', async () => {

@@ -24,12 +24,18 @@ after(async () => {
 
 test('push survives 503s, 429s and dropped connections (re-opening the blob stream)', async () => {
   let failures = 0;
+  const kinds = new Set<string>();
+  const inject = <T extends string | number>(kind: T): T => {
+    failures++;
+    kinds.add(String(kind));
+    return kind;
+  };
   const proxy = await startProxy(registry, (req, i) => {
-    if (failures >= 6) return undefined;
-    // First few requests of each kind fail in turn: 503, dropped connection, 429, dropped mid-upload.
-    if (req.method === 'HEAD' && i % 3 === 0) return (failures++, 503);
-    if (req.method === 'POST' && failures < 4) return (failures++, 'drop');
-    if (req.method === 'PUT' && req.url?.includes('/blobs/uploads/')) return (failures++, failures % 2 ? 'drop-midway' : 429);
+    if (failures >= 8) return undefined;
+    // Requests fail in turn: 503 on HEAD, dropped connection on POST, 429 or a cut-off body on blob PUT.
+    if (req.method === 'HEAD' && i % 3 === 0) return inject(503);
+    if (req.method === 'POST' && !kinds.has('drop')) return inject('drop');
+    if (req.method === 'PUT' && req.url?.includes('/blobs/uploads/')) return inject(kinds.has('drop-midway') ? 429 : 'drop-midway');
     return undefined;
   });
   const retries: string[] = [];
@@ -37,7 +43,7 @@ test('push survives 503s, 429s and dropped connections (re-opening the blob stre
   try {
     const result = await client.push(image, parseDockerReference(`${proxy.host}/flaky/app:1`));
     assert.equal(result.digest, image.manifestDigest);
-    assert.ok(failures >= 4, `faults were injected (${failures})`);
+    assert.deepEqual([...kinds].sort(), ['429', '503', 'drop', 'drop-midway'], `faults injected: ${[...kinds].join(', ')}`);
     assert.ok(retries.length >= 4, `client retried: ${retries.join(', ')}`);
     const pulled = await client.open(parseDockerReference(`${registry.host}/flaky/app:1`));
     assert.equal(pulled.manifestDigest, image.manifestDigest);
@@ -178,6 +184,44 @@ test('bearer token refreshed once on 401 (expired or revoked token)', async () =
     assert.deepEqual(await client.listTags(host, 'x'), ['one']);
     assert.equal(issued, 2);
     assert.deepEqual(seen.slice(-2).map((s) => s.split(' ').pop()), ['t1', 't2']);
+  } finally {
+    client.close();
+    await new Promise<void>((r) => { server.closeAllConnections(); server.close(() => r()); });
+  }
+});
+
+test('relative Location headers are resolved against the URL of the request that returned them', async () => {
+  const puts: string[] = [];
+  const stored = new Map<string, number>();
+  const server = http.createServer((req, res) => {
+    const url = new URL(req.url ?? '/', 'http://x');
+    let size = 0;
+    req.on('data', (c: Buffer) => (size += c.length));
+    req.on('end', () => {
+      if (url.pathname === '/v2/') return void res.writeHead(200).end('{}');
+      if (req.method === 'HEAD') return void res.writeHead(404).end();
+      if (req.method === 'POST' && url.pathname === '/v2/rel/app/blobs/uploads/') {
+        // Relative to the request path, no leading slash: /v2/rel/app/blobs/uploads/session-N
+        return void res.writeHead(202, { Location: `session-${puts.length}?state=abc` }).end();
+      }
+      if (req.method === 'PUT' && url.pathname.startsWith('/v2/rel/app/blobs/uploads/session-')) {
+        puts.push(`${url.pathname}?${url.searchParams}`);
+        stored.set(url.searchParams.get('digest') ?? '', size);
+        return void res.writeHead(201, { Location: `/v2/rel/app/blobs/${url.searchParams.get('digest')}` }).end();
+      }
+      if (req.method === 'PUT' && url.pathname === '/v2/rel/app/manifests/v1') return void res.writeHead(201).end();
+      res.writeHead(404).end();
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const host = `127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const client = createRemoteTransport({ retries: 0, env: {}, concurrency: 1 });
+  try {
+    const result = await client.push(image, parseDockerReference(`${host}/rel/app:v1`));
+    assert.equal(result.digest, image.manifestDigest);
+    assert.equal(puts.length, 3);
+    assert.ok(puts.every((p) => /^\/v2\/rel\/app\/blobs\/uploads\/session-\d\?state=abc&digest=sha256%3A[0-9a-f]{64}$/.test(p)), puts.join('\n'));
+    for (const [digest, bytes] of image.blobs) assert.equal(stored.get(digest), bytes.length);
   } finally {
     client.close();
     await new Promise<void>((r) => { server.closeAllConnections(); server.close(() => r()); });

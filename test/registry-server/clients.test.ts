@@ -2,7 +2,9 @@
 // pull and push (vfs storage in a temp folder); digests preserved.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { readdir, readFile } from 'node:fs/promises';
+import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { startRegistry, type RunningRegistry } from '../../src/registry/server/index.js';
 import { makeImage, raw, run, sha256, tempDir, writeLayout, type TestImage } from './helpers.js';
@@ -83,4 +85,32 @@ test('podman pulls from and pushes to the registry', { timeout: 300_000 }, async
     // vfs layers may be owned by root with odd modes: let podman remove its own store
     await run('podman', [...storage, 'system', 'reset', '--force'], { env }).catch(() => undefined);
   }
+});
+
+/** crane is built by scripts/setup.d/35-crane.sh (scripts/setup --test) into $WEFT_TOOLS/crane-<version>/. */
+async function crane(): Promise<string> {
+  const tools = process.env.WEFT_TOOLS || join(process.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'weft', 'tools');
+  const dirs = (await readdir(tools).catch(() => [] as string[])).filter((d) => d.startsWith('crane-')).sort();
+  const binary = dirs.length ? join(tools, dirs[dirs.length - 1], 'crane') : '';
+  assert.ok(binary && existsSync(binary), `crane is not built in ${tools}: run "scripts/setup --test" (scripts/setup.d/35-crane.sh builds it)`);
+  return binary;
+}
+
+test('crane push, copy and pull against the registry keep the digest', { timeout: 180_000 }, async () => {
+  const bin = await crane();
+  const pushed = await run(bin, ['push', '--insecure', join(dir.path, 'layout'), `${host}/clients/crane:v1`]);
+  assert.equal(pushed.code, 0, pushed.stderr);
+  assert.equal(pushed.stdout.trim(), `${host}/clients/crane@${image.manifestDigest}`);
+  const copied = await run(bin, ['copy', '--insecure', `${host}/clients/crane:v1`, `${host}/clients/crane-copy:v1`]);
+  assert.equal(copied.code, 0, copied.stderr);
+  const digest = await run(bin, ['digest', '--insecure', `${host}/clients/crane-copy:v1`]);
+  assert.equal(digest.stdout.trim(), image.manifestDigest);
+  const out = join(dir.path, 'crane-out');
+  const pulled = await run(bin, ['pull', '--insecure', '--format', 'oci', `${host}/clients/crane-copy:v1`, out]);
+  assert.equal(pulled.code, 0, pulled.stderr);
+  const index = JSON.parse(await readFile(join(out, 'index.json'), 'utf8'));
+  assert.equal(index.manifests[0].digest, image.manifestDigest);
+  for (const d of image.layerDigests) assert.equal(sha256(await readFile(join(out, 'blobs', 'sha256', d.slice(7)))), d);
+  const tags = await run(bin, ['ls', '--insecure', `${host}/clients/crane-copy`]);
+  assert.deepEqual(tags.stdout.trim().split('\n'), ['v1']);
 });

@@ -110,8 +110,9 @@ test('SIGKILL during concurrent pushes: no partial blob is visible and no acknow
         if (status === 201) completedBlobs.set(sha256(data), { repo, data });
       });
     });
+    // image pushes interleaved with the blob pushes, so some finish before the crash
     images.forEach((image, i) =>
-      jobs.push(async () => {
+      jobs.splice(i * 6, 0, async () => {
         if ((await imagePush(base, 'crash/images', `t${i}`, image)) === 201) completedImages.push({ repo: 'crash/images', tag: `t${i}`, image });
       }),
     );
@@ -126,7 +127,7 @@ test('SIGKILL during concurrent pushes: no partial blob is visible and no acknow
     // kill once some pushes completed and slow uploads are mid-stream
     const killer = (async () => {
       for (let i = 0; i < 600; i++) {
-        if (completedBlobs.size + completedImages.length >= 6 && slowBytes >= 3) break;
+        if (completedBlobs.size >= 6 && completedImages.length >= 1 && slowBytes >= 3) break;
         await new Promise((r) => setTimeout(r, 25));
       }
       killedAt = completedBlobs.size;
@@ -138,6 +139,15 @@ test('SIGKILL during concurrent pushes: no partial blob is visible and no acknow
     assert.ok(completedBlobs.size < blobs.length, 'the crash came after every push: nothing was in flight');
 
     t.diagnostic(`killed with ${completedBlobs.size} blobs and ${completedImages.length} images acknowledged, ${blobs.length - completedBlobs.size} blob pushes cut`);
+    // uploads cut mid-stream left partial data behind, outside the blob store
+    let partial = 0;
+    for (const id of await readdir(join(root, 'uploads'))) {
+      const size = await readFile(join(root, 'uploads', id, 'data')).then((b) => b.length, () => 0);
+      if (size > 0) partial++;
+    }
+    assert.ok(partial >= 1, 'no upload was cut mid-stream');
+    t.diagnostic(`${partial} partial uploads on disk after the kill`);
+
     server = await serve(root);
     const after = server.url;
 

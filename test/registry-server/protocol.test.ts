@@ -153,6 +153,8 @@ test('tags list paginates with n, last and Link', async () => {
   assert.deepEqual(page3.json().tags, ['e']);
   assert.equal(page3.headers.link, undefined);
   assert.equal(errorCode(await raw(base, 'GET', '/v2/never/pushed/tags/list')), 'NAME_UNKNOWN');
+  const catalog = await raw(base, 'GET', '/v2/_catalog?n=100');
+  assert.ok(catalog.json().repositories.includes('paged'));
 });
 
 test('referrers list subjects, filter by artifactType, and answer OCI-Subject', async () => {
@@ -235,4 +237,63 @@ test('many concurrent clients push and read back the same and different blobs', 
   for (const r of results) assert.equal(r.status, 201);
   for (const d of distinct) assert.ok((await raw(base, 'GET', `/v2/many/mixed/blobs/${sha256(d)}`)).body.equals(d));
   assert.ok((await raw(base, 'GET', `/v2/many/r7/blobs/${sha256(shared)}`)).body.equals(shared));
+});
+
+test('a read-only registry answers DENIED; an overloaded one TOOMANYREQUESTS with Retry-After', async () => {
+  const other = await tempDir('registry-limits');
+  const readOnly = await startRegistry({ root: join(other.path, 'ro'), logLevel: 'silent', readOnly: true });
+  const tiny = await startRegistry({ root: join(other.path, 'tiny'), logLevel: 'silent', maxConcurrentUploads: 1 });
+  try {
+    const denied = await raw(readOnly.url, 'POST', '/v2/ro/blobs/uploads/');
+    assert.equal(denied.status, 403);
+    assert.equal(errorCode(denied), 'DENIED');
+    assert.equal((await raw(readOnly.url, 'GET', '/v2/')).status, 200);
+
+    // one upload holds the only slot (its body is still arriving); a second is told to retry
+    const location = String((await raw(tiny.url, 'POST', '/v2/busy/blobs/uploads/')).headers.location);
+    const url = new URL(tiny.url);
+    const { request } = await import('node:http');
+    const slow = request({ host: url.hostname, port: url.port, method: 'PATCH', path: location, headers: { 'Content-Length': '10' }, agent: false });
+    slow.on('error', () => undefined);
+    slow.write('12345');
+    // wait (without assuming how long) until the server has taken the slow PATCH in
+    let busy = await raw(tiny.url, 'POST', '/v2/busy/blobs/uploads/');
+    for (let i = 0; i < 100 && busy.status !== 429; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      busy = await raw(tiny.url, 'POST', '/v2/busy/blobs/uploads/');
+    }
+    assert.equal(busy.status, 429);
+    assert.equal(errorCode(busy), 'TOOMANYREQUESTS');
+    assert.equal(busy.headers['retry-after'], '1');
+    slow.end('67890');
+  } finally {
+    await readOnly.close();
+    await tiny.close();
+    await other.cleanup();
+  }
+});
+
+test('a PATCH cut off by the client is rolled back: the session continues from its last good byte', async () => {
+  const data = randomBytes(6000);
+  const location = String((await raw(base, 'POST', '/v2/aborted/blobs/uploads/')).headers.location);
+  assert.equal((await raw(base, 'PATCH', location, { body: data.subarray(0, 1000), headers: { 'Content-Range': '0-999' } })).status, 202);
+  // a second chunk that dies half way
+  const url = new URL(base);
+  const { request } = await import('node:http');
+  const cut = request({ host: url.hostname, port: url.port, method: 'PATCH', path: location, headers: { 'Content-Range': '1000-5999', 'Content-Length': '5000' }, agent: false });
+  cut.on('error', () => undefined);
+  cut.write(data.subarray(1000, 3000));
+  await new Promise((r) => setTimeout(r, 100));
+  cut.destroy();
+  // resend the chunk once the server has let go of the session (416 while it still holds it)
+  let res = await raw(base, 'PATCH', location, { body: data.subarray(1000), headers: { 'Content-Range': '1000-5999' } });
+  for (let i = 0; i < 100 && res.status === 416; i++) {
+    await new Promise((r) => setTimeout(r, 50));
+    res = await raw(base, 'PATCH', location, { body: data.subarray(1000), headers: { 'Content-Range': '1000-5999' } });
+  }
+  assert.equal(res.status, 202);
+  assert.equal(res.headers.range, '0-5999');
+  const done = await raw(base, 'PUT', `${location}?digest=${sha256(data)}`);
+  assert.equal(done.status, 201, done.body.toString());
+  assert.ok((await raw(base, 'GET', `/v2/aborted/blobs/${sha256(data)}`)).body.equals(data));
 });

@@ -31,7 +31,7 @@ test('a batch run goes PENDING, STARTING, RUNNING, COMPLETED', async () => {
   c.onChange((s) => {
     if (seen[seen.length - 1] !== s.state) seen.push(s.state);
   });
-  const final = await c.awaitTerminated(60_000);
+  const final = await c.awaitTerminated(150_000);
   assert.equal(final.state, 'COMPLETED');
   assert.deepEqual(seen, ['PENDING', 'STARTING', 'RUNNING', 'COMPLETED']);
   assert.equal(final.runnables[0].instances[0].state, 'COMPLETED');
@@ -46,7 +46,7 @@ test('a failing batch run ends FAILED with the reason and exit code', async () =
     },
   });
   const c = await runner.prepare(spec).start();
-  const final = await c.awaitTerminated(60_000);
+  const final = await c.awaitTerminated(150_000);
   assert.equal(final.state, 'FAILED');
   assert.equal(final.exitCode, 3);
   assert.equal(final.reason, 'Error');
@@ -58,7 +58,7 @@ test('an OOMKilled batch run says so', async () => {
     resources: { memory: '128Mi' },
     kubernetes: { podLabels: { [KWOK.failed]: 'true' }, podAnnotations: { [`${KWOK.failed}/exit-code`]: '137', [`${KWOK.failed}/reason`]: 'OOMKilled' } },
   });
-  const final = await (await runner.prepare(spec).start()).awaitTerminated(60_000);
+  const final = await (await runner.prepare(spec).start()).awaitTerminated(150_000);
   assert.equal(final.state, 'FAILED');
   assert.equal(final.reason, 'OOMKilled');
   assert.equal(final.exitCode, 137);
@@ -68,9 +68,9 @@ test('an OOMKilled batch run says so', async () => {
 test('an unschedulable run fails at its start deadline with the scheduler\'s message', async () => {
   const spec = batch('huge', { resources: { cpu: '64', memory: '1Gi' } }, { startTimeout: '4s' });
   const c = await runner.prepare(spec).start();
-  const pending = await waitForStatus(runtime, c.runId, (s) => /Insufficient cpu/.test(s.message ?? ''), 30_000, 'scheduler message');
+  const pending = await waitForStatus(runtime, c.runId, (s) => /Insufficient cpu/.test(s.message ?? ''), 120_000, 'scheduler message');
   assert.equal(pending.state, 'PENDING');
-  const final = await c.awaitTerminated(60_000);
+  const final = await c.awaitTerminated(150_000);
   assert.equal(final.state, 'FAILED');
   assert.equal(final.reason, 'Unschedulable');
   assert.match(final.message!, /start deadline.*Insufficient cpu/);
@@ -95,7 +95,7 @@ test('an image that cannot be pulled fails fast with that reason', async () => {
     kubernetes: { podLabels: { [KWOK.imagePull]: 'true' } },
   }, { startTimeout: '5m' });
   const started = Date.now();
-  const final = await (await runner.prepare(spec).start()).awaitTerminated(60_000);
+  const final = await (await runner.prepare(spec).start()).awaitTerminated(150_000);
   assert.equal(final.state, 'FAILED');
   assert.ok(final.reason === 'ErrImagePull' || final.reason === 'ImagePullBackOff', `reason ${final.reason}`);
   assert.match(final.message!, /cannot pull image registry\.example\/missing:404/);
@@ -111,16 +111,16 @@ test('a service with 3 instances runs, scales to 5 and back to 1, and stop remov
   const running = await c.onRunning();
   assert.equal(running.state, 'RUNNING');
   const countRunning = (n: number) => (s: { runnables: Array<{ running: number; instances: unknown[] }> }) => s.runnables[0].running === n && s.runnables[0].instances.length === n;
-  await waitForStatus(runtime, c.runId, countRunning(3), 30_000, '3 running');
+  await waitForStatus(runtime, c.runId, countRunning(3), 120_000, '3 running');
   const endpoints = await c.discoverService('http');
   assert.equal(endpoints.length, 3);
   assert.ok(endpoints.every((e) => e.port === 8080 && e.host.length > 0));
 
   await c.changeInstances('api', 5);
-  const five = await waitForStatus(runtime, c.runId, countRunning(5), 30_000, '5 running');
+  const five = await waitForStatus(runtime, c.runId, countRunning(5), 120_000, '5 running');
   assert.equal(five.runnables[0].desired, 5);
   await c.changeInstances('api', 1);
-  const one = await waitForStatus(runtime, c.runId, countRunning(1), 30_000, '1 running');
+  const one = await waitForStatus(runtime, c.runId, countRunning(1), 120_000, '1 running');
   assert.equal(one.runnables[0].desired, 1);
   assert.equal(one.state, 'RUNNING');
 
@@ -144,7 +144,7 @@ test('a service with 3 instances runs, scales to 5 and back to 1, and stop remov
     if (states[states.length - 1] !== s.state) states.push(s.state);
   });
   await c.terminate();
-  const final = await c.awaitTerminated(60_000);
+  const final = await c.awaitTerminated(150_000);
   assert.equal(final.state, 'KILLED');
   assert.deepEqual(states, ['RUNNING', 'STOPPING', 'KILLED']);
 
@@ -177,9 +177,9 @@ test('kill stops at once; suspend and resume a batch run; bad requests say what 
   const c = await runner.prepare(spec).start();
   await c.onRunning();
   await c.suspend();
-  await waitForStatus(runtime, c.runId, (s) => s.state === 'SUSPENDED', 30_000, 'SUSPENDED');
+  await waitForStatus(runtime, c.runId, (s) => s.state === 'SUSPENDED', 120_000, 'SUSPENDED');
   await c.resume();
-  await waitForStatus(runtime, c.runId, (s) => s.state === 'RUNNING' && s.runnables[0].running === 2, 30_000, 'RUNNING after resume');
+  await waitForStatus(runtime, c.runId, (s) => s.state === 'RUNNING' && s.runnables[0].running === 2, 120_000, 'RUNNING after resume');
   await assert.rejects(c.changeInstances('nope', 2), /has no runnable "nope".*main/);
   await assert.rejects(c.restartInstances('main'), /not supported.*backoffLimit 0/);
   await c.kill();

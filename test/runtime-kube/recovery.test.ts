@@ -32,7 +32,7 @@ test('a restarted weft finds all 50 live runs with the right state and sees late
   const started = new Map<string, string>();
   try {
     await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`the child did not report ready in 120 s; stderr: ${stderr}`)), 120_000);
+      const timer = setTimeout(() => reject(new Error(`the child did not report ready in 300 s; stderr: ${stderr}`)), 300_000);
       child.on('exit', (code) => reject(new Error(`the child exited (${code}) before ready: ${stderr}`)));
       createInterface({ input: child.stdout }).on('line', (line) => {
         const e = JSON.parse(line);
@@ -62,12 +62,12 @@ test('a restarted weft finds all 50 live runs with the right state and sees late
   // Later transitions: the batch runs complete, stopped services end KILLED, a scaled one shows its new instances.
   const services = found.filter((s) => s.app === 'svc');
   const jobs = found.filter((s) => s.app === 'job');
-  await Promise.all(jobs.map((s) => waitForStatus(runtime, s.runId, (x) => x.state === 'COMPLETED', 90_000, 'COMPLETED')));
+  await Promise.all(jobs.map((s) => waitForStatus(runtime, s.runId, (x) => x.state === 'COMPLETED', 180_000, 'COMPLETED')));
   await runtime.scale(services[0].runId, 'web', 3);
-  await waitForStatus(runtime, services[0].runId, (x) => x.runnables[0].running === 3, 60_000, '3 running');
+  await waitForStatus(runtime, services[0].runId, (x) => x.runnables[0].running === 3, 180_000, '3 running');
   const victims = services.slice(1, 6);
   await Promise.all(victims.map((s) => runtime.kill(s.runId)));
-  await Promise.all(victims.map((s) => waitForStatus(runtime, s.runId, (x) => x.state === 'KILLED', 60_000, 'KILLED')));
+  await Promise.all(victims.map((s) => waitForStatus(runtime, s.runId, (x) => x.state === 'KILLED', 180_000, 'KILLED')));
 });
 
 test('restarting the apiserver (the watches drop) loses no transition', async () => {
@@ -91,12 +91,12 @@ test('restarting the apiserver (the watches drop) loses no transition', async ()
     throw new Error(`scripts/k8s-testenv restart-apiserver failed: ${error.stderr ?? error.message}`);
   });
   void restart;
-  const finals = await Promise.all(controllers.map((c) => c.awaitTerminated(120_000)));
+  const finals = await Promise.all(controllers.map((c) => c.awaitTerminated(300_000)));
   for (const f of finals) assert.equal(f.state, 'COMPLETED');
   for (const [runId, states] of seen) {
     assert.deepEqual(states.slice(-2), ['RUNNING', 'COMPLETED'], `${runId} saw ${states.join(' -> ')}`);
   }
   // And the tracker still follows new runs after the restart.
   const c = await runner.prepare(job).start();
-  assert.equal((await c.awaitTerminated(60_000)).state, 'COMPLETED');
+  assert.equal((await c.awaitTerminated(180_000)).state, 'COMPLETED');
 });

@@ -3,7 +3,12 @@
 import { parseAppSpec, Runner } from '../../src/runtime/index.js';
 import { createKubeRuntime } from '../../src/runtime/kube/index.js';
 
+// `node --test dist/test/` also loads this file (it lives under test/): without arguments it does nothing.
+if (process.argv.length < 5) process.exit(0);
 const [namespace, services, batches] = [process.argv[2], Number(process.argv[3]), Number(process.argv[4])];
+// Never outlive the test that started it.
+process.on('disconnect', () => process.exit(0));
+setTimeout(() => process.exit(0), 15 * 60_000).unref();
 const out = (o: unknown) => process.stdout.write(`${JSON.stringify(o)}\n`);
 
 const runtime = await createKubeRuntime({ runtime: 'kubernetes', namespace });

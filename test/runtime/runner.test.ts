@@ -96,6 +96,7 @@ test('the preparer applies arguments, env, resources, instances, files and the s
   assert.equal(w.resources.memory, '1Gi');
   assert.equal(w.instances, 4);
   assert.equal(req.spec.startTimeout, 90_000);
+  assert.equal(req.spec.stopTimeout, 30_000, 'durations stay in ms (not converted twice)');
   assert.deepEqual(req.files, [{ name: 'x.conf', data: Buffer.from('k=v'), runnable: 'w' }]);
   assert.equal(spec.runnables[0].instances, 1, 'the caller\'s spec is not modified');
   assert.throws(() => runner.prepare(spec).withInstances('nope', 1), /no runnable "nope".*w, b/);

@@ -1,6 +1,7 @@
 // `weft base jre`: parses options, prints the result. The work is in src/image/base-jre.ts.
-import type { Command } from 'commander';
+import { InvalidArgumentError, type Command } from 'commander';
 import { buildJreBase } from '../../image/base-jre.js';
+import { DEFAULT_GZIP_LEVEL } from '../../image/layer.js';
 import { createRemoteTransport } from '../../registry/client/index.js';
 import { printJson, progress } from '../output.js';
 
@@ -13,7 +14,10 @@ export function register(program: Command): void {
     .option('--jdk <path>', 'JDK home with bin/jlink and jmods/ (default: $JAVA_HOME, else the JDK of jlink on PATH)')
     .option('--modules <list>', 'comma-separated modules to include (default: a small server-side set, see docs/base-images.md)')
     .option('--add-jars <dir>', 'bake the *.jar files of this directory into /app/libs (common dependencies)')
-    .option('--gzip-level <n>', 'gzip level 0-9 for the layers', (v) => Number(v))
+    .option('--gzip-level <n>', `gzip level 0-9 for the layers (default ${DEFAULT_GZIP_LEVEL})`, (v: string) => {
+      if (!/^[0-9]$/.test(v)) throw new InvalidArgumentError('give a whole number from 0 to 9');
+      return Number(v);
+    })
     .option('--no-cache', 'do not reuse a cached jlink runtime or cached layers')
     .option('--json', 'print a JSON description instead of the digest')
     .action(async (opts: { output: string; jdk?: string; modules?: string; addJars?: string; gzipLevel?: number; cache: boolean; json?: boolean }) => {

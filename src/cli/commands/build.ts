@@ -60,7 +60,7 @@ export function register(program: Command): void {
     .option('--java <path>', 'java executable in the image (default $JAVA_HOME/bin/java of the base, else java on PATH)')
     .option('--arg <arg>', 'program argument baked into the image Cmd (repeatable)', collect, [])
     .option('--platform <os/arch>', 'platform of the image and of the base to pick (default: the base, or this machine)')
-    .option('--gzip-level <n>', 'gzip level 0-9 of the layers (default 6)', gzipLevel)
+    .option('--gzip-level <n>', 'gzip level 0-9 of the layers (default 1; jars are already deflated, see docs/image.md)', gzipLevel)
     .option('--cache-dir <dir>', 'layer cache directory (default $WEFT_CACHE_DIR or ${XDG_CACHE_HOME:-~/.cache}/weft/layers)')
     .option('--no-cache', 'rebuild every layer (the results still go into the cache)')
     .option('--label <key=value>', 'image config label (repeatable)', collect, [])

@@ -1,8 +1,10 @@
 // `weft copy`, `weft inspect`, `weft login`, `weft logout`: parse options and
 // print. The work is in src/registry/client (and src/image for files).
 import type { Command } from 'commander';
-import { openImage, parseImageReference, formatImageReference, type ImageConfig } from '../../image/index.js';
-import { copyImage, createRemoteTransport, login, logout, type RegistryClient } from '../../registry/client/index.js';
+// The capability modules are imported when a command runs, not when the CLI
+// starts, so `weft <anything>` does not pay for loading the registry client.
+import type { ImageConfig } from '../../image/index.js';
+import type { RegistryClient } from '../../registry/client/index.js';
 import type { TransferProgress } from '../../image/transport.js';
 import { bold, dim, green, printJson, progress } from '../output.js';
 
@@ -69,7 +71,11 @@ interface RegistryFlags {
   json?: boolean;
 }
 
-function client(flags: RegistryFlags): RegistryClient {
+const registryClient = () => import('../../registry/client/index.js');
+const imageModule = () => import('../../image/index.js');
+
+async function client(flags: RegistryFlags): Promise<RegistryClient> {
+  const { createRemoteTransport } = await registryClient();
   return createRemoteTransport({ insecureRegistries: flags.insecureRegistry });
 }
 
@@ -98,17 +104,21 @@ export function register(program: Command): void {
     .argument('<source>', 'image to read')
     .argument('<destination>', 'where to write it')
     .option('--platform <os/arch[/variant]>', 'image to pick when the source is an index (default linux/amd64)')
+    .option('--all', 'copy a whole index (every platform), registry to registry')
     .option('--insecure-registry <host>', 'allow plain HTTP to this registry (repeatable; loopback hosts always may)', collect, [])
     .option('-q, --quiet', 'no progress output')
     .option('--json', 'print a JSON summary on stdout')
-    .action(async (source: string, destination: string, flags: RegistryFlags & { quiet?: boolean }) => {
+    .action(async (source: string, destination: string, flags: RegistryFlags & { quiet?: boolean; all?: boolean }) => {
+      if (flags.all && flags.platform) throw new Error('give either --all or --platform, not both');
+      const { parseImageReference } = await import('../../image/reference.js');
       parseImageReference(source);
       parseImageReference(destination);
-      const c = client(flags);
+      const { copyImage } = await registryClient();
+      const c = await client(flags);
       const tp = terminalProgress(!flags.json && !flags.quiet);
       try {
         if (!flags.json && !flags.quiet) progress(`${bold('copy')} ${source} ${dim('->')} ${destination}`);
-        const result = await copyImage(c, source, destination, { platform: flags.platform, progress: tp });
+        const result = await copyImage(c, source, destination, { platform: flags.platform, progress: tp, all: flags.all });
         tp.finish();
         const counts = { sent: 0, exists: 0, mounted: 0 };
         for (const b of result.blobs) counts[b.status]++;
@@ -138,8 +148,9 @@ export function register(program: Command): void {
     .option('--insecure-registry <host>', 'allow plain HTTP to this registry (repeatable)', collect, [])
     .option('--json', 'print JSON')
     .action(async (text: string, flags: RegistryFlags & { raw?: boolean; config?: boolean }) => {
+      const { parseImageReference, formatImageReference, openImage } = await imageModule();
       const ref = parseImageReference(text);
-      const c = client(flags);
+      const c = await client(flags);
       try {
         if (flags.raw && ref.transport === 'docker') {
           const fetched = await c.getManifest(ref.ref);
@@ -209,6 +220,7 @@ export function register(program: Command): void {
       }
       if (!password) throw new Error('no password: pipe it to weft login --password-stdin, or pass -p');
       const host = registry.replace(/^https?:\/\//, '').replace(/\/.*$/, '');
+      const { login } = await registryClient();
       const { storedIn } = await login(host, flags.username, password, { insecureRegistries: flags.insecureRegistry });
       if (flags.json) printJson({ registry: host, username: flags.username, storedIn });
       else progress(`${green('Login succeeded')} for ${flags.username} at ${host} ${dim(`(stored in ${storedIn})`)}`);
@@ -221,6 +233,7 @@ export function register(program: Command): void {
     .option('--json', 'print JSON')
     .action(async (registry: string, flags: { json?: boolean }) => {
       const host = registry.replace(/^https?:\/\//, '').replace(/\/.*$/, '');
+      const { logout } = await registryClient();
       const removed = await logout(host);
       if (flags.json) printJson({ registry: host, removed });
       else if (removed) progress(`Removed credentials for ${host}`);

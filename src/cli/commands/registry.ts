@@ -17,6 +17,12 @@ function size(value: string): number {
   return Number(match[1]) * unit;
 }
 
+function positive(value: string, flag: string): number {
+  const n = Number(value);
+  if (!Number.isSafeInteger(n) || n < 1) throw new Error(`${flag} must be a positive integer, not "${value}"`);
+  return n;
+}
+
 export function register(program: Command): void {
   const registry = program.command('registry').description('the embedded OCI registry (distribution spec v1.1)');
 
@@ -33,8 +39,10 @@ export function register(program: Command): void {
     .option('--upload-timeout <duration>', 'purge upload sessions idle this long', '1h')
     .option('--gc-interval <duration>', 'also collect garbage in the server this often (off by default)')
     .option('--gc-grace <duration>', 'keep unreferenced blobs younger than this', '1h')
+    .option('--read-only', 'refuse pushes and deletes (403 DENIED)')
+    .option('--max-concurrent-uploads <n>', 'uploads streaming at once before others get 429', '256')
     .option('--json', 'print the address as JSON')
-    .action(async (opts: { root: string; addr: string; htpasswd?: string; tlsCert?: string; tlsKey?: string; logLevel: string; maxManifestSize: string; uploadTimeout: string; gcInterval?: string; gcGrace: string; json?: boolean }) => {
+    .action(async (opts: { readOnly?: boolean; maxConcurrentUploads: string; root: string; addr: string; htpasswd?: string; tlsCert?: string; tlsKey?: string; logLevel: string; maxManifestSize: string; uploadTimeout: string; gcInterval?: string; gcGrace: string; json?: boolean }) => {
       const running = await startRegistry({
         root: opts.root,
         addr: opts.addr,
@@ -46,6 +54,8 @@ export function register(program: Command): void {
         uploadTimeoutMs: duration(opts.uploadTimeout),
         gcIntervalMs: opts.gcInterval ? duration(opts.gcInterval) : undefined,
         gcGracePeriodMs: duration(opts.gcGrace),
+        readOnly: opts.readOnly,
+        maxConcurrentUploads: positive(opts.maxConcurrentUploads, '--max-concurrent-uploads'),
       });
       if (opts.json) printJson({ url: running.url, host: running.host, port: running.port, root: running.root, pid: process.pid });
       else process.stdout.write(`${running.url}\n`);

@@ -22,11 +22,16 @@ export async function copyImage(
   client: RegistryClient,
   src: string | ImageReference,
   dst: string | ImageReference,
-  options: { platform?: string; progress?: TransferProgress } = {},
+  options: { platform?: string; progress?: TransferProgress; all?: boolean } = {},
 ): Promise<CopyResult> {
   const started = process.hrtime.bigint();
   const from = typeof src === 'string' ? parseImageReference(src) : src;
   const to = typeof dst === 'string' ? parseImageReference(dst) : dst;
+  if (options.all) {
+    if (from.transport !== 'docker' || to.transport !== 'docker') throw new Error('--all copies whole indexes between registries only: use docker:// for source and destination');
+    const result = await client.copyAll(from.ref, to.ref, { progress: options.progress });
+    return { source: formatImageReference(from), destination: formatImageReference(to), digest: result.digest, mediaType: result.mediaType, blobs: result.blobs, bytesSent: result.bytesSent, seconds: Number(process.hrtime.bigint() - started) / 1e9 };
+  }
   if (from.transport === 'scratch') throw new Error('scratch is not an image to copy: give oci:, docker-archive: or docker:// as the source');
   if (to.transport === 'scratch') throw new Error('cannot copy to scratch: give oci:<dir>:<tag>, docker-archive:<file>:<name:tag> or docker://<host>/<repo>:<tag>');
   const image = await openImage(from, { remote: client, platform: options.platform ?? (from.transport === 'docker' ? 'linux/amd64' : undefined) });

@@ -66,10 +66,16 @@ export class HttpClient {
       headers['Content-Length'] = '0';
     }
     return new Promise<HttpResponse>((resolvePromise, reject) => {
+      const stream = req.body !== undefined && !Buffer.isBuffer(req.body) ? req.body : undefined;
       const outgoing = lib.request(
         req.url,
         { method: req.method, headers, agent: isHttps ? this.httpsAgent : this.httpAgent },
         (res) => {
+          // A server that answers before reading the whole body (an error): stop reading the source.
+          if (stream && !stream.readableEnded) {
+            stream.unpipe(outgoing);
+            stream.destroy();
+          }
           resolvePromise({ status: res.statusCode ?? 0, headers: res.headers, url: req.url, body: res });
         },
       );

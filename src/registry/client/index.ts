@@ -1,7 +1,7 @@
 // The OCI distribution client: push, pull, copy, tags, referrers, deletes,
 // auth and credentials. Implements src/image's RemoteTransport.
 import type { Readable } from 'node:stream';
-import { MediaType, type Descriptor, type ImageIndex } from '../../image/oci.js';
+import { MediaType, manifestKind, type Descriptor, type ImageIndex } from '../../image/oci.js';
 import type { DockerReference } from '../../image/reference.js';
 import type { ImageHandle, RemoteTransport, TransferProgress } from '../../image/transport.js';
 import { repositoryScope } from './auth.js';
@@ -9,8 +9,9 @@ import { eraseCredential, storeCredential, type CredentialOptions } from './cred
 import { RegistryError } from './errors.js';
 import { HttpClient, discard, header, headerValues, readBody } from './http.js';
 import { fetchManifest, manifestAccept, openBlob, openImage, pullScopes, type FetchedManifest } from './pull.js';
-import { pushImage, pushScopes, type PushOptions, type PushResult } from './push.js';
+import { pushImage, pushScopes, type BlobReport, type PushOptions, type PushResult } from './push.js';
 import { RegistrySession, type SessionOptions } from './session.js';
+import { BlobLocationCache, defaultBlobCacheFile } from './blobcache.js';
 
 export { AuthError, DigestMismatchError, InsecureTransportError, RegistryError } from './errors.js';
 export { isLoopbackHost, mayCarryCredentials, plainHttpAllowed } from './policy.js';
@@ -18,17 +19,28 @@ export { parseChallenges, type Challenge } from './auth.js';
 export { lookupCredential, dockerConfigPath, type Credential } from './credentials.js';
 export type { PushResult, BlobReport } from './push.js';
 
-export interface RemoteTransportOptions extends SessionOptions, PushOptions {
+export interface RemoteTransportOptions extends SessionOptions, Omit<PushOptions, 'blobLocations'> {
   /** Hosts to talk to over plain HTTP (loopback hosts always may). */
   insecureRegistries?: string[];
+  /**
+   * File remembering which repositories hold which blobs, per registry, so pushes
+   * mount instead of upload (default ~/.cache/weft/blob-locations.json; false or
+   * WEFT_BLOB_CACHE=off disables it).
+   */
+  blobCache?: string | false;
 }
 
 export class RegistryClient implements RemoteTransport {
   private readonly http: HttpClient;
   private readonly sessions = new Map<string, RegistrySession>();
 
+  private readonly blobLocations?: BlobLocationCache;
+
   constructor(private readonly options: RemoteTransportOptions = {}) {
     this.http = new HttpClient({ resolve: options.resolve, ca: options.ca });
+    const env = options.env ?? process.env;
+    if (typeof options.blobCache === 'string') this.blobLocations = new BlobLocationCache(options.blobCache);
+    else if (options.blobCache !== false && env.WEFT_BLOB_CACHE !== 'off') this.blobLocations = new BlobLocationCache(env.WEFT_BLOB_CACHE || defaultBlobCacheFile(env));
   }
 
   session(registry: string): RegistrySession {
@@ -41,8 +53,13 @@ export class RegistryClient implements RemoteTransport {
   }
 
   /** Opens a single-platform image; an index resolves to `platform` (default linux/amd64). */
-  open(ref: DockerReference, options: { platform?: string } = {}): Promise<ImageHandle> {
-    return openImage(this.session(ref.registry), ref, options.platform);
+  async open(ref: DockerReference, options: { platform?: string } = {}): Promise<ImageHandle> {
+    const image = await openImage(this.session(ref.registry), ref, options.platform);
+    if (this.blobLocations) {
+      await this.blobLocations.record(ref.registry, ref.repository, [image.manifest.config.digest, ...image.manifest.layers.map((l) => l.digest)]);
+      await this.blobLocations.save();
+    }
+    return image;
   }
 
   async write(image: ImageHandle, ref: DockerReference, progress?: TransferProgress): Promise<{ digest: string; reference: string }> {
@@ -51,13 +68,41 @@ export class RegistryClient implements RemoteTransport {
 
   /** Pushes an image with a detailed report (what was sent, skipped, mounted). */
   push(image: ImageHandle, ref: DockerReference, progress?: TransferProgress): Promise<PushResult> {
-    return pushImage(this.session(ref.registry), image, ref, progress, this.options);
+    return pushImage(this.session(ref.registry), image, ref, progress, { ...this.options, blobLocations: this.blobLocations });
   }
 
   /** Copies registry to registry without touching disk: mounts within a registry, streams across. */
   async copy(src: DockerReference, dst: DockerReference, options: { platform?: string; progress?: TransferProgress } = {}): Promise<PushResult> {
     const image = await this.open(src, { platform: options.platform });
     return this.push(image, dst, options.progress);
+  }
+
+  /**
+   * Copies a whole index (every platform, like skopeo copy --all) registry to
+   * registry: each child image by digest, then the index bytes unchanged.
+   * A plain manifest is copied as one image.
+   */
+  async copyAll(src: DockerReference, dst: DockerReference, options: { progress?: TransferProgress } = {}): Promise<PushResult> {
+    const top = await this.getManifest(src);
+    const doc = JSON.parse(top.bytes.toString('utf8')) as ImageIndex;
+    if (manifestKind(doc) !== 'index') return this.copy(src, dst, options);
+    const blobs = new Map<string, BlobReport>();
+    for (const child of doc.manifests) {
+      if (manifestKind({ mediaType: child.mediaType }) === 'index') throw new RegistryError(`${src.repository}: nested indexes are not copied with --all`);
+      const image = await this.open({ ...src, tag: undefined, digest: child.digest });
+      const pushed = await this.push(image, { ...dst, tag: undefined, digest: child.digest }, options.progress);
+      for (const b of pushed.blobs) if (!blobs.has(b.digest)) blobs.set(b.digest, b);
+    }
+    const reference = dst.tag ?? top.digest;
+    const digest = await this.putManifest({ ...dst, tag: reference, digest: undefined }, top.bytes, top.mediaType);
+    const list = [...blobs.values()];
+    return {
+      digest,
+      reference: `${dst.registry}/${dst.repository}${dst.tag ? `:${dst.tag}` : ''}@${digest}`,
+      mediaType: top.mediaType,
+      blobs: list,
+      bytesSent: list.reduce((sum, b) => sum + b.bytesSent, 0),
+    };
   }
 
   /** The raw manifest (or index) as stored, digest verified. */

@@ -14,10 +14,13 @@ import { digestOf } from './digest.js';
 import { RegistryError } from './errors.js';
 import { discard, header, readBody, type HttpResponse } from './http.js';
 import type { RegistrySession } from './session.js';
+import type { BlobLocationCache } from './blobcache.js';
 
 export type BlobStatus = 'sent' | 'exists' | 'mounted';
 
 export interface PushOptions {
+  /** Remembers where blobs live per registry, to mount them into other repositories (see blobcache.ts). */
+  blobLocations?: BlobLocationCache;
   /** Blobs in flight at once (default 4). */
   concurrency?: number;
   /** 'put': POST then one streaming PUT (default); 'patch': POST, streaming PATCH, then an empty PUT. */
@@ -182,6 +185,44 @@ function uploadLocation(res: HttpResponse): URL {
 
 /** PUTs a manifest and checks the digest the registry computed. */
 export async function putManifest(session: RegistrySession, repository: string, reference: string, bytes: Buffer, mediaType: string, scopes: string[]): Promise<string> {
+  return (await putManifestDetailed(session, repository, reference, bytes, mediaType, scopes)).digest;
+}
+
+/**
+ * OCI 1.1 referrers tag schema: a registry without the referrers API (no
+ * OCI-Subject header on the manifest PUT) gets the image index tagged
+ * `<alg>-<hex of subject>` updated by the client, as the distribution spec asks.
+ */
+export async function updateReferrersTag(
+  session: RegistrySession,
+  repository: string,
+  subject: Descriptor,
+  referrer: Descriptor,
+  scopes: string[],
+): Promise<void> {
+  const { fetchManifest } = await import('./pull.js');
+  const tag = subject.digest.replace(':', '-');
+  let index: { schemaVersion: 2; mediaType: string; manifests: Descriptor[] } = { schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests: [] };
+  try {
+    const existing = await fetchManifest(session, repository, tag, scopes);
+    index = JSON.parse(existing.bytes.toString('utf8')) as typeof index;
+    index.manifests ??= [];
+  } catch (error) {
+    if (!(error instanceof RegistryError && error.status === 404)) throw error;
+  }
+  if (index.manifests.some((m) => m.digest === referrer.digest)) return;
+  index.manifests.push(referrer);
+  await putManifestDetailed(session, repository, tag, Buffer.from(JSON.stringify(index)), index.mediaType, scopes);
+}
+
+async function putManifestDetailed(
+  session: RegistrySession,
+  repository: string,
+  reference: string,
+  bytes: Buffer,
+  mediaType: string,
+  scopes: string[],
+): Promise<{ digest: string; subjectHeader?: string }> {
   const digest = digestOf(bytes);
   const res = await session.request({
     method: 'PUT',
@@ -196,7 +237,21 @@ export async function putManifest(session: RegistrySession, repository: string, 
   if (returned && returned.startsWith('sha256:') && returned !== digest) {
     throw new RegistryError(`${session.registry} stored the manifest of ${repository} under ${returned}, expected ${digest}; the registry rewrote it`);
   }
-  return digest;
+  const subjectHeader = header(res, 'oci-subject');
+  // A manifest with a subject on a registry without the referrers API: maintain the fallback tag.
+  try {
+    const doc = JSON.parse(bytes.toString('utf8')) as { subject?: Descriptor; artifactType?: string; config?: Descriptor; annotations?: Record<string, string> };
+    if (doc.subject && !subjectHeader) {
+      const referrer: Descriptor = { mediaType, digest, size: bytes.length };
+      const artifactType = doc.artifactType ?? doc.config?.mediaType;
+      if (artifactType) referrer.artifactType = artifactType;
+      if (doc.annotations) referrer.annotations = doc.annotations;
+      await updateReferrersTag(session, repository, doc.subject, referrer, scopes);
+    }
+  } catch (error) {
+    if (error instanceof RegistryError) throw error;
+  }
+  return { digest, subjectHeader };
 }
 
 export async function pushImage(
@@ -210,11 +265,19 @@ export async function pushImage(
   if (manifestKind(image.manifest as never) !== 'manifest') throw new RegistryError(`${image.source} is not a single-platform image manifest`);
   // Where each blob can be mounted from: the image's own repository (an image read
   // from a registry), or per blob for images built on a registry base (blobOrigin).
+  const layers = image.manifest.layers.filter((l) => !(l.urls && l.urls.length)); // foreign layers stay where they are
+  const cached = new Map<string, string>();
+  if (options.blobLocations) {
+    for (const d of [...layers, image.manifest.config]) {
+      const repo = await options.blobLocations.lookup(ref.registry, d.digest, repository);
+      if (repo) cached.set(d.digest, repo);
+    }
+  }
   const mountSource = (digest: string): string | undefined => {
     const origin = image.blobOrigin?.(digest) ?? image.remote;
-    return origin && origin.registry === ref.registry && origin.repository !== repository ? origin.repository : undefined;
+    if (origin && origin.registry === ref.registry && origin.repository !== repository) return origin.repository;
+    return cached.get(digest);
   };
-  const layers = image.manifest.layers.filter((l) => !(l.urls && l.urls.length)); // foreign layers stay where they are
   const mountRepos = new Set([...layers, image.manifest.config].map((d) => mountSource(d.digest)).filter((r): r is string => r !== undefined));
   const scopes = [...pushScopes(repository), ...[...mountRepos].map((r) => repositoryScope(r, ['pull']))];
   const uploader = new BlobUploader(session, repository, scopes, options, progress);
@@ -229,6 +292,10 @@ export async function pushImage(
   await putManifest(session, repository, ref.tag ?? manifestDigest, image.manifestBytes, mediaType, scopes);
   const unique = new Map(reports.map((r) => [r.digest, r]));
   const blobs = [...unique.values()];
+  if (options.blobLocations) {
+    await options.blobLocations.record(ref.registry, repository, blobs.map((b) => b.digest));
+    await options.blobLocations.save();
+  }
   return {
     digest: manifestDigest,
     reference: `${ref.registry}/${repository}${ref.tag ? `:${ref.tag}` : ''}@${manifestDigest}`,

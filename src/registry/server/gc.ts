@@ -50,6 +50,11 @@ async function listDir(path: string): Promise<string[]> {
 
 export async function collectGarbage(options: GcOptions): Promise<GcReport> {
   const storage = options.storage ?? new Storage(options.root);
+  try {
+    await stat(join(storage.root, 'blobs'));
+  } catch {
+    throw new Error(`no registry storage in ${storage.root}: pass the --root the registry serves`);
+  }
   const run = async (): Promise<GcReport> => {
     const dryRun = options.dryRun === true;
     const grace = options.gracePeriodMs ?? defaultGracePeriodMs;
@@ -108,9 +113,14 @@ export async function collectGarbage(options: GcOptions): Promise<GcReport> {
             report.keptRecent++;
             continue;
           }
+          if (!dryRun) {
+            // a HEAD, mount or re-push since the first look renews the blob: keep it
+            const again = await stat(path).catch(() => null);
+            if (!again || again.mtimeMs !== info.mtimeMs) continue;
+            await unlink(path).catch(() => undefined);
+          }
           report.deleted.push({ digest, size: info.size });
           report.bytesFreed += info.size;
-          if (!dryRun) await unlink(path).catch(() => undefined);
         }
       }
     }

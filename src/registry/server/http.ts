@@ -16,6 +16,10 @@ export interface HandlerOptions {
   htpasswd?: Htpasswd;
   realm: string;
   maxManifestBytes: number;
+  /** Refuse every write with 403 DENIED. */
+  readOnly?: boolean;
+  /** Uploads streaming at once before new ones get 429 TOOMANYREQUESTS. */
+  maxConcurrentUploads: number;
 }
 
 const knownManifestTypes = new Set<string>([MediaType.ociManifest, MediaType.ociIndex, MediaType.dockerManifest, MediaType.dockerManifestList]);
@@ -427,6 +431,20 @@ export function createHandler(options: HandlerOptions): (req: IncomingMessage, r
     throw new RegistryError('UNSUPPORTED', 'method not allowed on this endpoint', { status: 405 });
   }
 
+  let uploadsInFlight = 0;
+  /** Bounds the uploads streaming at once; the rest are told to retry (429 + Retry-After). */
+  async function bounded(fn: () => Promise<void>): Promise<void> {
+    if (uploadsInFlight >= options.maxConcurrentUploads) {
+      throw new RegistryError('TOOMANYREQUESTS', `more than ${options.maxConcurrentUploads} uploads in flight: retry shortly`, { headers: { 'Retry-After': '1' } });
+    }
+    uploadsInFlight++;
+    try {
+      await fn();
+    } finally {
+      uploadsInFlight--;
+    }
+  }
+
   async function route(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const raw = req.url ?? '/';
     const q = raw.indexOf('?');
@@ -440,6 +458,9 @@ export function createHandler(options: HandlerOptions): (req: IncomingMessage, r
       return;
     }
     await authorize(req);
+    if (options.readOnly && method !== 'GET' && method !== 'HEAD') {
+      throw new RegistryError('DENIED', 'this registry is read-only');
+    }
     if (path === '/v2/' || path === '/v2') {
       sendJson(res, 200, {});
       return;
@@ -453,16 +474,16 @@ export function createHandler(options: HandlerOptions): (req: IncomingMessage, r
     if ((m = routes.uploads.exec(path))) {
       const name = validateName(m[1]);
       if (method !== 'POST') methodNotAllowed();
-      return postUpload(req, res, name, query);
+      return bounded(() => postUpload(req, res, name, query));
     }
     if ((m = routes.upload.exec(path))) {
       const name = validateName(m[1]);
       const id = m[2];
       switch (method) {
         case 'PATCH':
-          return patchUpload(req, res, name, id);
+          return bounded(() => patchUpload(req, res, name, id));
         case 'PUT':
-          return putUpload(req, res, name, id, query);
+          return bounded(() => putUpload(req, res, name, id, query));
         case 'GET':
           return getUploadStatus(res, name, id);
         case 'DELETE':

@@ -37,6 +37,10 @@ export interface RegistryOptions {
   gcIntervalMs?: number;
   /** Grace period of inline GC (default 1 hour). */
   gcGracePeriodMs?: number;
+  /** Refuse pushes and deletes (403 DENIED). */
+  readOnly?: boolean;
+  /** Uploads streaming at once before others get 429 TOOMANYREQUESTS (default 256). */
+  maxConcurrentUploads?: number;
 }
 
 export interface RunningRegistry {
@@ -72,7 +76,10 @@ export async function startRegistry(options: RegistryOptions = {}): Promise<Runn
   await storage.init();
   const lock = new RwLock();
   const uploadTimeoutMs = options.uploadTimeoutMs ?? defaultUploadTimeoutMs;
-  const handler = createHandler({ storage, lock, logger, htpasswd, realm: 'weft-registry', maxManifestBytes: options.maxManifestBytes ?? 4 * 1024 * 1024 });
+  const handler = createHandler({ storage, lock, logger, htpasswd, realm: 'weft-registry', maxManifestBytes: options.maxManifestBytes ?? 4 * 1024 * 1024,
+    readOnly: options.readOnly,
+    maxConcurrentUploads: options.maxConcurrentUploads ?? 256,
+  });
 
   let server: Server;
   if (options.tlsCert && options.tlsKey) {

@@ -89,7 +89,11 @@ export class Storage {
   }
 
   async init(): Promise<void> {
-    for (const dir of ['blobs', 'uploads', 'repositories']) await mkdir(join(this.root, dir), { recursive: true });
+    try {
+      for (const dir of ['blobs', 'uploads', 'repositories']) await mkdir(join(this.root, dir), { recursive: true });
+    } catch (error) {
+      throw new Error(`cannot create the registry storage in ${this.root} (${(error as Error).message}): pass --root with a writable folder`);
+    }
   }
 
   // ---------- paths ----------

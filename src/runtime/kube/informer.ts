@@ -194,7 +194,7 @@ export class Informer<T extends KubernetesObject> {
       timeoutSeconds: 300 + Math.floor(Math.random() * 300),
     };
     try {
-      this.abort = await watcher.watch(
+      const controller = await watcher.watch(
         this.options.path,
         params,
         (type: string, obj: T & { code?: number; metadata?: { resourceVersion?: string } }) => {
@@ -230,6 +230,9 @@ export class Informer<T extends KubernetesObject> {
           }
         },
       );
+      // stop() may have run while the request was being made: abort it now, or it would keep the process alive.
+      if (this.stopped) controller.abort();
+      else this.abort = controller;
     } catch (error) {
       this.options.onError?.(error);
       this.scheduleRetry(false);

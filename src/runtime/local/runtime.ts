@@ -3,7 +3,7 @@
 // in files under the state directory, so a restarted weft process finds every
 // run, verifies its processes, and carries on.
 import { execFile, spawn, spawnSync } from 'node:child_process';
-import { closeSync, existsSync, openSync, promises as fs, readFileSync } from 'node:fs';
+import { closeSync, existsSync, openSync, promises as fs, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { createServer } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -90,6 +90,7 @@ interface RunRecord {
   createdAt: string;
   startDeadline: number;
   reachedRunning?: boolean;
+  suspended?: boolean;
   stopRequested?: { at: string; kind: 'stop' | 'kill'; gracePeriodMs: number };
   final?: { state: RunState; message?: string; reason?: string; exitCode?: number; finishedAt: string };
   runnables: Record<string, RunnableRecord>;
@@ -516,17 +517,41 @@ export class LocalRuntime implements Runtime {
     }
   }
 
-  private views(record: RunRecord): InstanceView[] {
+  /**
+   * Every instance's view. An instance counts as RUNNING once its program
+   * runs (runc: the container process exists) and, when it announces ports,
+   * once they accept connections (a TCP readiness check, as a Service only
+   * lists ready endpoints); before that it is STARTING.
+   */
+  private async views(record: RunRecord): Promise<InstanceView[]> {
     const out: InstanceView[] = [];
     for (const r of record.spec.runnables) {
       for (const inst of record.runnables[r.name]?.instances ?? []) out.push(this.viewInstance(record, r, inst));
     }
+    await Promise.all(
+      out.map(async (v) => {
+        if (v.state !== 'RUNNING') return;
+        const programPid = record.mode === 'runc' ? (v.childPid ? childrenOf(v.childPid)[0] : undefined) : v.childPid;
+        if (!programPid) {
+          v.state = 'STARTING';
+          v.reason = 'ContainerCreating';
+          return;
+        }
+        const ports = Object.values(v.record.ports);
+        // The program itself must listen (not just anyone on that port): its socket inodes are matched.
+        if (ports.length && !ports.every((p) => listensOn(programPid, p))) {
+          v.state = 'STARTING';
+          v.reason = 'NotReady';
+          v.message = `waiting for port ${ports.join(', ')} to accept connections`;
+        }
+      }),
+    );
     return out;
   }
 
   /** Derives the run state from its instances; records terminal states (and acts on them) once. */
   private async derive(record: RunRecord): Promise<RunStatus> {
-    const views = this.views(record);
+    const views = await this.views(record);
     const runnables: RunnableStatus[] = record.spec.runnables.map((r) => {
       const mine = views.filter((v) => v.runnable === r.name && !(v.record.removed && isTerminalInstance(v.state)));
       return {
@@ -567,7 +592,11 @@ export class LocalRuntime implements Runtime {
     let reason: string | undefined;
     let exitCode: number | undefined;
     const failed = active.find((v) => v.state === 'FAILED');
-    if (record.stopRequested) {
+    if (record.suspended && !record.stopRequested && live.length > 0 && !failed) {
+      state = 'SUSPENDED';
+      message = 'suspended: its batch instances are frozen until resumed';
+      reason = 'Suspended';
+    } else if (record.stopRequested) {
       state = live.length > 0 ? 'STOPPING' : 'KILLED';
       message = record.stopRequested.kind === 'kill' ? 'killed on request' : 'stopped on request';
       reason = record.stopRequested.kind === 'kill' ? 'Killed' : 'Stopped';
@@ -625,6 +654,12 @@ export class LocalRuntime implements Runtime {
       });
       // A failed batch (like a Job with backoffLimit 0) takes its other instances down.
       if (live.length > 0) await this.signalAll(record, live, 'SIGKILL');
+      // Containers whose supervisor was lost are removed too (runc delete --force kills what is left).
+      if (record.mode === 'runc') {
+        for (const v of views.filter((x) => x.reason === 'Lost')) {
+          await execFileAsync(this.runc, ['--root', this.runcRoot, 'delete', '--force', v.record.containerId]).catch(() => undefined);
+        }
+      }
     }
     return status;
   }
@@ -750,10 +785,30 @@ export class LocalRuntime implements Runtime {
       // A detached watchdog carries out the escalation even if this weft process exits in the meantime.
       const pid = v.childPid ?? 0;
       const runcKill = record.mode === 'runc' ? `'${this.runc}' --root '${this.runcRoot}' kill '${v.record.containerId}' KILL 2>/dev/null; ` : '';
-      const script = `sleep ${(gracePeriodMs / 1000).toFixed(3)}; [ -e '${v.dir}/exit' ] && exit 0; ${runcKill}${pid > 0 ? `kill -9 ${pid} 2>/dev/null` : ''}; exit 0`;
+      // It polls, so it ends as soon as the instance does (or its directory is removed).
+      const seconds = Math.ceil(gracePeriodMs / 1000);
+      const script =
+        `end=$(( $(date +%s) + ${seconds} )); ` +
+        `while [ -d '${v.dir}' ] && [ ! -e '${v.dir}/exit' ]; do ` +
+        `if [ "$(date +%s)" -ge "$end" ]; then ${runcKill}${pid > 0 ? `kill -9 ${pid} 2>/dev/null; ` : ''}exit 0; fi; sleep 0.2; done`;
       const child = spawn('/bin/sh', ['-c', script], { detached: true, stdio: 'ignore' });
       child.on('error', () => undefined);
       child.unref();
+    }
+  }
+
+  /** A frozen instance cannot act on SIGTERM: resume it first. */
+  private async thaw(record: RunRecord): Promise<void> {
+    if (!record.suspended) return;
+    for (const v of await this.views(record)) {
+      if (record.mode === 'runc') await execFileAsync(this.runc, ['--root', this.runcRoot, 'resume', v.record.containerId]).catch(() => undefined);
+      else if (v.childPid) {
+        try {
+          process.kill(v.childPid, 'SIGCONT');
+        } catch {
+          // gone
+        }
+      }
     }
   }
 
@@ -763,7 +818,8 @@ export class LocalRuntime implements Runtime {
       const grace = options.gracePeriodMs ?? record.spec.stopTimeout;
       record.stopRequested ??= { at: new Date().toISOString(), kind: grace <= 0 ? 'kill' : 'stop', gracePeriodMs: grace };
       await this.save(record);
-      await this.stopInstances(record, this.views(record), grace);
+      await this.thaw(record);
+      await this.stopInstances(record, await this.views(record), grace);
     });
     this.kick();
   }
@@ -773,7 +829,8 @@ export class LocalRuntime implements Runtime {
       if (record.final) return;
       record.stopRequested = { at: new Date().toISOString(), kind: 'kill', gracePeriodMs: 0 };
       await this.save(record);
-      await this.stopInstances(record, this.views(record), 0);
+      await this.thaw(record);
+      await this.stopInstances(record, await this.views(record), 0);
     });
     this.kick();
   }
@@ -837,11 +894,37 @@ export class LocalRuntime implements Runtime {
     this.kick();
   }
 
+  /**
+   * Suspends (freezes) or resumes a run's batch instances: `runc pause`/`runc resume`
+   * (the cgroup freezer) in runc mode, SIGSTOP/SIGCONT in host-process mode. Like
+   * Job suspend on Kubernetes, only batch runnables can be suspended.
+   */
   async suspend(runId: string, suspended: boolean): Promise<void> {
     await this.withRun(runId, async (record) => {
       this.requireLive(record, suspended ? 'suspend' : 'resume');
-      throw new LocalRuntimeError('suspend/resume is not supported by the local runtime (it maps to Job suspend on Kubernetes); stop the run instead');
+      const batch = record.spec.runnables.filter((r) => r.kind === 'batch').map((r) => r.name);
+      if (batch.length === 0) throw new LocalRuntimeError(`run ${runId} has no batch runnable; only batch runs can be suspended (scale services to 0 instead)`);
+      if (Boolean(record.suspended) === suspended) return;
+      const views = (await this.views(record)).filter((v) => batch.includes(v.runnable) && !isTerminalInstance(v.state));
+      for (const v of views) {
+        if (record.mode === 'runc') {
+          try {
+            await execFileAsync(this.runc, ['--root', this.runcRoot, suspended ? 'pause' : 'resume', v.record.containerId]);
+          } catch (error) {
+            throw new LocalRuntimeError(`cannot ${suspended ? 'pause' : 'resume'} ${v.runnable}/${v.record.id}: ${(error as { stderr?: string }).stderr?.trim() || (error as Error).message}`);
+          }
+        } else if (v.childPid) {
+          try {
+            process.kill(v.childPid, suspended ? 'SIGSTOP' : 'SIGCONT');
+          } catch {
+            // ended meanwhile
+          }
+        }
+      }
+      record.suspended = suspended;
+      await this.save(record);
     });
+    this.kick();
   }
 
   async sendCommand(runId: string, command: string, options: { runnable?: string; payload?: string } = {}): Promise<void> {
@@ -849,7 +932,7 @@ export class LocalRuntime implements Runtime {
     await this.withRun(runId, async (record) => {
       this.requireLive(record, `send "${command}"`);
       if (options.runnable) this.runnableOf(record, options.runnable);
-      const targets = this.views(record).filter((v) => !v.record.removed && !isTerminalInstance(v.state) && (!options.runnable || v.runnable === options.runnable));
+      const targets = (await this.views(record)).filter((v) => !v.record.removed && !isTerminalInstance(v.state) && (!options.runnable || v.runnable === options.runnable));
       if (targets.length === 0) throw new LocalRuntimeError(`run ${runId} has no live instance${options.runnable ? ` of ${options.runnable}` : ''} to send "${command}" to`);
       const id = `${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`;
       const value = JSON.stringify({ command, payload: options.payload, sentAt: new Date().toISOString() });
@@ -867,7 +950,7 @@ export class LocalRuntime implements Runtime {
 
   async resourceReport(runId: string): Promise<ResourceReport> {
     const record = await this.mustLoad(runId);
-    const views = this.views(record).filter((v) => !(v.record.removed && isTerminalInstance(v.state)));
+    const views = (await this.views(record)).filter((v) => !(v.record.removed && isTerminalInstance(v.state)));
     const pids = new Map<InstanceView, number>();
     for (const v of views) {
       if (v.state !== 'RUNNING' && v.state !== 'STOPPING') continue;
@@ -917,7 +1000,7 @@ export class LocalRuntime implements Runtime {
       const names = record.spec.runnables.flatMap((r) => r.ports.map((p) => p.name));
       throw new LocalRuntimeError(`run ${runId} announces no service "${service}"${names.length ? `: it announces ${names.join(', ')}` : ''}`);
     }
-    return this.views(record)
+    return (await this.views(record))
       .filter((v) => v.state === 'RUNNING' && !v.record.removed && v.record.ports[service] !== undefined)
       .map((v) => ({ name: service, host: '127.0.0.1', port: v.record.ports[service] }));
   }
@@ -958,6 +1041,60 @@ export class LocalRuntime implements Runtime {
     for (const t of this.timers) clearTimeout(t);
     await Promise.all([...this.locks.values()].map((p) => p.catch(() => undefined)));
   }
+}
+
+/** Child pids of a process (for `runc run`: the container's init). */
+function childrenOf(pid: number): number[] {
+  const out: number[] = [];
+  try {
+    for (const tid of readdirSync(`/proc/${pid}/task`)) {
+      for (const c of readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8').trim().split(/\s+/)) if (c) out.push(Number(c));
+    }
+  } catch {
+    // gone
+  }
+  return out;
+}
+
+/** Inodes of sockets listening on a TCP port (any address, IPv4 or IPv6), from /proc/net/tcp{,6}. */
+function listeningInodes(port: number): Set<string> {
+  const inodes = new Set<string>();
+  const hex = port.toString(16).toUpperCase().padStart(4, '0');
+  for (const file of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch {
+      continue;
+    }
+    for (const line of text.split('\n').slice(1)) {
+      const f = line.trim().split(/\s+/);
+      if (f.length < 10 || f[3] !== '0A') continue;
+      if (f[1].endsWith(`:${hex}`)) inodes.add(f[9]);
+    }
+  }
+  return inodes;
+}
+
+/** True when process `pid` holds a socket listening on `port`. */
+function listensOn(pid: number, port: number): boolean {
+  const inodes = listeningInodes(port);
+  if (inodes.size === 0) return false;
+  try {
+    for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+      let target: string;
+      try {
+        target = readlinkSync(`/proc/${pid}/fd/${fd}`);
+      } catch {
+        continue;
+      }
+      const m = /^socket:\[(\d+)\]$/.exec(target);
+      if (m && inodes.has(m[1])) return true;
+    }
+  } catch {
+    // gone
+  }
+  return false;
 }
 
 function isTerminalInstance(state: InstanceState): boolean {
@@ -1029,11 +1166,15 @@ async function* streamLogs(runtime: LocalRuntime, runId: string, options: LogOpt
     }
     known = await runtime.logFiles(runId, options).catch(() => known);
     await new Promise<void>((resolve) => {
-      const t = setTimeout(resolve, 200);
-      options.signal?.addEventListener('abort', () => {
+      const onAbort = () => {
         clearTimeout(t);
         resolve();
-      }, { once: true });
+      };
+      const t = setTimeout(() => {
+        options.signal?.removeEventListener('abort', onAbort);
+        resolve();
+      }, 200);
+      options.signal?.addEventListener('abort', onAbort, { once: true });
     });
   }
   for (const f of known) {

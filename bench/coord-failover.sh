@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Leader failover benchmark for the coordination backends (memory, etcd, Kubernetes Leases).
+# Starts its own etcd (as the tests do), uses the test control plane (scripts/k8s-testenv up).
+# Usage: bench/coord-failover.sh [--kills N] [--backends memory,etcd,kubernetes] [--lease MS --renew MS --retry MS]
+source "$(dirname "$0")/../scripts/lib.sh"
+cd "$WEFT_ROOT"
+npx tsc -p tsconfig.json >/dev/null || true
+export WEFT_TEST_ENV="$(mktemp)"
+trap 'bash scripts/test.d/40-etcd-down.sh; rm -f "$WEFT_TEST_ENV"' EXIT
+bash scripts/test.d/40-etcd-up.sh
+if [[ -z "${KUBECONFIG:-}" ]]; then
+  line="$(bash scripts/k8s-testenv up | tail -n 1)"
+  [[ "$line" == "export KUBECONFIG="* ]] || die "scripts/k8s-testenv up did not print a KUBECONFIG"
+  echo "KUBECONFIG=${line#export KUBECONFIG=}" >>"$WEFT_TEST_ENV"
+fi
+set -a; source "$WEFT_TEST_ENV"; set +a
+node dist/bench/coord-failover.js "$@"

@@ -1,0 +1,83 @@
+// Failover benchmark: three candidates per backend, the leader killed N times
+// (SIGKILL of a real process for etcd and Kubernetes; a simulated crash for memory),
+// time from the kill to another candidate's `elected`. Prints median and p99 per
+// backend and the ratio to the lease duration, plus the safety check of each run.
+//
+// Usage: node dist/bench/coord-failover.js [--kills N] [--backends memory,etcd,kubernetes]
+//          [--lease MS --renew MS --retry MS]
+// Needs WEFT_ETCD_ENDPOINTS for etcd and KUBECONFIG for kubernetes (bench/coord-failover.sh sets both).
+import { parseArgs } from 'node:util';
+import { runCandidate, type CandidateEvent, type RunningCandidate } from '../src/coord/candidate.js';
+import { MemoryCluster, resolveTimings, type LeaseTimings, type MemoryCoordination } from '../src/coord/index.js';
+import { checkSafety, isElected, median, percentile, Timeline } from '../test/coord/harness.js';
+import { failover, type BackendUnderTest } from '../test/coord/scenarios.js';
+import { loadKubeConfig } from '../src/coord/kube.js';
+
+const { values } = parseArgs({
+  options: {
+    kills: { type: 'string', default: '10' },
+    backends: { type: 'string', default: 'memory,etcd,kubernetes' },
+    lease: { type: 'string', default: '3000' },
+    renew: { type: 'string', default: '2000' },
+    retry: { type: 'string', default: '500' },
+    namespace: { type: 'string', default: 'default' },
+  },
+});
+const kills = Number(values.kills);
+if (!Number.isInteger(kills) || kills < 1) throw new Error('--kills must be a positive integer');
+const timings: LeaseTimings = resolveTimings({ leaseDurationMs: Number(values.lease), renewDeadlineMs: Number(values.renew), retryPeriodMs: Number(values.retry) });
+
+async function memoryFailover(n: number): Promise<{ failoversMs: number[]; problems: string[] }> {
+  const cluster = new MemoryCluster();
+  const timeline = new Timeline();
+  const running = new Map<string, RunningCandidate>();
+  const start = async (id: string) =>
+    running.set(id, await runCandidate({ election: { backend: 'memory', cluster }, log: { backend: 'memory', cluster }, name: 'bench', id, logName: 'bench', actionIntervalMs: 100, timings }, (e) => timeline.push(e)));
+  for (const id of ['c1', 'c2', 'c3']) await start(id);
+  const patience = 3 * timings.leaseDurationMs + 10_000;
+  const failoversMs: number[] = [];
+  type Elected = Extract<CandidateEvent, { ev: 'elected' }>;
+  let leader: Elected = await timeline.waitFor(isElected, patience, 'a leader');
+  for (let k = 0; k < n; k++) {
+    const from = timeline.events.length;
+    const victim = running.get(leader.id)!;
+    (victim.election as MemoryCoordination).simulateCrash();
+    (victim.log as MemoryCoordination).simulateCrash();
+    running.delete(leader.id);
+    const killedAt = timeline.mark('killed', leader.id);
+    const next: Elected = await timeline.waitFor((e): e is Elected => isElected(e) && e.id !== leader.id, patience, 'a new leader', from);
+    failoversMs.push(next.at - killedAt);
+    leader = next;
+    await start(`c${4 + k}`);
+  }
+  for (const c of running.values()) await c.stop();
+  return { failoversMs, problems: checkSafety(cluster.readLog('bench'), timeline.events) };
+}
+
+function backend(name: 'etcd' | 'kubernetes'): BackendUnderTest {
+  if (name === 'etcd') {
+    const endpoints = process.env.WEFT_ETCD_ENDPOINTS;
+    if (!endpoints) throw new Error('WEFT_ETCD_ENDPOINTS is not set: run bench/coord-failover.sh, or start etcd and export it');
+    const url = new URL(endpoints.split(',')[0]!);
+    return { target: { host: url.hostname, port: Number(url.port) }, timings, options: () => ({ backend: 'etcd', endpoints: endpoints.split(','), prefix: 'weft-bench/', timings }) };
+  }
+  const kubeconfig = process.env.KUBECONFIG;
+  if (!kubeconfig) throw new Error('KUBECONFIG is not set: run bench/coord-failover.sh, or scripts/k8s-testenv up and export it');
+  const server = new URL(loadKubeConfig(kubeconfig).getCurrentCluster()!.server);
+  return { target: { host: server.hostname, port: Number(server.port) }, timings, options: () => ({ backend: 'kubernetes', kubeconfig, namespace: values.namespace!, timings }) };
+}
+
+const rows: string[] = [];
+console.log(`timings: leaseDuration ${timings.leaseDurationMs} ms, renewDeadline ${timings.renewDeadlineMs} ms, retryPeriod ${timings.retryPeriodMs} ms; ${kills} kills per backend`);
+for (const name of values.backends!.split(',')) {
+  const started = Date.now();
+  const r = name === 'memory' ? await memoryFailover(kills) : await failover(backend(name as 'etcd' | 'kubernetes'), kills);
+  const med = median(r.failoversMs);
+  const p99 = percentile(r.failoversMs, 99);
+  const row = `| ${name} | ${kills} | ${med.toFixed(0)} | ${p99.toFixed(0)} | ${Math.min(...r.failoversMs)} | ${Math.max(...r.failoversMs)} | ${(med / timings.leaseDurationMs).toFixed(2)} | ${r.problems.length === 0 ? 'safe' : `VIOLATIONS: ${r.problems.join('; ')}`} |`;
+  rows.push(row);
+  console.log(`${name}: failovers ms = ${r.failoversMs.join(', ')} (${((Date.now() - started) / 1000).toFixed(0)} s)`);
+}
+console.log('\n| backend | kills | median ms | p99 ms | min ms | max ms | median / leaseDuration | fencing-log check |');
+console.log('|---|---|---|---|---|---|---|---|');
+for (const r of rows) console.log(r);

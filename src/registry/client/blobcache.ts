@@ -1,0 +1,71 @@
+// Where blobs were last seen, per registry: digest -> repositories. A push to
+// another repository of the same registry then tries a cross-repository mount
+// instead of uploading (skopeo keeps a similar "blob info cache"). It is only a
+// hint: a stale entry makes the registry answer 202 to the mount, and the blob
+// is uploaded as usual.
+import { promises as fs } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+const maxDigests = 20_000;
+const maxReposPerDigest = 4;
+
+export function defaultBlobCacheFile(env: NodeJS.ProcessEnv = process.env): string {
+  const cache = env.XDG_CACHE_HOME || path.join(env.HOME || os.homedir(), '.cache');
+  return path.join(cache, 'weft', 'blob-locations.json');
+}
+
+type Table = Record<string, Record<string, string[]>>; // registry -> digest -> repositories (most recent first)
+
+export class BlobLocationCache {
+  private table: Table = {};
+  private loaded?: Promise<void>;
+  private dirty = false;
+
+  constructor(private readonly file: string) {}
+
+  private load(): Promise<void> {
+    this.loaded ??= fs
+      .readFile(this.file, 'utf8')
+      .then((text) => {
+        const parsed = JSON.parse(text) as unknown;
+        if (parsed && typeof parsed === 'object') this.table = parsed as Table;
+      })
+      .catch(() => undefined); // missing or unreadable: start empty (it is only a hint)
+    return this.loaded;
+  }
+
+  async lookup(registry: string, digest: string, excludeRepository: string): Promise<string | undefined> {
+    await this.load();
+    return this.table[registry]?.[digest]?.find((r) => r !== excludeRepository);
+  }
+
+  async record(registry: string, repository: string, digests: string[]): Promise<void> {
+    await this.load();
+    const byDigest = (this.table[registry] ??= {});
+    for (const digest of digests) {
+      const repos = (byDigest[digest] ?? []).filter((r) => r !== repository);
+      repos.unshift(repository);
+      // Re-insert so the most recently used digests are last in insertion order.
+      delete byDigest[digest];
+      byDigest[digest] = repos.slice(0, maxReposPerDigest);
+    }
+    const keys = Object.keys(byDigest);
+    for (const old of keys.slice(0, Math.max(0, keys.length - maxDigests))) delete byDigest[old];
+    this.dirty = true;
+  }
+
+  /** Writes the table atomically (temp file + rename); errors are ignored. */
+  async save(): Promise<void> {
+    if (!this.dirty) return;
+    this.dirty = false;
+    try {
+      await fs.mkdir(path.dirname(this.file), { recursive: true });
+      const tmp = `${this.file}.${process.pid}.${Date.now()}.tmp`;
+      await fs.writeFile(tmp, JSON.stringify(this.table));
+      await fs.rename(tmp, this.file);
+    } catch {
+      /* a cache that cannot be written only costs uploads */
+    }
+  }
+}
