@@ -15,6 +15,7 @@
 # on disk; not timed); weft reads the jar itself.
 #
 # Usage: bench/build-vs-buildah.sh [-n REPETITIONS]   (default 5; results also go to bench/results/)
+#        WEFT_MAIN=<path to dist/src/cli/main.js> to measure another compiled copy of weft
 source "$(dirname "$0")/../scripts/lib.sh"
 reps=5
 while getopts "n:" opt; do
@@ -24,15 +25,17 @@ while getopts "n:" opt; do
   esac
 done
 [[ "$reps" =~ ^[1-9][0-9]*$ ]] || die "-n needs a positive whole number"
-for tool in buildah skopeo node java jar unzip; do command -v "$tool" >/dev/null || die "$tool not found: run scripts/setup --test"; done
-[[ -f "$WEFT_ROOT/dist/src/cli/main.js" ]] || die "weft is not compiled: run scripts/setup (or npx tsc -p tsconfig.json)"
+for tool in buildah skopeo node java jar; do command -v "$tool" >/dev/null || die "$tool not found: run scripts/setup --test"; done
+# WEFT_MAIN: the weft CLI to measure (default: this tree's compiled one).
+weft_main="${WEFT_MAIN:-$WEFT_ROOT/dist/src/cli/main.js}"
+[[ -f "$weft_main" ]] || die "weft is not compiled ($weft_main): run scripts/setup (or npx tsc -p tsconfig.json)"
 
 # Lowercase path: buildah names an image pulled from oci:<dir> after the directory.
 work="/tmp/weft-bench-build-$$-$(date +%s)"
 mkdir -p "$work"
 cleanup() { rm -rf "$work"; }
 trap cleanup EXIT
-weft() { node "$WEFT_ROOT/dist/src/cli/main.js" "$@"; }
+weft() { node "$weft_main" "$@"; }
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
 median() { sort -n | awk '{a[NR]=$1} END {if (NR == 0) print "n/a"; else if (NR % 2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (a > 0) printf "%.2f", b / a; else print "n/a"}'; }
@@ -49,7 +52,7 @@ bash "$WEFT_ROOT/examples/hello/build.sh" --src "$work/src2" --out "$work/v2" 2>
 explode() { # <jar> <dest>
   local x="$2.unzip"
   mkdir -p "$x" "$2/classes" "$2/resources"
-  unzip -q "$1" -d "$x"
+  (cd "$x" && jar xf "$1")
   rm -rf "$x/META-INF"
   (cd "$x" && find . -type f -name '*.class' -exec cp --parents {} "$2/classes/" \; && find . -type f ! -name '*.class' -exec cp --parents {} "$2/resources/" \;)
   rm -rf "$x"

@@ -21,6 +21,8 @@ const { values } = parseArgs({
     renew: { type: 'string', default: '2000' },
     retry: { type: 'string', default: '500' },
     namespace: { type: 'string', default: 'default' },
+    /** Path of the Go peer (bench/coord-peer: client-go leaderelection, etcd concurrency.Election); '' = no peers. */
+    peer: { type: 'string', default: process.env.WEFT_COORD_PEER ?? '' },
   },
 });
 const kills = Number(values.kills);
@@ -69,15 +71,39 @@ function backend(name: 'etcd' | 'kubernetes'): BackendUnderTest {
 
 const rows: string[] = [];
 console.log(`timings: leaseDuration ${timings.leaseDurationMs} ms, renewDeadline ${timings.renewDeadlineMs} ms, retryPeriod ${timings.retryPeriodMs} ms; ${kills} kills per backend`);
+const ms = (n: number) => `${n}ms`;
+const peerArgv = (name: 'etcd' | 'kubernetes') => (election: string, id: string): string[] => {
+  const t = ['-lease', ms(timings.leaseDurationMs), '-renew', ms(timings.renewDeadlineMs), '-retry', ms(timings.retryPeriodMs)];
+  return name === 'etcd'
+    ? [values.peer!, 'etcd', '-name', election, '-id', id, '-endpoints', process.env.WEFT_ETCD_ENDPOINTS!.split(',')[0]!, ...t]
+    : [values.peer!, 'kube', '-name', election, '-id', id, '-kubeconfig', process.env.KUBECONFIG!, '-namespace', values.namespace!, ...t];
+};
+const runs: Array<{ label: string; run: () => Promise<{ failoversMs: number[]; problems: string[] }> }> = [];
 for (const name of values.backends!.split(',')) {
+  if (name === 'memory') runs.push({ label: 'weft memory', run: () => memoryFailover(kills) });
+  else if (name === 'etcd' || name === 'kubernetes') {
+    // weft and its peer alternate, so both see the same machine load.
+    runs.push({ label: `weft ${name}`, run: () => failover(backend(name), kills) });
+    if (values.peer) runs.push({ label: name === 'etcd' ? 'peer etcd: concurrency.Election (Go)' : 'peer kubernetes: client-go leaderelection (Go)', run: () => failover(backend(name), kills, undefined, peerArgv(name)) });
+  } else throw new Error(`unknown backend ${name}: use memory, etcd or kubernetes`);
+}
+const medians = new Map<string, number>();
+for (const { label: name, run } of runs) {
   const started = Date.now();
-  const r = name === 'memory' ? await memoryFailover(kills) : await failover(backend(name as 'etcd' | 'kubernetes'), kills);
+  const r = await run();
   const med = median(r.failoversMs);
   const p99 = percentile(r.failoversMs, 99);
   const row = `| ${name} | ${kills} | ${med.toFixed(0)} | ${p99.toFixed(0)} | ${Math.min(...r.failoversMs)} | ${Math.max(...r.failoversMs)} | ${(med / timings.leaseDurationMs).toFixed(2)} | ${r.problems.length === 0 ? 'safe' : `VIOLATIONS: ${r.problems.join('; ')}`} |`;
   rows.push(row);
+  medians.set(name, med);
   console.log(`${name}: failovers ms = ${r.failoversMs.join(', ')} (${((Date.now() - started) / 1000).toFixed(0)} s)`);
 }
 console.log('\n| backend | kills | median ms | p99 ms | min ms | max ms | median / leaseDuration | fencing-log check |');
 console.log('|---|---|---|---|---|---|---|---|');
 for (const r of rows) console.log(r);
+for (const b of ['etcd', 'kubernetes']) {
+  const w = medians.get(`weft ${b}`);
+  const p = [...medians.entries()].find(([k]) => k.startsWith(`peer ${b}`))?.[1];
+  if (w !== undefined && p !== undefined) console.log(`ratio weft/peer (${b}, median failover): ${(w / p).toFixed(2)}`);
+}
+process.exit(0); // candidate processes are gone; don't wait for idle client connections

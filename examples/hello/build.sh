@@ -28,7 +28,14 @@ done
 command -v javac >/dev/null && command -v jar >/dev/null || { echo "javac/jar not found: install default-jdk-headless (scripts/setup does)" >&2; exit 1; }
 
 # Versioned names, as a Maven/Gradle build would produce them (weft's layering reads them).
-version_of() { unzip -p "$1" META-INF/MANIFEST.MF 2>/dev/null | tr -d '\r' | sed -n 's/^Bundle-Version: *\(.*\)$/\1/p;s/^Implementation-Version: *\(.*\)$/\1/p' | head -n1; }
+# (Read with the JDK's own jar tool, so nothing beyond the JDK is needed.)
+version_of() {
+  local d
+  d="$(mktemp -d)"
+  (cd "$d" && jar xf "$1" META-INF/MANIFEST.MF 2>/dev/null) || true
+  [[ -f "$d/META-INF/MANIFEST.MF" ]] && tr -d '\r' < "$d/META-INF/MANIFEST.MF" | sed -n 's/^Bundle-Version: *\(.*\)$/\1/p;s/^Implementation-Version: *\(.*\)$/\1/p' | head -n1
+  rm -rf "$d"
+}
 lang3_version="$(version_of /usr/share/java/commons-lang3.jar)"; lang3_version="${lang3_version:-3}"
 guava_version="$(version_of /usr/share/java/guava.jar)"; guava_version="${guava_version%.jre}"; guava_version="${guava_version:-0}-jre"
 lib_names=("commons-lang3-${lang3_version}.jar" "guava-${guava_version}.jar")

@@ -6,7 +6,7 @@
 // Run: node dist/src/coord/candidate.js '<CandidateConfig as JSON>'
 import { pathToFileURL } from 'node:url';
 import { createCoordination, type CoordinationOptions } from './index.js';
-import { StaleTokenError, type Coordination, type LeaseTimings } from './types.js';
+import { StaleTokenError, type Coordination, type LeaderHandle, type LeaseTimings } from './types.js';
 
 export interface CandidateConfig {
   /** Where the election runs (may go through a proxy the test can cut). */
@@ -44,7 +44,7 @@ export async function runCandidate(config: CandidateConfig, emit: (e: CandidateE
   const log = logCoord.fencedLog(config.logName);
   let term = 0;
   const act = async (myTerm: number, token: number): Promise<void> => {
-    while (term === myTerm) {
+    while (term === myTerm && (handle === undefined || handle.isLeader)) {
       try {
         await log.append(token, id);
         emit({ ev: 'append', id, token, ok: true, at: Date.now() });
@@ -70,7 +70,8 @@ export async function runCandidate(config: CandidateConfig, emit: (e: CandidateE
       },
     };
   }
-  const handle = await election.elector.electLeader(config.name, id, {
+  let handle: LeaderHandle | undefined;
+  handle = await election.elector.electLeader(config.name, id, {
     onElected(token) {
       term++;
       emit({ ev: 'elected', id, token, at: Date.now() });
@@ -86,7 +87,7 @@ export async function runCandidate(config: CandidateConfig, emit: (e: CandidateE
     election,
     log: logCoord,
     async stop() {
-      await handle.resign();
+      await handle!.resign();
       await announced?.cancel();
       await election.close();
       if (logCoord !== election) await logCoord.close();

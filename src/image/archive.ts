@@ -131,8 +131,13 @@ async function scanArchive(file: string): Promise<Map<string, ScannedFile>> {
   const files = new Map<string, ScannedFile>();
   const links = new Map<string, string>();
   const extract = tar.extract();
+  const unreadable = (error: Error): ArchiveError =>
+    error instanceof ArchiveError
+      ? error
+      : new ArchiveError(`${file} is not a readable docker-archive (${error.message}): pass a file written by docker save, podman save, skopeo or weft`);
+  let readError: Error | undefined;
   const reading = pipeline(createReadStream(file), extract).catch((error: Error) => {
-    throw new ArchiveError(`${file} is not a readable docker-archive (${error.message}): pass a file written by docker save, podman save, skopeo or weft`);
+    readError = error;
   });
   try {
     for await (const entry of extract) {
@@ -166,9 +171,11 @@ async function scanArchive(file: string): Promise<Map<string, ScannedFile>> {
       });
     }
   } catch (error) {
-    throw error instanceof ArchiveError ? error : new ArchiveError(`${file} is not a readable docker-archive (${(error as Error).message})`);
+    await reading;
+    throw unreadable(readError ?? (error as Error));
   }
   await reading;
+  if (readError) throw unreadable(readError);
   for (const [name, target] of links) {
     const resolved = files.get(target);
     if (resolved) files.set(name, { ...resolved, data: resolved.data });
@@ -182,6 +189,7 @@ function streamEntry(file: string, wanted: string): Promise<Readable> {
     const extract = tar.extract();
     const input = createReadStream(file);
     let found = false;
+    let out: PassThrough | undefined;
     extract.on('entry', (header, stream, next) => {
       const name = path.posix.normalize(header.name).replace(/^\.\//, '').replace(/^\/+/, '');
       if (name !== wanted || header.type !== 'file') {
@@ -190,27 +198,30 @@ function streamEntry(file: string, wanted: string): Promise<Readable> {
         return;
       }
       found = true;
-      const out = new PassThrough();
+      const sink = new PassThrough();
+      out = sink;
       stream.on('end', () => {
-        out.end();
+        sink.end();
         input.destroy();
         extract.destroy();
       });
       stream.on('data', (chunk: unknown) => {
-        if (!out.write(chunk as Buffer)) {
+        if (!sink.write(chunk as Buffer)) {
           stream.pause();
-          out.once('drain', () => stream.resume());
+          sink.once('drain', () => stream.resume());
         }
       });
-      resolve(out);
+      resolve(sink);
     });
     extract.on('finish', () => {
       if (!found) reject(new ArchiveError(`${file} has no file ${wanted}`));
     });
-    extract.on('error', (error: Error) => {
+    const fail = (error: Error): void => {
       if (!found) reject(error);
-    });
-    input.on('error', reject);
+      else if (out && !out.writableFinished) out.destroy(error);
+    };
+    extract.on('error', fail);
+    input.on('error', fail);
     input.pipe(extract as unknown as NodeJS.WritableStream);
   });
 }

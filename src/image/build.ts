@@ -113,7 +113,7 @@ export async function buildJvmImage(options: JvmBuildOptions): Promise<JvmBuildR
   let base: ImageHandle | null;
   if (options.base === undefined || options.base === null) base = null;
   else if (typeof options.base === 'string') {
-    say(`opening base ${options.base}`);
+    if (options.base !== 'scratch') say(`opening base ${options.base}`);
     base = await openImage(options.base, { remote: options.remote, platform: options.platform });
   } else base = options.base;
   let platform = parsePlatform(options.platform);

@@ -44,7 +44,9 @@ export async function writeOciLayout(image: ImageHandle, dir: string, tag?: stri
   if (tag) descriptor.annotations = { [REF_NAME]: tag };
   const layoutFile = `${JSON.stringify({ imageLayoutVersion: '1.0.0' })}\n`;
 
-  if (!(await exists(target))) {
+  // A new (or empty) directory is assembled beside it and renamed into place: a failed write leaves nothing.
+  const fresh = !(await exists(target)) || ((await fs.stat(target)).isDirectory() && (await fs.readdir(target)).length === 0);
+  if (fresh) {
     const tmp = `${target}.tmp-${process.pid}-${Date.now()}`;
     await fs.mkdir(tmp, { recursive: true });
     try {

@@ -43,3 +43,24 @@ test('etcd: bad configuration fails clearly', async () => {
   await assert.rejects(createCoordination({ backend: 'etcd', endpoints: ['127.0.0.1:2379/x/y'] }), /invalid etcd endpoint/);
   await assert.rejects(createCoordination({ backend: 'etcd', endpoints: ['http://127.0.0.1:1'], timings: { renewDeadlineMs: 20_000 } }), /must be less than leaseDurationMs/);
 });
+
+test('etcd: weft coord lock runs a command under the lock with its token, and passes its exit code', async () => {
+  const { execFile } = await import('node:child_process');
+  const endpoints = requireEnv('WEFT_ETCD_ENDPOINTS', 'run the tests with scripts/test');
+  const run = (args: string[]) =>
+    new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+      execFile(process.execPath, ['dist/src/cli/main.js', 'coord', ...args], (error, stdout, stderr) =>
+        resolve({ code: error ? Number((error as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+      );
+    });
+  const ok = await run(['lock', 'cli-lock', '--etcd-endpoints', endpoints, '--timeout', '10000', '--json', '--', 'sh', '-c', 'echo "token=$WEFT_LOCK_TOKEN"; exit 3']);
+  assert.equal(ok.code, 3);
+  const acquired = JSON.parse(ok.stdout.split('\n')[0]!) as { ev: string; token: number };
+  assert.equal(acquired.ev, 'acquired');
+  assert.match(ok.stdout, new RegExp(`token=${acquired.token}\\b`));
+  const fromEnv = await run(['lock', 'cli-lock', '--backend', 'etcd', '--', 'true']);
+  assert.equal(fromEnv.code, 0, `WEFT_ETCD_ENDPOINTS from the environment gives the endpoints: ${fromEnv.stderr}`);
+  const wrong = await run(['lock', 'cli-lock', '--backend', 'zookeeper', '--', 'true']);
+  assert.equal(wrong.code, 1);
+  assert.match(wrong.stderr, /unknown --backend "zookeeper"/);
+});

@@ -53,8 +53,10 @@ export class CandidateProcess {
   readonly stderr: string[] = [];
   exited: Promise<void>;
 
-  constructor(readonly id: string, config: CandidateConfig, timeline: Timeline) {
-    this.child = spawn(process.execPath, [candidateScript, JSON.stringify(config)], { stdio: ['ignore', 'pipe', 'pipe'] });
+  /** `config`: a weft candidate; or `{ argv }`: any program printing the same JSON events (the Go peers). */
+  constructor(readonly id: string, config: CandidateConfig | { argv: string[] }, timeline: Timeline) {
+    const [cmd, ...args] = 'argv' in config ? config.argv : [process.execPath, candidateScript, JSON.stringify(config)];
+    this.child = spawn(cmd!, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     let buf = '';
     this.child.stdout!.on('data', (chunk: Buffer) => {
       buf += chunk.toString();

@@ -29,13 +29,19 @@ function candidateConfig(b: BackendUnderTest, name: string, id: string, logName:
  * candidate each time, so three stay in the race); returns the failover times
  * (kill -> another candidate's `elected`) and the safety violations found.
  */
-export async function failover(b: BackendUnderTest, kills: number, diagnostic: (m: string) => void = () => undefined): Promise<{ failoversMs: number[]; problems: string[]; writers: number }> {
+export async function failover(
+  b: BackendUnderTest,
+  kills: number,
+  diagnostic: (m: string) => void = () => undefined,
+  /** Benchmark peers: the argv of a foreign candidate (no fenced log; only election events are checked). */
+  peerArgv?: (name: string, id: string) => string[],
+): Promise<{ failoversMs: number[]; problems: string[]; writers: number }> {
   const name = uniq('elect');
   const logName = uniq('log');
   const timeline = new Timeline();
   const candidates: CandidateProcess[] = [];
   const spawn = (id: string) => {
-    const c = new CandidateProcess(id, candidateConfig(b, name, id, logName), timeline);
+    const c = new CandidateProcess(id, peerArgv ? { argv: peerArgv(name, id) } : candidateConfig(b, name, id, logName), timeline);
     candidates.push(c);
     return c;
   };
@@ -47,7 +53,7 @@ export async function failover(b: BackendUnderTest, kills: number, diagnostic: (
     let leader: Elected = await timeline.waitFor(isElected, patience, 'a first leader');
     const failoversMs: number[] = [];
     for (let k = 0; k < kills; k++) {
-      await timeline.waitFor(appendedBy(leader.id, leader.token), patience, `${leader.id} to act as leader`);
+      if (!peerArgv) await timeline.waitFor(appendedBy(leader.id, leader.token), patience, `${leader.id} to act as leader`);
       const victim = candidates.find((c) => c.id === leader.id)!;
       const from = timeline.events.length;
       await victim.kill('SIGKILL');
@@ -58,7 +64,7 @@ export async function failover(b: BackendUnderTest, kills: number, diagnostic: (
       leader = next;
       spawn(`c${3 + k + 1}`); // keep three in the race
     }
-    await timeline.waitFor(appendedBy(leader.id, leader.token), patience, `${leader.id} to act as leader`);
+    if (!peerArgv) await timeline.waitFor(appendedBy(leader.id, leader.token), patience, `${leader.id} to act as leader`);
     await stopAll(candidates);
     const entries = await log.read();
     const problems = checkSafety(entries, timeline.events);

@@ -161,6 +161,13 @@ test('bearer token auth: scoped tokens from a token server, mount scopes, creden
       assert.ok(mounted.blobs.every((b) => b.status === 'mounted'), JSON.stringify(mounted.blobs));
       assert.ok(tokens.seen.some((s) => s.scopes.includes('repository:team/app:pull') && s.scopes.includes('repository:team/other:pull,push')));
       client.close();
+
+      // weft login against a token-auth registry verifies by asking the token server.
+      const loginEnv = { ...env, DOCKER_CONFIG: path.join(dir, 'docker-login') };
+      await assert.rejects(login(registry.host, 'alice', 'wrong', { env: loginEnv }), /rejected the credentials/);
+      const stored = await login(registry.host, 'alice', 'wonderland', { env: loginEnv });
+      assert.equal(stored.storedIn, path.join(dir, 'docker-login', 'config.json'));
+      assert.ok(tokens.seen.some((s) => s.user === 'alice' && s.scopes.length === 0), 'login asked for an unscoped token with the credentials');
     } finally {
       await proxy.close();
     }

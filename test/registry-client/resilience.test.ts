@@ -227,3 +227,43 @@ test('relative Location headers are resolved against the URL of the request that
     await new Promise<void>((r) => { server.closeAllConnections(); server.close(() => r()); });
   }
 });
+
+test('identity tokens (docker identitytoken) are exchanged with an OAuth2 refresh_token POST', async () => {
+  const { promises: fs } = await import('node:fs');
+  const { tempDir } = await import('./helpers.js');
+  const dir = await tempDir('weft-idtoken-');
+  const posts: string[] = [];
+  const server = http.createServer((req, res) => {
+    let body = '';
+    req.on('data', (c: Buffer) => (body += c.toString()));
+    req.on('end', () => {
+      const port = (server.address() as AddressInfo).port;
+      if (req.url?.startsWith('/oauth')) {
+        posts.push(`${req.method} ${body}`);
+        return void res.writeHead(200).end(JSON.stringify({ access_token: 'from-refresh', expires_in: 600 }));
+      }
+      if (req.headers.authorization !== 'Bearer from-refresh') {
+        return void res.writeHead(401, { 'WWW-Authenticate': `Bearer realm="http://127.0.0.1:${port}/oauth",service="svc"` }).end();
+      }
+      res.writeHead(200, { 'Content-Type': 'application/json' }).end(JSON.stringify({ name: 'x', tags: ['t'] }));
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const host = `127.0.0.1:${(server.address() as AddressInfo).port}`;
+  await fs.writeFile(`${dir}/config.json`, JSON.stringify({ auths: { [`https://${host}/v1/`]: { auth: Buffer.from('bob:').toString('base64'), identitytoken: 'refresh-abc' } } }));
+  const client = createRemoteTransport({ retries: 0, env: { DOCKER_CONFIG: dir, HOME: dir } });
+  try {
+    assert.deepEqual(await client.listTags(host, 'x'), ['t']);
+    assert.equal(posts.length, 1);
+    const form = new URLSearchParams(posts[0]!.slice('POST '.length));
+    assert.equal(posts[0]!.split(' ')[0], 'POST');
+    assert.equal(form.get('grant_type'), 'refresh_token');
+    assert.equal(form.get('refresh_token'), 'refresh-abc');
+    assert.equal(form.get('service'), 'svc');
+    assert.equal(form.get('scope'), 'repository:x:pull');
+  } finally {
+    client.close();
+    await new Promise<void>((r) => { server.closeAllConnections(); server.close(() => r()); });
+    await fs.rm(dir, { recursive: true, force: true });
+  }
+});

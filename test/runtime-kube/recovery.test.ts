@@ -12,7 +12,7 @@ import type { KubeRuntime } from '../../src/runtime/kube/index.js';
 import { KWOK, requireKubeconfig, runtimeFor, testNamespace, waitForStatus } from './helpers.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const repo = join(here, '..', '..', '..');
+const repo = process.env.WEFT_ROOT ?? join(here, '..', '..', '..');
 let ns: { name: string; drop: () => Promise<void> };
 const runtimes: KubeRuntime[] = [];
 

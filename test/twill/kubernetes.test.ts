@@ -26,6 +26,7 @@ twillScenarios('Kubernetes (real control plane, kwok nodes)', async () => {
   return {
     runner,
     image: '127.0.0.1:5000/weft/probe:1',
+    servicePort: 18080,
     live: false,
     failBatch(runnable) {
       runnable.kubernetes = {

@@ -54,6 +54,7 @@ export async function localTarget(mode: 'runc' | 'host'): Promise<TwillTarget> {
   return {
     runner,
     image: image.reference,
+    servicePort: mode === 'runc' ? 18080 : 18090,
     live: true,
     failBatch(runnable) {
       runnable.args = ['fail', '3'];

@@ -12,6 +12,8 @@ export interface TwillTarget {
   runner: TwillRunner;
   /** The probe image reference for this runtime. */
   image: string;
+  /** The port the service announces (distinct per target: test files run in parallel on one host). */
+  servicePort: number;
   /** True when programs really run (their output can be checked). */
   live: boolean;
   /** Makes a batch runnable fail with exit code 3 and a message. */
@@ -53,7 +55,7 @@ function serviceSpec(target: TwillTarget, app: string, instances: number): AppSp
         image: target.image,
         instances,
         args: ['service'],
-        ports: [{ name: 'http', port: 18080 }],
+        ports: [{ name: 'http', port: target.servicePort }],
         resources: { cpu: '250m', memory: '128Mi' },
         env: { GREETING: 'hi' },
       },

@@ -45,6 +45,11 @@ export class ImageStore {
     return handle;
   }
 
+  /** The image config of an unpacked image, read from the store (no registry round trip). */
+  async configOf(rootfs: string): Promise<ImageConfig> {
+    return JSON.parse(await fs.readFile(path.join(path.dirname(rootfs), 'config.json'), 'utf8')) as ImageConfig;
+  }
+
   /** Pulls the image's blobs (skipping those already stored) and unpacks it unless already unpacked. */
   async prepare(image: string): Promise<UnpackedImage> {
     const handle = await this.open(image);
@@ -84,6 +89,7 @@ export class ImageStore {
       for (const p of ['etc/weft/podinfo', 'etc/weft/files', 'tmp', 'proc', 'sys', 'dev']) {
         await fs.mkdir(path.join(tmpRoot, p), { recursive: true });
       }
+      await fs.writeFile(path.join(tmp, 'config.json'), handle.configBytes);
       await fs.writeFile(path.join(tmp, 'unpacked.json'), JSON.stringify({ image, digest: handle.manifestDigest, stats }, null, 2));
       await fs.mkdir(path.dirname(dir), { recursive: true });
       try {

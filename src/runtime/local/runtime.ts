@@ -201,6 +201,8 @@ export class LocalRuntime implements Runtime {
   private readonly locks = new Map<string, Promise<unknown>>();
   private readonly timers = new Set<NodeJS.Timeout>();
   private polling = false;
+  /** Ports handed out recently by this process (their programs may not listen yet): port -> expiry. */
+  private readonly recentPorts = new Map<number, number>();
 
   constructor(options: LocalOptions) {
     this.stateDir = options.stateDir ?? process.env.WEFT_LOCAL_STATE_DIR ?? defaultStateDir();
@@ -350,6 +352,26 @@ export class LocalRuntime implements Runtime {
     };
   }
 
+  /** Ports of every instance of every live run in the state dir, plus those handed out in the last minute. */
+  private async reservedPorts(current: RunRecord): Promise<Set<number>> {
+    const taken = new Set<number>();
+    const now = Date.now();
+    for (const [port, expiry] of this.recentPorts) {
+      if (expiry < now) this.recentPorts.delete(port);
+      else taken.add(port);
+    }
+    const records = [current];
+    for (const name of await fs.readdir(this.runsDir).catch(() => [] as string[])) {
+      if (name === current.runId) continue;
+      const r = await this.load(name).catch(() => undefined);
+      if (r && !r.final) records.push(r);
+    }
+    for (const r of records) {
+      for (const rr of Object.values(r.runnables)) for (const i of rr.instances) if (!i.removed) Object.values(i.ports).forEach((p) => taken.add(p));
+    }
+    return taken;
+  }
+
   /** Creates and starts one new instance of a runnable (the record is saved by the caller). */
   private async launch(record: RunRecord, r: RunnableSpec): Promise<InstanceRecord> {
     const rr = record.runnables[r.name];
@@ -365,11 +387,12 @@ export class LocalRuntime implements Runtime {
     );
     await fs.writeFile(path.join(instDir, 'podinfo', 'labels'), formatAnnotations({ 'weft.io/run-id': record.runId, 'weft.io/app': record.app, 'weft.io/runnable': r.name }));
     const ports: Record<string, number> = {};
-    const taken = new Set(Object.values(record.runnables).flatMap((x) => x.instances.filter((i) => !i.removed).flatMap((i) => Object.values(i.ports))));
+    const taken = await this.reservedPorts(record);
     for (const p of r.ports) {
       // The first instance gets the spec's port when it is free; the others (and a busy port) get a free one.
       ports[p.name] = !taken.has(p.port) && (await portIsFree(p.port)) ? p.port : await freePort();
       taken.add(ports[p.name]);
+      this.recentPorts.set(ports[p.name], Date.now() + 60_000);
     }
     const inst: InstanceRecord = { id, dir: relDir, containerId, ports, createdAt: new Date().toISOString() };
     rr.instances.push(inst);
@@ -395,9 +418,8 @@ export class LocalRuntime implements Runtime {
       WEFT_FILES_DIR: inContainer ? FILES_PATH : filesDir,
     };
     for (const [name, port] of Object.entries(inst.ports)) weftEnv[portEnvName(name)] = String(port);
-    const image = await this.images.prepare(rr.image.reference).catch(() => undefined);
-    const config = image?.config;
-    if (!config) throw new LocalRuntimeError(`cannot read the image ${rr.image.reference} of runnable ${r.name}`);
+    // From the local store: restarts and scale-ups never need the registry again.
+    const config = await this.images.configOf(rr.image.rootfs).catch(() => this.images.prepare(rr.image.reference).then((i) => i.config));
     let command: string[];
     const env: NodeJS.ProcessEnv = { PATH: process.env.PATH ?? '/usr/bin:/bin' };
     let cwd = instDir;
@@ -755,14 +777,15 @@ export class LocalRuntime implements Runtime {
   }
 
   private async signalInstance(record: RunRecord, view: InstanceView, signal: 'SIGTERM' | 'SIGKILL'): Promise<void> {
+    // The stop marker keeps the supervisor from restarting (also when it sleeps between attempts).
     await fs.writeFile(path.join(view.dir, 'stop'), signal).catch(() => undefined);
-    const pid = view.childPid ?? Number(readText(path.join(view.dir, 'child')) ?? 0);
     if (record.mode === 'runc') {
-      // runc run forwards SIGTERM to the container; SIGKILL cannot be forwarded, so it goes through runc kill.
-      if (signal === 'SIGKILL') {
-        await execFileAsync(this.runc, ['--root', this.runcRoot, 'kill', view.record.containerId, 'KILL']).catch(() => undefined);
-      }
+      // Never signal the runc process itself: killed while it creates the container, it would
+      // orphan the container. `runc kill` is retried until the container exists and has ended.
+      detached(this.runcSignalLoop(view, signal === 'SIGKILL' ? 'KILL' : 'TERM', 0));
+      return;
     }
+    const pid = view.childPid ?? Number(readText(path.join(view.dir, 'child')) ?? 0);
     if (pid > 0) {
       try {
         process.kill(pid, signal);
@@ -770,7 +793,20 @@ export class LocalRuntime implements Runtime {
         // already gone
       }
     }
-    // The supervisor may be between attempts (sleeping before a restart): the stop marker ends it.
+  }
+
+  /**
+   * A shell loop that waits `afterSeconds`, then sends `runc kill <id> SIG` until the
+   * instance has recorded its exit (TERM: until it was delivered once); it ends when the
+   * instance ends or its directory is removed, at most 60 s after it starts signalling.
+   */
+  private runcSignalLoop(view: InstanceView, sig: 'TERM' | 'KILL', afterSeconds: number): string {
+    const kill = `'${this.runc}' --root '${this.runcRoot}' kill '${view.record.containerId}' ${sig} 2>/dev/null`;
+    const alive = `[ -d '${view.dir}' ] && [ ! -e '${view.dir}/exit' ]`;
+    return (
+      `end=$(( $(date +%s) + ${afterSeconds} )); while ${alive} && [ "$(date +%s)" -lt "$end" ]; do sleep 0.2; done; ` +
+      `i=0; while ${alive} && [ $i -lt 300 ]; do if ${kill}; then ${sig === 'TERM' ? 'exit 0' : 'true'}; fi; sleep 0.2; i=$((i+1)); done`
+    );
   }
 
   /** Signals instances with SIGTERM and escalates to SIGKILL after the grace period (also when this process exits first). */
@@ -781,19 +817,18 @@ export class LocalRuntime implements Runtime {
       return;
     }
     await this.signalAll(record, live, 'SIGTERM');
+    const seconds = Math.ceil(gracePeriodMs / 1000);
     for (const v of live) {
-      // A detached watchdog carries out the escalation even if this weft process exits in the meantime.
-      const pid = v.childPid ?? 0;
-      const runcKill = record.mode === 'runc' ? `'${this.runc}' --root '${this.runcRoot}' kill '${v.record.containerId}' KILL 2>/dev/null; ` : '';
-      // It polls, so it ends as soon as the instance does (or its directory is removed).
-      const seconds = Math.ceil(gracePeriodMs / 1000);
-      const script =
-        `end=$(( $(date +%s) + ${seconds} )); ` +
-        `while [ -d '${v.dir}' ] && [ ! -e '${v.dir}/exit' ]; do ` +
-        `if [ "$(date +%s)" -ge "$end" ]; then ${runcKill}${pid > 0 ? `kill -9 ${pid} 2>/dev/null; ` : ''}exit 0; fi; sleep 0.2; done`;
-      const child = spawn('/bin/sh', ['-c', script], { detached: true, stdio: 'ignore' });
-      child.on('error', () => undefined);
-      child.unref();
+      // A detached watchdog carries out the escalation even if this weft process exits in the meantime;
+      // it polls, so it ends as soon as the instance does (or its directory is removed).
+      if (record.mode === 'runc') {
+        detached(this.runcSignalLoop(v, 'KILL', seconds));
+      } else if (v.childPid) {
+        detached(
+          `end=$(( $(date +%s) + ${seconds} )); while [ -d '${v.dir}' ] && [ ! -e '${v.dir}/exit' ]; do ` +
+            `if [ "$(date +%s)" -ge "$end" ]; then kill -9 ${v.childPid} 2>/dev/null; exit 0; fi; sleep 0.2; done`,
+        );
+      }
     }
   }
 
@@ -1041,6 +1076,13 @@ export class LocalRuntime implements Runtime {
     for (const t of this.timers) clearTimeout(t);
     await Promise.all([...this.locks.values()].map((p) => p.catch(() => undefined)));
   }
+}
+
+/** Runs a shell snippet detached from this process (it survives weft exiting). */
+function detached(script: string): void {
+  const child = spawn('/bin/sh', ['-c', script], { detached: true, stdio: 'ignore' });
+  child.on('error', () => undefined);
+  child.unref();
 }
 
 /** Child pids of a process (for `runc run`: the container's init). */

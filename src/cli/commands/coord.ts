@@ -1,0 +1,135 @@
+// weft coord: leader election, locks and discovery from the shell (parsing and printing only; logic in src/coord).
+import { spawn } from 'node:child_process';
+import type { Command } from 'commander';
+import { createCoordination, type Coordination, type CoordinationOptions } from '../../coord/index.js';
+import { printJson, progress } from '../output.js';
+
+interface BackendFlags {
+  backend?: string;
+  etcdEndpoints?: string;
+  namespace?: string;
+  kubeconfig?: string;
+  leaseDuration?: string;
+  renewDeadline?: string;
+  retryPeriod?: string;
+  json?: boolean;
+}
+
+function withBackendFlags(cmd: Command): Command {
+  return cmd
+    .option('--backend <backend>', 'kubernetes | etcd | memory (default: etcd if --etcd-endpoints or WEFT_ETCD_ENDPOINTS is set, else kubernetes)')
+    .option('--etcd-endpoints <urls>', 'comma-separated etcd URLs (default: $WEFT_ETCD_ENDPOINTS)')
+    .option('--namespace <ns>', 'Kubernetes namespace for Leases (default: the kubeconfig context\'s)')
+    .option('--kubeconfig <path>', 'kubeconfig (default: $KUBECONFIG, ~/.kube/config or in-cluster)')
+    .option('--lease-duration <ms>', 'lease duration in ms (default 15000)')
+    .option('--renew-deadline <ms>', 'renew deadline in ms (default 10000)')
+    .option('--retry-period <ms>', 'retry period in ms (default 2000)')
+    .option('--json', 'print JSON');
+}
+
+function ms(flag: string, value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!Number.isFinite(n) || n <= 0) throw new Error(`--${flag} must be a positive number of milliseconds, got "${value}"`);
+  return n;
+}
+
+function options(f: BackendFlags): CoordinationOptions {
+  const endpoints = f.etcdEndpoints ?? process.env.WEFT_ETCD_ENDPOINTS;
+  const backend = f.backend ?? (endpoints ? 'etcd' : 'kubernetes');
+  const timings = { leaseDurationMs: ms('lease-duration', f.leaseDuration), renewDeadlineMs: ms('renew-deadline', f.renewDeadline), retryPeriodMs: ms('retry-period', f.retryPeriod) };
+  switch (backend) {
+    case 'etcd':
+      if (!endpoints) throw new Error('the etcd backend needs --etcd-endpoints http://HOST:PORT (or WEFT_ETCD_ENDPOINTS)');
+      return { backend, endpoints: endpoints.split(','), timings };
+    case 'kubernetes':
+      return { backend, namespace: f.namespace, kubeconfig: f.kubeconfig, timings };
+    case 'memory':
+      return { backend, timings };
+    default:
+      throw new Error(`unknown --backend "${backend}": use kubernetes, etcd or memory`);
+  }
+}
+
+function untilSignal(): Promise<void> {
+  return new Promise((resolve) => {
+    process.once('SIGINT', resolve);
+    process.once('SIGTERM', resolve);
+  });
+}
+
+function out(json: boolean | undefined, value: Record<string, unknown>, human: string): void {
+  if (json) process.stdout.write(`${JSON.stringify(value)}\n`);
+  else progress(human);
+}
+
+export function register(program: Command): void {
+  const coord = program.command('coord').description('Leader election, locks and service discovery on Kubernetes Leases or etcd (see docs/coordination.md)');
+
+  withBackendFlags(coord.command('elect <name>').description('Join an election and report when this process leads, until interrupted (then resign)'))
+    .requiredOption('--id <id>', 'this candidate\'s unique id (e.g. the pod name)')
+    .action(async (name: string, f: BackendFlags & { id: string }) => {
+      const c: Coordination = await createCoordination(options(f));
+      const h = await c.elector.electLeader(name, f.id, {
+        onElected: (token) => out(f.json, { ev: 'elected', id: f.id, token, at: Date.now() }, `${f.id} leads "${name}" (fencing token ${token})`),
+        onStepDown: (reason) => out(f.json, { ev: 'stepdown', id: f.id, reason, at: Date.now() }, `${f.id} stepped down: ${reason}`),
+      });
+      await untilSignal();
+      await h.resign();
+      await c.close();
+    });
+
+  withBackendFlags(coord.command('lock <name>').description('Run a command while holding a lock; the command gets WEFT_LOCK_TOKEN'))
+    .option('--timeout <ms>', 'give up after this long')
+    .argument('<command...>', 'command to run (after --)')
+    .action(async (name: string, command: string[], f: BackendFlags & { timeout?: string }) => {
+      const c = await createCoordination(options(f));
+      try {
+        const lock = await c.locks.acquire(name, { timeoutMs: ms('timeout', f.timeout), onLost: (r) => progress(`lock "${name}" lost: ${r}`) });
+        out(f.json, { ev: 'acquired', lock: name, token: lock.token }, `acquired lock "${name}" (token ${lock.token})`);
+        const code = await new Promise<number>((resolve, reject) => {
+          const child = spawn(command[0]!, command.slice(1), { stdio: 'inherit', env: { ...process.env, WEFT_LOCK_TOKEN: String(lock.token) } });
+          child.on('error', (e) => reject(new Error(`cannot run ${command[0]}: ${e.message}`)));
+          child.on('exit', (code, signal) => resolve(code ?? (signal ? 128 : 1)));
+        }).finally(() => lock.release());
+        process.exitCode = code;
+      } finally {
+        await c.close();
+      }
+    });
+
+  withBackendFlags(coord.command('announce <service>').description('Announce an instance of a service until interrupted'))
+    .requiredOption('--host <host>', 'host or IP address others connect to')
+    .requiredOption('--port <port>', 'port', (v) => Number(v))
+    .option('--payload <text>', 'extra data for discoverers')
+    .action(async (service: string, f: BackendFlags & { host: string; port: number; payload?: string }) => {
+      const c = await createCoordination(options(f));
+      const a = await c.discovery.announce(service, { host: f.host, port: f.port, payload: f.payload });
+      out(f.json, { ev: 'announced', service, host: f.host, port: f.port }, `announced ${service} at ${f.host}:${f.port}`);
+      await untilSignal();
+      await a.cancel();
+      await c.close();
+    });
+
+  withBackendFlags(coord.command('discover <service>').description('List the live instances of a service'))
+    .option('--watch', 'keep printing the list on every change until interrupted')
+    .action(async (service: string, f: BackendFlags & { watch?: boolean }) => {
+      const c = await createCoordination(options(f));
+      const list = await c.discovery.discover(service);
+      const print = (instances: ReturnType<typeof list.instances>) => {
+        if (f.json) process.stdout.write(`${JSON.stringify(instances)}\n`);
+        else if (!instances.length) process.stdout.write(`${service}: no instances\n`);
+        else for (const i of instances) process.stdout.write(`${service}\t${i.host}:${i.port}\t${i.id}${i.payload ? `\t${i.payload}` : ''}\n`);
+      };
+      if (!f.watch) {
+        if (f.json) printJson(list.instances());
+        else print(list.instances());
+      } else {
+        print(list.instances());
+        list.watch(print);
+        await untilSignal();
+      }
+      await list.close();
+      await c.close();
+    });
+}
