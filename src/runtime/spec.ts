@@ -1,6 +1,7 @@
 // The application spec (weft.yaml): what to run, validated with zod so every
 // mistake is reported with its path and what to write instead.
 import { readFile } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 
@@ -89,7 +90,7 @@ export const BuildSchema = z
     libs: z.array(z.string()).default([]),
     base: z.string().optional(),
     mainClass: z.string().optional(),
-    /** Where to push the built image (docker://host/repo:tag); weft's embedded registry when omitted. */
+    /** Where to push the built image (docker://host/repo:tag): a registry the cluster pulls from. */
     target: z.string().optional(),
   })
   .strict();
@@ -205,7 +206,16 @@ export async function loadAppSpec(file: string): Promise<AppSpec> {
   } catch (error) {
     throw new SpecError(`cannot read app spec ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
   }
-  return parseAppSpecYaml(text, file);
+  const spec = parseAppSpecYaml(text, file);
+  // Paths in build: sections are relative to the weft.yaml, not to the working directory.
+  const base = dirname(resolve(file));
+  for (const r of spec.runnables) {
+    if (r.build) {
+      r.build.jar = resolve(base, r.build.jar);
+      r.build.libs = r.build.libs.map((l) => resolve(base, l));
+    }
+  }
+  return spec;
 }
 
 /** The start timeout in ms that applies to a runnable. */

@@ -187,3 +187,9 @@ test('kill stops at once; suspend and resume a batch run; bad requests say what 
   assert.equal(final.state, 'KILLED');
   await assert.rejects(runtime.stop(c.runId), /no run .* in namespace/);
 });
+
+test('a build: section without a registry target is refused before anything is created', async () => {
+  const spec = parseAppSpec({ name: 'built', runnables: [{ name: 'main', kind: 'batch', build: { jar: 'app.jar' } }] });
+  await assert.rejects(runner.prepare(spec).start(), /needs target: docker:\/\/<registry>\/<repository>:<tag>/);
+  assert.equal((await runtime.list({ app: 'built' })).length, 0);
+});

@@ -58,7 +58,7 @@ export async function ensureEmbeddedRegistry(options: EnsureOptions = {}): Promi
   const args = [main, 'registry', 'serve', '--addr', addr, '--log-level', 'info'];
   if (options.root) args.push('--root', options.root);
   const out = openSync(logFile, 'a');
-  const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', out, out], env: process.env });
+  const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', out, out], env: { UV_THREADPOOL_SIZE: '16', ...process.env } });
   closeSync(out);
   let exitCode: number | null = null;
   child.once('exit', (code) => {

@@ -99,6 +99,31 @@ export function kubeImage(image: string, runnable: string): string {
   return image;
 }
 
+/**
+ * Builds a runnable's `build:` section with the image builder (src/image) and pushes it with the
+ * registry client to `build.target`; returns the pushed reference pinned by digest.
+ */
+async function buildAndPush(runnable: string, build: NonNullable<RunRequest['spec']['runnables'][number]['build']>): Promise<string> {
+  if (!build.target || !build.target.startsWith('docker://')) {
+    throw new KubeError(
+      `runnable ${runnable}: a build: section needs target: docker://<registry>/<repository>:<tag>, a registry the cluster can pull from`,
+    );
+  }
+  const image = await import('../../image/index.js');
+  const { createRemoteTransport } = await import('../../registry/client/index.js');
+  const target = image.parseImageReference(build.target);
+  if (target.transport !== 'docker') throw new KubeError(`runnable ${runnable}: target must be docker://...`);
+  const remote = createRemoteTransport();
+  let built;
+  try {
+    built = await image.buildJvmImage({ program: build.jar, libs: build.libs, main: build.mainClass, base: build.base ?? undefined, remote });
+  } catch (error) {
+    throw new KubeError(`runnable ${runnable}: building ${build.jar} failed: ${(error as Error).message}`);
+  }
+  const pushed = await image.writeImage(built.image, target, { remote });
+  return image.formatDockerReference({ ...target.ref, tag: undefined, digest: pushed.digest });
+}
+
 interface Counter {
   total: number;
   byKind: Record<string, number>;
@@ -160,12 +185,7 @@ export class KubeRuntime implements Runtime {
   async submit(request: RunRequest): Promise<RunStatus> {
     const images: Record<string, string> = {};
     for (const r of request.spec.runnables) {
-      if (r.build) {
-        throw new KubeError(
-          `runnable ${r.name} has a build: section, but this weft has no image builder API to call yet; build and push the image (weft build ... --push), then put its reference under image:`,
-        );
-      }
-      images[r.name] = kubeImage(r.image!, r.name);
+      images[r.name] = r.build ? await buildAndPush(r.name, r.build) : kubeImage(r.image!, r.name);
     }
     const spec = { ...request.spec, runnables: request.spec.runnables.map((r) => ({ ...r, image: images[r.name] })) };
     const rendered = renderRun({ ...request, spec }, { namespace: this.namespace });
