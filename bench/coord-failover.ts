@@ -12,6 +12,8 @@ import { MemoryCluster, resolveTimings, type LeaseTimings, type MemoryCoordinati
 import { checkSafety, isElected, median, percentile, Timeline } from '../test/coord/harness.js';
 import { failover, type BackendUnderTest } from '../test/coord/scenarios.js';
 import { loadKubeConfig } from '../src/coord/kube.js';
+import { CoreV1Api } from '@kubernetes/client-node';
+import { uniq } from '../test/coord/scenarios.js';
 
 const { values } = parseArgs({
   options: {
@@ -20,7 +22,8 @@ const { values } = parseArgs({
     lease: { type: 'string', default: '3000' },
     renew: { type: 'string', default: '2000' },
     retry: { type: 'string', default: '500' },
-    namespace: { type: 'string', default: 'default' },
+    /** Kubernetes namespace; default: a fresh one, deleted at the end. */
+    namespace: { type: 'string', default: '' },
     /** Path of the Go peer (bench/coord-peer: client-go leaderelection, etcd concurrency.Election); '' = no peers. */
     peer: { type: 'string', default: process.env.WEFT_COORD_PEER ?? '' },
   },
@@ -69,6 +72,14 @@ function backend(name: 'etcd' | 'kubernetes'): BackendUnderTest {
   return { target: { host: server.hostname, port: Number(server.port) }, timings, options: () => ({ backend: 'kubernetes', kubeconfig, namespace: values.namespace!, timings }) };
 }
 
+let ownNamespace = false;
+if (values.backends!.split(',').includes('kubernetes') && !values.namespace) {
+  const kubeconfig = process.env.KUBECONFIG;
+  if (!kubeconfig) throw new Error('KUBECONFIG is not set: run bench/coord-failover.sh, or scripts/k8s-testenv up and export it');
+  values.namespace = uniq('weft-coord-bench');
+  await loadKubeConfig(kubeconfig).makeApiClient(CoreV1Api).createNamespace({ body: { metadata: { name: values.namespace } } });
+  ownNamespace = true;
+}
 const rows: string[] = [];
 console.log(`timings: leaseDuration ${timings.leaseDurationMs} ms, renewDeadline ${timings.renewDeadlineMs} ms, retryPeriod ${timings.retryPeriodMs} ms; ${kills} kills per backend`);
 const ms = (n: number) => `${n}ms`;
@@ -106,4 +117,5 @@ for (const b of ['etcd', 'kubernetes']) {
   const p = [...medians.entries()].find(([k]) => k.startsWith(`peer ${b}`))?.[1];
   if (w !== undefined && p !== undefined) console.log(`ratio weft/peer (${b}, median failover): ${(w / p).toFixed(2)}`);
 }
+if (ownNamespace) await loadKubeConfig(process.env.KUBECONFIG).makeApiClient(CoreV1Api).deleteNamespace({ name: values.namespace! }).catch(() => undefined);
 process.exit(0); // candidate processes are gone; don't wait for idle client connections

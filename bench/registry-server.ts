@@ -129,7 +129,11 @@ async function startServer(kind: 'weft' | 'distribution', dir: string): Promise<
   const port = await freePort();
   let child: ChildProcess;
   if (kind === 'weft') {
-    child = spawn(process.execPath, [cli, 'registry', 'serve', '--root', join(dir, 'root'), '--addr', `127.0.0.1:${port}`, '--log-level', 'error'], { stdio: 'ignore' });
+    child = spawn(process.execPath, [cli, 'registry', 'serve', '--root', join(dir, 'root'), '--addr', `127.0.0.1:${port}`, '--log-level', 'error'], {
+      stdio: 'ignore',
+      // as ensureEmbeddedRegistry() starts it: a larger libuv pool for concurrent fsyncs
+      env: { ...process.env, UV_THREADPOOL_SIZE: process.env.UV_THREADPOOL_SIZE ?? '16' },
+    });
   } else {
     const config = join(dir, 'config.yml');
     await writeFile(

@@ -93,7 +93,8 @@ fi
 # or watch-list from its cache, and client-go >= 0.35 clients keep retrying watch-list. Upstream
 # tests etcd 3.6: build it from go.etcd.io/etcd/server/v3 in a wrapper module with a tiny main.
 etcd_dir="$WEFT_TOOLS/etcd-$WEFT_ETCD_VERSION"
-if [[ -x "$etcd_dir/bin/etcd" ]] && "$etcd_dir/bin/etcd" --version 2>/dev/null | grep -q "etcd Version: ${WEFT_ETCD_VERSION#v}\$"; then
+# (Output captured first: with pipefail, `etcd --version | grep -q` can fail on SIGPIPE.)
+if [[ -x "$etcd_dir/bin/etcd" ]] && [[ "$("$etcd_dir/bin/etcd" --version 2>/dev/null)" == *"etcd Version: ${WEFT_ETCD_VERSION#v}"$'\n'* ]]; then
   log "etcd $WEFT_ETCD_VERSION: already built in $etcd_dir/bin"
 else
   log "etcd $WEFT_ETCD_VERSION: building from go.etcd.io/etcd/server/v3"

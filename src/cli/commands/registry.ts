@@ -43,9 +43,6 @@ export function register(program: Command): void {
     .option('--max-concurrent-uploads <n>', 'uploads streaming at once before others get 429', '256')
     .option('--json', 'print the address as JSON')
     .action(async (opts: { readOnly?: boolean; maxConcurrentUploads: string; root: string; addr: string; htpasswd?: string; tlsCert?: string; tlsKey?: string; logLevel: string; maxManifestSize: string; uploadTimeout: string; gcInterval?: string; gcGrace: string; json?: boolean }) => {
-      // Blob commits are fs work on libuv's thread pool (open, fsync, rename); its default
-      // 4 threads make concurrent pushes queue. libuv reads this when the pool first starts.
-      process.env.UV_THREADPOOL_SIZE ??= '16';
       const running = await startRegistry({
         root: opts.root,
         addr: opts.addr,

@@ -58,6 +58,9 @@ export async function ensureEmbeddedRegistry(options: EnsureOptions = {}): Promi
   const args = [main, 'registry', 'serve', '--addr', addr, '--log-level', 'info'];
   if (options.root) args.push('--root', options.root);
   const out = openSync(logFile, 'a');
+  // Blob commits are file work on libuv's thread pool (open, fsync, rename); with its
+  // default 4 threads concurrent pushes queue behind each other's fsyncs. The pool size
+  // is read once at process start, so it is set in the server's environment.
   const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', out, out], env: { UV_THREADPOOL_SIZE: '16', ...process.env } });
   closeSync(out);
   let exitCode: number | null = null;

@@ -154,9 +154,13 @@ export class Storage {
 
   async linkBlob(name: string, d: ParsedDigest): Promise<void> {
     const link = this.layerLink(name, d);
-    if (await statOrNull(link)) return;
-    await mkdir(dirname(link), { recursive: true });
-    await writeFile(link, '');
+    try {
+      await (await open(link, 'a')).close();
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+      await mkdir(dirname(link), { recursive: true });
+      await (await open(link, 'a')).close();
+    }
   }
 
   async unlinkBlob(name: string, d: ParsedDigest): Promise<boolean> {
@@ -175,14 +179,16 @@ export class Storage {
 
   /** Moves a complete, verified file into the blob store (or drops it if the blob is already there). */
   private async commitBlob(tempPath: string, d: ParsedDigest): Promise<void> {
+    // rename(2) is atomic; over an existing blob it swaps in identical bytes (the digest
+    // was verified), and readers holding the old file keep reading it.
     const target = this.blobPath(d);
-    if (await statOrNull(target)) {
-      await rm(tempPath, { force: true });
-      await this.touchBlob(d);
-      return;
+    try {
+      await rename(tempPath, target);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+      await mkdir(dirname(target), { recursive: true });
+      await rename(tempPath, target);
     }
-    await mkdir(dirname(target), { recursive: true });
-    await rename(tempPath, target);
     await fsyncDir(dirname(target));
   }
 
@@ -223,7 +229,6 @@ export class Storage {
     const dir = join(this.root, 'uploads', id);
     await mkdir(dir, { recursive: true });
     await writeFile(join(dir, 'info.json'), JSON.stringify({ name, startedAt: new Date().toISOString() }));
-    await writeFile(join(dir, 'data'), '');
     this.sessions.set(id, { id, name, dataPath: join(dir, 'data'), size: 0, hash: createHash('sha256'), busy: false, lastActive: Date.now() });
     return id;
   }
@@ -237,8 +242,8 @@ export class Storage {
       const dir = join(this.root, 'uploads', id);
       try {
         const info = JSON.parse(await readFile(join(dir, 'info.json'), 'utf8')) as { name: string };
-        const data = await stat(join(dir, 'data'));
-        session = { id, name: info.name, dataPath: join(dir, 'data'), size: data.size, hash: null, busy: false, lastActive: Date.now() };
+        const data = await statOrNull(join(dir, 'data'));
+        session = { id, name: info.name, dataPath: join(dir, 'data'), size: data?.size ?? 0, hash: null, busy: false, lastActive: Date.now() };
         this.sessions.set(id, session);
       } catch {
         throw unknown();
@@ -305,6 +310,7 @@ export class Storage {
     this.claim(session);
     try {
       let actual: string;
+      if (session.size === 0) await (await open(session.dataPath, 'a')).close();
       if (expected.algorithm === 'sha256' && session.hash) {
         actual = `sha256:${session.hash.copy().digest('hex')}`;
       } else {
@@ -320,7 +326,7 @@ export class Storage {
         await this.dropSession(session);
         throw new RegistryError('DIGEST_INVALID', `uploaded content has digest ${actual}, not ${expected.digest}; the upload was discarded`, { detail: { expected: expected.digest, actual } });
       }
-      const handle = await open(session.dataPath, 'r+');
+      const handle = await open(session.dataPath, 'a');
       try {
         await handle.sync();
       } finally {
@@ -338,7 +344,9 @@ export class Storage {
 
   async dropSession(session: UploadSession): Promise<void> {
     this.sessions.delete(session.id);
-    await rm(dirname(session.dataPath), { recursive: true, force: true });
+    const dir = dirname(session.dataPath);
+    await Promise.all([rm(session.dataPath, { force: true }), rm(join(dir, 'info.json'), { force: true })]);
+    await rm(dir, { recursive: true, force: true });
   }
 
   /** Removes upload sessions idle for longer than `maxIdleMs`. Returns how many. */
