@@ -1,8 +1,6 @@
 // `weft base jre`: parses options, prints the result. The work is in src/image/base-jre.ts.
 import { InvalidArgumentError, type Command } from 'commander';
-import { buildJreBase } from '../../image/base-jre.js';
 import { DEFAULT_GZIP_LEVEL } from '../../image/layer.js';
-import { createRemoteTransport } from '../../registry/client/index.js';
 import { printJson, progress } from '../output.js';
 
 export function register(program: Command): void {
@@ -21,6 +19,9 @@ export function register(program: Command): void {
     .option('--no-cache', 'do not reuse a cached jlink runtime or cached layers')
     .option('--json', 'print a JSON description instead of the digest')
     .action(async (opts: { output: string; jdk?: string; modules?: string; addJars?: string; gzipLevel?: number; cache: boolean; json?: boolean }) => {
+      // Loaded on use so that `weft --help` and other commands start fast.
+      const { buildJreBase } = await import('../../image/base-jre.js');
+      const { createRemoteTransport } = await import('../../registry/client/index.js');
       const result = await buildJreBase({
         output: opts.output,
         jdk: opts.jdk,

@@ -1,6 +1,6 @@
 // `weft build`: parses options and prints the result. The work is in src/image/build.ts.
 import type { Command } from 'commander';
-import { buildJvmImage, writeImage, parseImageReference } from '../../image/index.js';
+import { parseImageReference } from '../../image/reference.js';
 import { printJson, progress, dim } from '../output.js';
 
 interface BuildFlags {
@@ -80,6 +80,8 @@ export function register(program: Command): void {
       const remote = needsRemote
         ? (await import('../../registry/client/index.js')).createRemoteTransport({ insecureRegistries: opts.insecureRegistry })
         : undefined;
+      // Loaded on use so that `weft --help` and other commands start fast.
+      const { buildJvmImage, writeImage } = await import('../../image/index.js');
       const result = await buildJvmImage({
         program: jar,
         libs: opts.lib,

@@ -1,7 +1,7 @@
 // weft coord: leader election, locks and discovery from the shell (parsing and printing only; logic in src/coord).
 import { spawn } from 'node:child_process';
 import type { Command } from 'commander';
-import { createCoordination, type Coordination, type CoordinationOptions } from '../../coord/index.js';
+import type { Coordination, CoordinationOptions } from '../../coord/index.js';
 import { printJson, progress } from '../output.js';
 
 interface BackendFlags {
@@ -69,7 +69,7 @@ export function register(program: Command): void {
   withBackendFlags(coord.command('elect <name>').description('Join an election and report when this process leads, until interrupted (then resign)'))
     .requiredOption('--id <id>', 'this candidate\'s unique id (e.g. the pod name)')
     .action(async (name: string, f: BackendFlags & { id: string }) => {
-      const c: Coordination = await createCoordination(options(f));
+      const c: Coordination = await connect(options(f));
       const h = await c.elector.electLeader(name, f.id, {
         onElected: (token) => out(f.json, { ev: 'elected', id: f.id, token, at: Date.now() }, `${f.id} leads "${name}" (fencing token ${token})`),
         onStepDown: (reason) => out(f.json, { ev: 'stepdown', id: f.id, reason, at: Date.now() }, `${f.id} stepped down: ${reason}`),
@@ -83,7 +83,7 @@ export function register(program: Command): void {
     .option('--timeout <ms>', 'give up after this long')
     .argument('<command...>', 'command to run (after --)')
     .action(async (name: string, command: string[], f: BackendFlags & { timeout?: string }) => {
-      const c = await createCoordination(options(f));
+      const c = await connect(options(f));
       try {
         const lock = await c.locks.acquire(name, { timeoutMs: ms('timeout', f.timeout), onLost: (r) => progress(`lock "${name}" lost: ${r}`) });
         out(f.json, { ev: 'acquired', lock: name, token: lock.token }, `acquired lock "${name}" (token ${lock.token})`);
@@ -103,7 +103,7 @@ export function register(program: Command): void {
     .requiredOption('--port <port>', 'port', (v) => Number(v))
     .option('--payload <text>', 'extra data for discoverers')
     .action(async (service: string, f: BackendFlags & { host: string; port: number; payload?: string }) => {
-      const c = await createCoordination(options(f));
+      const c = await connect(options(f));
       const a = await c.discovery.announce(service, { host: f.host, port: f.port, payload: f.payload });
       out(f.json, { ev: 'announced', service, host: f.host, port: f.port }, `announced ${service} at ${f.host}:${f.port}`);
       await untilSignal();
@@ -114,7 +114,7 @@ export function register(program: Command): void {
   withBackendFlags(coord.command('discover <service>').description('List the live instances of a service'))
     .option('--watch', 'keep printing the list on every change until interrupted')
     .action(async (service: string, f: BackendFlags & { watch?: boolean }) => {
-      const c = await createCoordination(options(f));
+      const c = await connect(options(f));
       const list = await c.discovery.discover(service);
       const print = (instances: ReturnType<typeof list.instances>) => {
         if (f.json) process.stdout.write(`${JSON.stringify(instances)}\n`);
@@ -132,4 +132,10 @@ export function register(program: Command): void {
       await list.close();
       await c.close();
     });
+}
+
+/** Loads the coordination backends on use, so other commands start fast. */
+async function connect(options: CoordinationOptions): Promise<Coordination> {
+  const { createCoordination } = await import('../../coord/index.js');
+  return createCoordination(options);
 }
