@@ -70,7 +70,7 @@ class HashingCounter extends Transform {
 
 /** A pipeline destination writing every chunk to an open file (the caller fsyncs and closes it). */
 function sinkTo(handle: FileHandle): (source: AsyncIterable<Buffer>) => Promise<void> {
-  // Chunks are gathered into ~1 MiB batches: one write(2) per batch instead of per 16-64 KiB chunk.
+  // Chunks are gathered into 256 KiB batches: one write(2) per batch instead of per 16-64 KiB chunk.
   const flush = async (chunks: Buffer[]): Promise<void> => {
     let buffer = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks);
     while (buffer.length > 0) {
@@ -84,7 +84,7 @@ function sinkTo(handle: FileHandle): (source: AsyncIterable<Buffer>) => Promise<
     for await (const chunk of source) {
       pending.push(chunk);
       size += chunk.length;
-      if (size >= 1024 * 1024) {
+      if (size >= 256 * 1024) {
         await flush(pending);
         pending = [];
         size = 0;
