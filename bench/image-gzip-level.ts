@@ -3,26 +3,20 @@
 // classes layer (small uncompressed .class files). Prints medians and ratios.
 // Usage: node dist/bench/image-gzip-level.js [repeats]
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, mkdirSync, readdirSync, realpathSync, rmSync, statSync, copyFileSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { BlobStore, writeLayer, type LayerEntry } from '../src/image/index.js';
+import { copyDistinctSystemJars } from './inputs.js';
+import { median } from './stats.js';
 
 const repeats = Number(process.argv[2] ?? 5);
 const work = mkdtempSync(path.join(os.tmpdir(), 'weft-bench-gzip-'));
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 // Inputs: every distinct jar in /usr/share/java, and guava's classes exploded.
 const jarsDir = path.join(work, 'jars');
 mkdirSync(jarsDir);
-const seen = new Set<string>();
-for (const name of readdirSync('/usr/share/java').sort()) {
-  if (!name.endsWith('.jar')) continue;
-  const real = realpathSync(path.join('/usr/share/java', name));
-  if (seen.has(real) || !statSync(real).isFile()) continue;
-  seen.add(real);
-  copyFileSync(real, path.join(jarsDir, path.basename(real)));
-}
+copyDistinctSystemJars(jarsDir);
 const classesDir = path.join(work, 'classes');
 mkdirSync(classesDir);
 execFileSync('jar', ['--extract', '--file', '/usr/share/java/guava.jar'], { cwd: classesDir });

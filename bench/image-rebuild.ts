@@ -5,24 +5,18 @@
 // read and hash them). Prints medians and ratios.
 // Usage: node dist/bench/image-rebuild.js [repeats]
 import { execFileSync, spawnSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { buildJvmImage } from '../src/image/index.js';
+import { copyDistinctSystemJars } from './inputs.js';
+import { median } from './stats.js';
 
 const repeats = Number(process.argv[2] ?? 5);
 const work = mkdtempSync(path.join(os.tmpdir(), 'weft-bench-rebuild-'));
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const libs = path.join(work, 'libs');
 mkdirSync(libs);
-const seen = new Set<string>();
-for (const name of readdirSync('/usr/share/java').sort()) {
-  if (!name.endsWith('.jar')) continue;
-  const real = realpathSync(path.join('/usr/share/java', name));
-  if (seen.has(real) || !statSync(real).isFile()) continue;
-  seen.add(real);
-  copyFileSync(real, path.join(libs, path.basename(real)));
-}
+copyDistinctSystemJars(libs);
 // The program: guava's classes re-packed as "our" code (about 2000 classes) plus a main class.
 const src = path.join(work, 'src');
 const classes = path.join(work, 'classes');

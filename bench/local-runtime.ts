@@ -17,6 +17,7 @@ import { parseAppSpec } from '../src/runtime/index.js';
 import { createLocalRuntime } from '../src/runtime/local/index.js';
 import { Runner } from '../src/runtime/runner.js';
 import { buildProbeImage } from '../test/twill/fixtures/probe-image.js';
+import { median } from './stats.js';
 
 const run = promisify(execFile);
 const arg = (name: string, dflt: string) => {
@@ -24,10 +25,6 @@ const arg = (name: string, dflt: string) => {
   return i >= 0 ? process.argv[i + 1] : dflt;
 };
 const RUNS = Number(arg('runs', '7'));
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
 
 const probe = await buildProbeImage();
 const work = await fs.mkdtemp(path.join(os.tmpdir(), 'weft-bench-local-'));

@@ -14,6 +14,7 @@ import { createRemoteTransport } from '../src/registry/client/index.js';
 import { readOciLayout } from '../src/image/index.js';
 import { parseDockerReference } from '../src/image/reference.js';
 import { craneBinary, startDistribution, startProxy, syntheticImage, tempDir, writeLayoutByHand } from '../test/registry-client/helpers.js';
+import { median } from './stats.js';
 
 const args = process.argv.slice(2);
 const opt = (name: string, def: number): number => {
@@ -38,11 +39,6 @@ function exec(cmd: string, argv: string[]): Promise<number> {
   });
 }
 
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-};
 
 type Tool = 'weft' | 'weft-lazy' | 'skopeo' | 'crane';
 const tools: Tool[] = ['weft', 'weft-lazy', 'skopeo', 'crane'];

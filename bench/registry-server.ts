@@ -11,6 +11,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { median } from './stats.js';
 
 const args = process.argv.slice(2);
 function opt(name: string, fallback: number): number {
@@ -169,11 +170,6 @@ async function startServer(kind: 'weft' | 'distribution', dir: string): Promise<
   };
 }
 
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
-}
 
 async function main(): Promise<void> {
   const images = makeImages();
