@@ -5,13 +5,14 @@
 //
 // Usage: node dist/bench/registry-server.js [--images 20] [--layers 3] [--layer-mib 1] [--concurrency 8] [--repeat 5]
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { median } from './stats.js';
+import { freePort } from '../test/support/net.js';
+import { sha256 } from '../src/image/blobstore.js';
 
 const args = process.argv.slice(2);
 function opt(name: string, fallback: number): number {
@@ -25,7 +26,6 @@ const CONCURRENCY = opt('concurrency', 8);
 const REPEAT = opt('repeat', 5);
 const cli = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 
-const sha256 = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
 interface Image {
   blobs: Buffer[];
@@ -95,16 +95,6 @@ async function pullImage(base: string, repo: string, tag: string): Promise<numbe
   return bytes;
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-    server.on('error', reject);
-  });
-}
 
 async function waitFor(url: string, child: ChildProcess): Promise<void> {
   for (let i = 0; i < 200; i++) {

@@ -12,8 +12,8 @@ program
   .version('0.1.0')
   .showHelpAfterError();
 
-registerCommands(program);
-
-program.parseAsync(process.argv).catch((error: unknown) => {
-  process.exitCode = reportError(error, process.argv.includes('--json'));
-});
+registerCommands(program, process.argv)
+  .then(() => program.parseAsync(process.argv))
+  .catch((error: unknown) => {
+    process.exitCode = reportError(error, process.argv.includes('--json'));
+  });

@@ -2,7 +2,7 @@
 // (Debian's docker-registry), a counting/fault-injecting loopback proxy, and
 // synthetic images with real gzipped tar layers.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
@@ -26,16 +26,8 @@ export function craneBinary(): string {
   return path.join(tools, `crane-${craneVersion}`, 'crane');
 }
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const port = (server.address() as net.AddressInfo).port;
-      server.close(() => resolve(port));
-    });
-  });
-}
+import { freePort } from '../support/net.js';
+export { freePort };
 
 export async function tempDir(prefix = 'weft-rc-'): Promise<string> {
   return fs.mkdtemp(path.join(os.tmpdir(), prefix));
@@ -216,9 +208,8 @@ export async function startProxy(target: { port: number }, fault?: Fault): Promi
   };
 }
 
-export function sha256(bytes: Buffer): string {
-  return `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
-}
+import { sha256 } from '../../src/image/blobstore.js';
+export { sha256 };
 
 /** A gzipped tar with one file of `size` pseudo-random bytes (deterministic per seed). */
 export async function makeLayer(name: string, size: number, seed: string): Promise<{ gz: Buffer; diffId: string }> {

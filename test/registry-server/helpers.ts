@@ -1,7 +1,7 @@
 // Helpers shared by the registry server tests: temp folders, raw HTTP (no URL
 // normalisation, so hostile paths reach the server as written), a real OCI
 // image layout with gzip tar layers, and pushes written with plain fetch.
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
@@ -10,9 +10,8 @@ import { gzipSync } from 'node:zlib';
 import { spawn } from 'node:child_process';
 import { pack } from 'tar-stream';
 
-export function sha256(data: Buffer | string): string {
-  return `sha256:${createHash('sha256').update(data).digest('hex')}`;
-}
+import { sha256 } from '../../src/image/blobstore.js';
+export { sha256 };
 
 export async function tempDir(prefix: string): Promise<{ path: string; cleanup: () => Promise<void> }> {
   const path = await mkdtemp(join(tmpdir(), `weft-${prefix}-`));

@@ -1,14 +1,33 @@
 import type { Command } from 'commander';
-import { register as registerBase } from './base.js';
-import { register as registerBuild } from './build.js';
-import { register as registerCoord } from './coord.js';
-import { register as registerCopy } from './copy.js';
-import { register as registerRegistry } from './registry.js';
-import { register as registerRun } from './run.js';
 
-// Each capability adds one module here that registers its commands.
-const registrars: Array<(program: Command) => void> = [registerBuild, registerCopy, registerBase, registerRegistry, registerRun, registerCoord];
+// Each capability adds one entry here: the top-level command names it
+// registers and a loader for its module (which exports `register(program)`).
+// Modules are imported on demand so that `weft copy` does not load the
+// Kubernetes client, pino, yaml, zod, the registry server, ... (see
+// docs/registry-client.md, "Start-up").
+interface CommandModule {
+  names: string[];
+  load: () => Promise<{ register: (program: Command) => void }>;
+}
 
-export function registerCommands(program: Command): void {
-  for (const register of registrars) register(program);
+const modules: CommandModule[] = [
+  { names: ['build'], load: () => import('./build.js') },
+  { names: ['copy', 'inspect', 'login', 'logout'], load: () => import('./copy.js') },
+  { names: ['base'], load: () => import('./base.js') },
+  { names: ['registry'], load: () => import('./registry.js') },
+  { names: ['run', 'status', 'logs', 'stop', 'kill', 'scale', 'list'], load: () => import('./run.js') },
+  { names: ['coord'], load: () => import('./coord.js') },
+];
+
+/**
+ * Registers the commands. With `argv` (process.argv) whose first argument names
+ * a known command, only the module owning it is loaded; otherwise (help,
+ * --version, a typo that commander should suggest a fix for) all of them are.
+ */
+export async function registerCommands(program: Command, argv?: string[]): Promise<void> {
+  const first = argv?.slice(2).find((a) => !a.startsWith('-'));
+  const owner = first === undefined ? undefined : modules.find((m) => m.names.includes(first));
+  const chosen = owner ? [owner] : modules;
+  const loaded = await Promise.all(chosen.map((m) => m.load()));
+  for (const { register } of loaded) register(program);
 }
