@@ -1,6 +1,6 @@
-// A weft entry point that registers only the copy/inspect/login commands: what
-// `weft copy` costs when the CLI loads command modules lazily. Used by
-// bench/push-pull.ts to separate CLI start-up from transfer time.
+// A weft entry point that registers only the copy/inspect/login commands. Since
+// src/cli/main.ts loads only the module of the command it runs, this is a
+// control in bench/push-pull.ts: `weft copy` should cost the same through it.
 import { Command } from 'commander';
 import { register } from '../src/cli/commands/copy.js';
 import { reportError } from '../src/cli/output.js';

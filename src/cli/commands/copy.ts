@@ -110,10 +110,14 @@ export function register(program: Command): void {
     .option('--json', 'print a JSON summary on stdout')
     .action(async (source: string, destination: string, flags: RegistryFlags & { quiet?: boolean; all?: boolean }) => {
       if (flags.all && flags.platform) throw new Error('give either --all or --platform, not both');
-      const { parseImageReference } = await import('../../image/reference.js');
+      // Load everything the copy needs at once (one module graph fetch, not a waterfall).
+      const [{ parseImageReference }, { copyImage }] = await Promise.all([
+        import('../../image/reference.js'),
+        registryClient(),
+        source.startsWith('oci:') || destination.startsWith('oci:') ? import('../../image/layout.js') : undefined,
+      ]);
       parseImageReference(source);
       parseImageReference(destination);
-      const { copyImage } = await registryClient();
       const c = await client(flags);
       const tp = terminalProgress(!flags.json && !flags.quiet);
       try {

@@ -3,7 +3,7 @@
 // known Content-Length, count bytes, and decide itself which headers follow a
 // redirect (Authorization never crosses to another host).
 import http from 'node:http';
-import https from 'node:https';
+import type https from 'node:https';
 import type { LookupFunction } from 'node:net';
 import { lookup as dnsLookup } from 'node:dns';
 import { Readable } from 'node:stream';
@@ -36,7 +36,10 @@ export interface HttpClientOptions {
 
 export class HttpClient {
   private readonly httpAgent: http.Agent;
-  private readonly httpsAgent: https.Agent;
+  /** Created on the first HTTPS request: node:https (TLS) is loaded only then (start-up of `weft copy` to a loopback registry). */
+  private httpsAgent?: Promise<{ lib: typeof https; agent: https.Agent }>;
+  private readonly common: http.AgentOptions;
+  private readonly ca?: string[];
 
   constructor(options: HttpClientOptions = {}) {
     const resolve = options.resolve ?? {};
@@ -51,13 +54,20 @@ export class HttpClient {
       dnsLookup(hostname, opts, callback as never);
     };
     const common = { keepAlive: true, noDelay: true, maxSockets: options.maxSockets ?? 16, lookup };
+    this.common = common;
+    this.ca = options.ca && options.ca.length ? options.ca : undefined;
     this.httpAgent = new http.Agent(common);
-    this.httpsAgent = new https.Agent({ ...common, ca: options.ca && options.ca.length ? options.ca : undefined });
   }
 
-  request(req: HttpRequest): Promise<HttpResponse> {
+  private tls(): Promise<{ lib: typeof https; agent: https.Agent }> {
+    this.httpsAgent ??= import('node:https').then(({ default: lib }) => ({ lib, agent: new lib.Agent({ ...this.common, ca: this.ca }) }));
+    return this.httpsAgent;
+  }
+
+  async request(req: HttpRequest): Promise<HttpResponse> {
     const isHttps = req.url.protocol === 'https:';
-    const lib = isHttps ? https : http;
+    const tls = isHttps ? await this.tls() : undefined;
+    const lib = tls ? tls.lib : http;
     const headers: Record<string, string> = { 'User-Agent': 'weft/0.1', ...req.headers };
     if (req.body !== undefined) {
       const length = Buffer.isBuffer(req.body) ? req.body.length : req.contentLength;
@@ -69,7 +79,7 @@ export class HttpClient {
       const stream = req.body !== undefined && !Buffer.isBuffer(req.body) ? req.body : undefined;
       const outgoing = lib.request(
         req.url,
-        { method: req.method, headers, agent: isHttps ? this.httpsAgent : this.httpAgent },
+        { method: req.method, headers, agent: tls ? tls.agent : this.httpAgent },
         (res) => {
           // A server that answers before reading the whole body (an error): stop reading the source.
           if (stream && !stream.readableEnded) {
@@ -112,7 +122,7 @@ export class HttpClient {
 
   close(): void {
     this.httpAgent.destroy();
-    this.httpsAgent.destroy();
+    void this.httpsAgent?.then(({ agent }) => agent.destroy());
   }
 }
 

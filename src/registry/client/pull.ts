@@ -96,6 +96,17 @@ export async function openBlob(session: RegistrySession, repository: string, des
   return verifier;
 }
 
+/**
+ * Streams a blob WITHOUT verifying it: only for callers that verify digest and
+ * size themselves before using the bytes (the OCI-layout writer of
+ * `weft copy`, whose BlobStore.putStream hashes anyway), so the bytes are not
+ * hashed twice.
+ */
+export async function openBlobUnverified(session: RegistrySession, repository: string, descriptor: Descriptor): Promise<Readable> {
+  const res = await session.request({ method: 'GET', path: `/v2/${repository}/blobs/${descriptor.digest}`, scopes: pullScopes(repository), expect: [200] });
+  return res.body;
+}
+
 export async function fetchBlobBytes(session: RegistrySession, repository: string, descriptor: Descriptor, limit = 64 * 1024 * 1024): Promise<Buffer> {
   return session.withRetry(`blob ${descriptor.digest}`, async () => {
     const res = await session.request({ method: 'GET', path: `/v2/${repository}/blobs/${descriptor.digest}`, scopes: pullScopes(repository), expect: [200] });

@@ -1,5 +1,5 @@
-// One registry host: scheme choice (HTTPS first; plain HTTP only where policy
-// allows), authentication (Basic or Bearer tokens per scope, refreshed on 401),
+// One registry host: scheme choice (HTTPS first, except plain HTTP first on
+// loopback; plain HTTP only where policy allows), authentication (Basic or Bearer tokens per scope, refreshed on 401),
 // retries with exponential backoff, and redirects.
 import type { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -7,7 +7,7 @@ import { basicHeader, mergeScopes, parseChallenges, parseTokenResponse, pickChal
 import { lookupCredential, type Credential, type CredentialOptions } from './credentials.js';
 import { AuthError, InsecureTransportError, RegistryError, isRetryable, retryableStatus } from './errors.js';
 import { HttpClient, discard, header, headerValues, readBody, type HttpResponse } from './http.js';
-import { insecureRegistryList, mayCarryCredentials, plainHttpAllowed } from './policy.js';
+import { insecureRegistryList, isLoopbackHost, mayCarryCredentials, plainHttpAllowed } from './policy.js';
 
 export interface SessionOptions {
   /** Hosts allowed over plain HTTP besides loopback ones (WEFT_INSECURE_REGISTRIES adds more). */
@@ -89,7 +89,7 @@ export class RegistrySession {
   }
 
   private async ping(): Promise<URL> {
-    const tryScheme = async (scheme: 'https' | 'http'): Promise<URL> => {
+    const tryScheme = async (scheme: 'https' | 'http', probe = false): Promise<URL> => {
       const url = new URL(`${scheme}://${this.host}/v2/`);
       const res = await this.withRetry(`ping ${url.href}`, async () => {
         const r = await this.http.request({ method: 'GET', url, idleTimeoutMs: 30_000 });
@@ -99,7 +99,7 @@ export class RegistrySession {
           throw new RegistryError(`${url.href} answered ${r.status}`, r.status, [], true);
         }
         return r;
-      }, scheme === 'https' ? 0 : undefined);
+      }, scheme === 'https' || probe ? 0 : undefined);
       await discard(res);
       if (res.status === 401) {
         const challenge = pickChallenge(parseChallenges(headerValues(res, 'www-authenticate').join(', ')));
@@ -110,6 +110,18 @@ export class RegistrySession {
       }
       return new URL(`${scheme}://${this.host}`);
     };
+    if (isLoopbackHost(this.registry)) {
+      // Loopback: plain HTTP first (it may carry credentials there anyway, see
+      // policy.ts), so a local registry costs one round trip instead of a
+      // failed TLS handshake plus a second ping. A loopback registry that
+      // speaks TLS answers plain HTTP with 400 or drops the connection: then
+      // HTTPS is tried as usual.
+      try {
+        return await tryScheme('http', true);
+      } catch {
+        /* fall through to HTTPS, then HTTP again with retries */
+      }
+    }
     try {
       return await tryScheme('https');
     } catch (httpsError) {
