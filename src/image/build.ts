@@ -10,7 +10,7 @@ import { openImage } from './images.js';
 import { DEFAULT_GZIP_LEVEL, defaultEpoch, mapBounded, writeLayer, type LayerResult } from './layer.js';
 import { MediaType, type Descriptor, type ImageConfig, type ImageManifest } from './oci.js';
 import { CLASSPATH, planJvmLayers, type JvmPlanInputs, type LayerName } from './plan.js';
-import { parseImageReference, formatDockerReference } from './reference.js';
+import { parseImageReference, formatDockerReference, formatImageReference } from './reference.js';
 import type { ImageHandle, RemoteTransport } from './transport.js';
 
 export const DEFAULT_JVM_FLAGS = ['-XX:MaxRAMPercentage=75'];
@@ -79,16 +79,27 @@ const ociLayerType = (mediaType: string): string =>
       ? MediaType.ociLayer
       : mediaType;
 
+/**
+ * The base's name for `org.opencontainers.image.base.name`: a registry reference as is;
+ * for a local layout or archive only its file name, so the image digest does not depend
+ * on where the base sits on the builder's disk (base.digest identifies it exactly).
+ */
 function baseName(base: ImageHandle): string {
-  if (base.remote && base.source.startsWith('docker://')) {
-    try {
-      const ref = parseImageReference(base.source);
-      if (ref.transport === 'docker') return formatDockerReference({ ...ref.ref, digest: undefined });
-    } catch {
-      // fall through
+  try {
+    const ref = parseImageReference(base.source);
+    switch (ref.transport) {
+      case 'docker':
+        return formatDockerReference({ ...ref.ref, digest: undefined });
+      case 'oci':
+        return formatImageReference({ ...ref, dir: path.basename(path.resolve(ref.dir)) });
+      case 'docker-archive':
+        return formatImageReference({ ...ref, file: path.basename(ref.file) });
+      default:
+        return base.source;
     }
+  } catch {
+    return base.source;
   }
-  return base.source;
 }
 
 function jvmFlags(flags: readonly string[] | undefined): string[] {
