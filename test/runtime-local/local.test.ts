@@ -72,7 +72,7 @@ describe('the local runtime with runc', () => {
     await runtime?.close();
     await registry?.close();
     await probe?.remove();
-    if (stateDir) await fs.rm(stateDir, { recursive: true, force: true });
+    if (stateDir) await fs.rm(stateDir, { recursive: true, force: true, maxRetries: 10, retryDelay: 200 }); // supervisors may still be finishing
   });
 
   test('runs an image pulled from the registry; the bundle is what the design asks for', { timeout: 120_000 }, async () => {
@@ -204,7 +204,7 @@ describe('the local runtime in host-process mode', () => {
   });
   after(async () => {
     await probe?.remove();
-    if (stateDir) await fs.rm(stateDir, { recursive: true, force: true });
+    if (stateDir) await fs.rm(stateDir, { recursive: true, force: true, maxRetries: 10, retryDelay: 200 }); // supervisors may still be finishing
   });
 
   test("runs the image's program with the host JVM from the unpacked layers, and says so", { timeout: 120_000 }, async () => {

@@ -79,7 +79,8 @@ export async function localTarget(mode: 'runc' | 'host'): Promise<TwillTarget> {
     async close() {
       await runner.close();
       await image.remove();
-      await fs.rm(stateDir, { recursive: true, force: true });
+      // Detached supervisors may still be writing their exit records after the run is terminal.
+      await fs.rm(stateDir, { recursive: true, force: true, maxRetries: 10, retryDelay: 200 });
     },
   };
 }
