@@ -13,11 +13,11 @@
 import { randomUUID } from 'node:crypto';
 import { Etcd3, EtcdLeaseInvalidError, type Lease, type Watcher } from 'etcd3';
 import { withTimeout, sleep } from './lease-campaign.js';
+import { acquireLock } from './lock-handle.js';
 import { checkEndpoint } from './memory.js';
 import { LiveServiceList } from './service-list.js';
 import {
   checkName,
-  LockTimeoutError,
   StaleTokenError,
   type Cancellable,
   type Coordination,
@@ -262,35 +262,11 @@ export function createEtcdCoordination(options: EtcdOptions): Coordination {
   const locks: Locks = {
     async acquire(name: string, opts: LockOptions = {}): Promise<LockHandle> {
       checkName('lock name', name);
-      let held = false;
-      const c = new EtcdCampaign(client, `${root}lock/${name}/`, opts.owner ?? randomUUID(), timings, {
-        onStepDown: (reason) => {
-          if (!held) return;
-          held = false;
-          campaigns.delete(c);
-          if (reason !== 'released') opts.onLost?.(reason);
-        },
-      }, true);
-      campaigns.add(c);
-      let token: number;
-      try {
-        token = await c.acquire(opts.timeoutMs);
-      } catch {
-        campaigns.delete(c);
-        await c.stop();
-        throw new LockTimeoutError(name, opts.timeoutMs ?? 0);
-      }
-      held = true;
-      return {
-        name,
-        token,
-        get held() { return held && c.isLeader; },
-        async release() {
-          campaigns.delete(c);
-          await c.stop('released');
-          held = false;
-        },
-      };
+      return acquireLock(name, opts, {
+        active: campaigns,
+        create: (onStepDown) => new EtcdCampaign(client, `${root}lock/${name}/`, opts.owner ?? randomUUID(), timings, { onStepDown }, true),
+        stop: (c, released) => (released ? c.stop('released') : c.stop()),
+      });
     },
   };
 

@@ -2,9 +2,9 @@
 // (Kubernetes Lease objects, the memory store).
 import { randomUUID } from 'node:crypto';
 import { LeaseCampaign, type LeaseRecordStore } from './lease-campaign.js';
+import { acquireLock } from './lock-handle.js';
 import {
   checkName,
-  LockTimeoutError,
   type LeaderCallbacks,
   type LeaderElector,
   type LeaderHandle,
@@ -52,42 +52,12 @@ export function leaseLocks(store: LeaseRecordStore, timings: LeaseTimings, regis
   return {
     async acquire(name: string, options: LockOptions = {}): Promise<LockHandle> {
       checkName('lock name', name);
-      let held = false;
-      const campaign = new LeaseCampaign({
-        store,
-        name: prefix + name,
-        identity: options.owner ?? randomUUID(),
-        timings,
-        once: true,
-        callbacks: {
-          onStepDown: (reason) => {
-            if (!held) return;
-            held = false;
-            registry.active.delete(campaign);
-            if (reason !== 'released') options.onLost?.(reason);
-          },
-        },
+      return acquireLock(name, options, {
+        active: registry.active,
+        create: (onStepDown) =>
+          new LeaseCampaign({ store, name: prefix + name, identity: options.owner ?? randomUUID(), timings, once: true, callbacks: { onStepDown } }),
+        stop: (campaign, released) => (released ? campaign.stop(true, 'released') : campaign.stop(false)),
       });
-      registry.active.add(campaign);
-      let token: number;
-      try {
-        token = await campaign.acquire(options.timeoutMs);
-      } catch {
-        registry.active.delete(campaign);
-        await campaign.stop(false);
-        throw new LockTimeoutError(name, options.timeoutMs ?? 0);
-      }
-      held = true;
-      return {
-        name,
-        token,
-        get held() { return held && campaign.isLeader; },
-        async release() {
-          registry.active.delete(campaign);
-          await campaign.stop(true, 'released');
-          held = false;
-        },
-      };
     },
   };
 }
