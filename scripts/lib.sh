@@ -7,3 +7,35 @@ export WEFT_ROOT WEFT_TOOLS
 mkdir -p "$WEFT_TOOLS"
 log() { printf '[weft] %s\n' "$*" >&2; }
 die() { printf '[weft] error: %s\n' "$*" >&2; exit 1; }
+
+# go_resolve MODULE CANDIDATE...: prints the first candidate version of MODULE that the Go module
+# proxy serves. The proxy's set of served versions changes over time (a pin that worked last week
+# may be refused today), so every tool built from a Go module lists its pin first and then the
+# versions known to work. A candidate "latest-in:vX.Y" means the newest served vX.Y.* release.
+# Fails with a message naming every version tried and why it was refused.
+go_resolve() {
+  local module="$1" candidate version out tried=()
+  shift
+  for candidate in "$@"; do
+    version="$candidate"
+    if [[ "$candidate" == latest-in:* ]]; then
+      local line="${candidate#latest-in:}"
+      version="$(cd "${TMPDIR:-/tmp}" && GOFLAGS=-mod=mod go list -m -versions "$module" 2>/dev/null | tr ' ' '\n' |
+        grep -E "^${line//./\\.}\.[0-9]+$" | sort -V | tail -n 1)" || true
+      if [[ -z "$version" ]]; then tried+=("$candidate (no such release listed)"); continue; fi
+    fi
+    # `go mod download -json` exits non-zero and prints an Error field when a version is refused.
+    if out="$(cd "${TMPDIR:-/tmp}" && GOFLAGS=-mod=mod go mod download -json "$module@$version" 2>&1)" &&
+      ! grep -q '"Error"' <<<"$out"; then
+      ((${#tried[@]})) && log "$module: using $version (refused or missing: ${tried[*]})"
+      echo "$version"
+      return 0
+    fi
+    local why
+    why="$(grep -o '"Error": "[^"]*' <<<"$out" | head -n1 | sed 's/"Error": "//; s/\\n.*//' | grep -oE '[0-9]{3} [A-Za-z ]+|not found|unknown revision|invalid version' | head -n1)"
+    tried+=("$version (${why:-refused})")
+  done
+  log "error: the Go module proxy ($(go env GOPROXY)) serves none of the versions of $module tried: ${tried[*]}"
+  log "pick a served one with: go list -m -versions $module, and set it in the environment (see scripts/k8s/versions.sh)"
+  return 1
+}

@@ -8,10 +8,11 @@ source "$(dirname "$0")/../lib.sh"
 source "$WEFT_ROOT/scripts/k8s/versions.sh"
 command -v go >/dev/null || die "go is not on PATH: install Go >= 1.25 (https://go.dev/dl) and re-run"
 
-ver="$WEFT_K8S_VERSION"
+ver="$(tool_version kubernetes k8s.io/kubernetes "$WEFT_K8S_CANDIDATES")" || die "no served version of k8s.io/kubernetes (see above)"
 k8s_dir="$WEFT_TOOLS/kubernetes-$ver"
 bin="$k8s_dir/bin"
-cmds=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
+# The kubelet of the real test node comes from the same module and the same go build.
+cmds=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet)
 
 k8s_built() {
   local c
@@ -62,6 +63,7 @@ import (
 	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
 	_ "k8s.io/kubernetes/cmd/kube-scheduler"
 	_ "k8s.io/kubernetes/cmd/kubectl"
+	_ "k8s.io/kubernetes/cmd/kubelet"
 )
 GO
   log "kubernetes $ver: $(wc -w <<<"$staging") staging modules replaced; go mod tidy"
@@ -77,9 +79,10 @@ GO
   mkdir -p "$bin.tmp"
   (cd "$mod" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w$ld" -o "$bin.tmp/" \
     k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
-    k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl) \
+    k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl k8s.io/kubernetes/cmd/kubelet) \
     || die "go build failed for kubernetes $ver (see above); try another WEFT_K8S_VERSION"
   rm -rf "$bin"; mv "$bin.tmp" "$bin"
+  touch "$k8s_dir/.ok"
   log "kubernetes $ver: built in $((SECONDS - t0))s into $bin"
 }
 
@@ -93,9 +96,12 @@ fi
 # etcd: Debian's 3.4 lacks RequestWatchProgress, so the apiserver cannot serve consistent reads
 # or watch-list from its cache, and client-go >= 0.35 clients keep retrying watch-list. Upstream
 # tests etcd 3.6: build it from go.etcd.io/etcd/server/v3 in a wrapper module with a tiny main.
+WEFT_ETCD_VERSION="$(tool_version etcd go.etcd.io/etcd/server/v3 "$WEFT_ETCD_CANDIDATES")" || WEFT_ETCD_VERSION=none
 etcd_dir="$WEFT_TOOLS/etcd-$WEFT_ETCD_VERSION"
 # (Output captured first: with pipefail, `etcd --version | grep -q` can fail on SIGPIPE.)
-if [[ -x "$etcd_dir/bin/etcd" ]] && [[ "$("$etcd_dir/bin/etcd" --version 2>/dev/null)" == *"etcd Version: ${WEFT_ETCD_VERSION#v}"$'\n'* ]]; then
+if [[ "$WEFT_ETCD_VERSION" == none ]]; then
+  log "warning: no served version of go.etcd.io/etcd/server/v3; scripts/k8s-testenv will use /usr/bin/etcd"
+elif [[ -x "$etcd_dir/bin/etcd" ]] && [[ "$("$etcd_dir/bin/etcd" --version 2>/dev/null)" == *"etcd Version: ${WEFT_ETCD_VERSION#v}"$'\n'* ]]; then
   log "etcd $WEFT_ETCD_VERSION: already built in $etcd_dir/bin"
 else
   log "etcd $WEFT_ETCD_VERSION: building from go.etcd.io/etcd/server/v3"
@@ -123,6 +129,7 @@ GO
   t0=$SECONDS
   if (cd "$etcd_dir/wrapper" && go mod tidy && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$etcd_dir/bin/etcd.tmp" .); then
     mv "$etcd_dir/bin/etcd.tmp" "$etcd_dir/bin/etcd"
+    touch "$etcd_dir/.ok"
     log "etcd $WEFT_ETCD_VERSION: built in $((SECONDS - t0))s"
   else
     # Not fatal: scripts/k8s-testenv then runs Debian's /usr/bin/etcd (3.4: correct, but slower).
@@ -131,6 +138,7 @@ GO
   fi
 fi
 
+WEFT_KWOK_VERSION="$(tool_version kwok sigs.k8s.io/kwok "$WEFT_KWOK_CANDIDATES")" || die "no served version of sigs.k8s.io/kwok (see above)"
 kwok_bin="$WEFT_TOOLS/kwok-$WEFT_KWOK_VERSION/bin"
 if [[ -x "$kwok_bin/kwok" && -x "$kwok_bin/kwokctl" ]]; then
   log "kwok $WEFT_KWOK_VERSION: already installed in $kwok_bin"
@@ -140,4 +148,5 @@ else
   CGO_ENABLED=0 GOBIN="$kwok_bin" go install -trimpath \
     "sigs.k8s.io/kwok/cmd/kwok@$WEFT_KWOK_VERSION" "sigs.k8s.io/kwok/cmd/kwokctl@$WEFT_KWOK_VERSION" \
     || die "go install of kwok $WEFT_KWOK_VERSION failed (see above)"
+  touch "$WEFT_TOOLS/kwok-$WEFT_KWOK_VERSION/.ok"
 fi
