@@ -107,6 +107,8 @@ export interface ResourceReport {
   runId: string;
   app: string;
   instances: ResourceReportEntry[];
+  /** Why measured usage is missing for some instances (e.g. no metrics API in the cluster). */
+  usageUnavailable?: string;
 }
 
 export interface Endpoint {

@@ -103,12 +103,41 @@ export const StorageSchema = z
   })
   .strict();
 
-/** Kubernetes-only extras for a runnable's pods (ignored by the local runtime). */
+export const TolerationSchema = z
+  .object({
+    key: z.string().optional(),
+    operator: z.enum(['Exists', 'Equal']).optional(),
+    value: z.string().optional(),
+    effect: z.enum(['NoSchedule', 'PreferNoSchedule', 'NoExecute']).optional(),
+    tolerationSeconds: z.number().int().optional(),
+  })
+  .strict()
+  .refine((t) => !(t.operator === 'Exists' && t.value !== undefined), 'a toleration with operator Exists takes no value');
+
+/**
+ * Kubernetes-only extras for a runnable's pods (ignored by the local runtime). Given for the whole
+ * app and per runnable: the runnable's entries win, tolerations add up.
+ */
 export const KubernetesExtrasSchema = z
   .object({
     podLabels: z.record(z.string()).default({}),
     podAnnotations: z.record(z.string()).default({}),
     nodeSelector: z.record(z.string()).optional(),
+    tolerations: z.array(TolerationSchema).optional(),
+  })
+  .strict();
+
+/**
+ * When an instance of a service counts as ready (and so the run as RUNNING): the announced port
+ * accepts TCP connections, or answers an HTTP GET of `path` with 2xx/3xx.
+ */
+export const ReadinessSchema = z
+  .object({
+    port: z.string().min(1),
+    path: z.string().startsWith('/', 'path is an absolute HTTP path like /health').optional(),
+    period: duration.default('2s'),
+    initialDelay: duration.default('0s'),
+    failureThreshold: z.number().int().min(1).max(100).default(3),
   })
   .strict();
 
@@ -129,10 +158,15 @@ export const RunnableSchema = z
     storage: StorageSchema.optional(),
     /** Grace period for a graceful stop. */
     stopTimeout: duration.optional(),
+    readiness: ReadinessSchema.optional(),
     kubernetes: KubernetesExtrasSchema.optional(),
   })
   .strict()
   .superRefine((r, ctx) => {
+    if (r.readiness && !r.ports.some((p) => p.name === r.readiness!.port)) {
+      ctx.addIssue({ code: z.ZodIssueCode.custom, message: `readiness.port "${r.readiness.port}" is not one of this runnable's ports (${r.ports.map((p) => p.name).join(', ') || 'none announced'})`, path: ['readiness', 'port'] });
+    }
+    if (r.readiness && r.kind === 'batch') ctx.addIssue({ code: z.ZodIssueCode.custom, message: 'readiness is for kind: service or stateful', path: ['readiness'] });
     if (!r.image && !r.build) ctx.addIssue({ code: z.ZodIssueCode.custom, message: 'give either image: <reference> or a build: section', path: ['image'] });
     if (r.image && r.build) ctx.addIssue({ code: z.ZodIssueCode.custom, message: 'give image or build, not both', path: ['build'] });
     if (r.storage && r.kind !== 'stateful') ctx.addIssue({ code: z.ZodIssueCode.custom, message: 'storage is only for kind: stateful', path: ['storage'] });
@@ -152,6 +186,8 @@ export const AppSpecSchema = z
     serviceAccount: z.string().optional(),
     imagePullSecrets: z.array(z.string()).default([]),
     labels: z.record(z.string()).default({}),
+    /** Kubernetes extras for every runnable (each runnable's own `kubernetes:` adds to and overrides these). */
+    kubernetes: KubernetesExtrasSchema.optional(),
     runnables: z.array(RunnableSchema).min(1, 'list at least one runnable under runnables:'),
   })
   .strict()
@@ -168,6 +204,27 @@ export type AppSpecInput = z.input<typeof AppSpecSchema>;
 export type RunnableSpec = z.output<typeof RunnableSchema>;
 export type RunnableKind = RunnableSpec['kind'];
 export type PortSpec = z.output<typeof PortSchema>;
+export type KubernetesExtras = z.output<typeof KubernetesExtrasSchema>;
+export type Readiness = z.output<typeof ReadinessSchema>;
+
+/** Environment variable that tells a program the port it announced as `name`: WEFT_PORT_<NAME>. Same on every runtime. */
+export function portEnvName(name: string): string {
+  return `WEFT_PORT_${name.toUpperCase().replace(/-/g, '_')}`;
+}
+
+/** The Kubernetes extras that apply to runnable `r`: the app's, then the runnable's on top. */
+export function kubernetesExtrasFor(app: AppSpec, r: RunnableSpec): KubernetesExtras {
+  const a = app.kubernetes;
+  const own = r.kubernetes;
+  const nodeSelector = a?.nodeSelector || own?.nodeSelector ? { ...a?.nodeSelector, ...own?.nodeSelector } : undefined;
+  const tolerations = a?.tolerations || own?.tolerations ? [...(a?.tolerations ?? []), ...(own?.tolerations ?? [])] : undefined;
+  return {
+    podLabels: { ...a?.podLabels, ...own?.podLabels },
+    podAnnotations: { ...a?.podAnnotations, ...own?.podAnnotations },
+    nodeSelector,
+    tolerations,
+  };
+}
 export type Resources = z.output<typeof ResourcesSchema>;
 
 function formatIssues(error: z.ZodError, source: string): string {

@@ -19,14 +19,14 @@ import type { ImageHandle } from '../../src/image/transport.js';
 process.env.WEFT_BLOB_CACHE = 'off';
 
 export const registryBinary = process.env.WEFT_DOCKER_REGISTRY ?? '/usr/bin/docker-registry';
-export const craneVersion = process.env.CRANE_VERSION ?? 'v0.21.9';
 
+/** crane as scripts/setup.d/35-crane.sh built it (the version it resolved is recorded in $WEFT_TOOLS). */
 export function craneBinary(): string {
-  const tools = process.env.WEFT_TOOLS ?? path.join(process.env.XDG_CACHE_HOME ?? path.join(os.homedir(), '.cache'), 'weft', 'tools');
-  return path.join(tools, `crane-${craneVersion}`, 'crane');
+  return toolBinary('crane', 'crane', 'scripts/setup.d/35-crane.sh');
 }
 
 import { freePort } from '../support/net.js';
+import { toolBinary } from '../support/tools.js';
 export { freePort };
 
 export async function tempDir(prefix = 'weft-rc-'): Promise<string> {

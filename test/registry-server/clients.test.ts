@@ -1,5 +1,6 @@
 // Real clients against the embedded registry: skopeo copy in and out, podman
 // pull and push (vfs storage in a temp folder); digests preserved.
+import { toolBinary } from '../support/tools.js';
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
@@ -89,11 +90,7 @@ test('podman pulls from and pushes to the registry', { timeout: 300_000 }, async
 
 /** crane is built by scripts/setup.d/35-crane.sh (scripts/setup --test) into $WEFT_TOOLS/crane-<version>/. */
 async function crane(): Promise<string> {
-  const tools = process.env.WEFT_TOOLS || join(process.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'weft', 'tools');
-  const dirs = (await readdir(tools).catch(() => [] as string[])).filter((d) => d.startsWith('crane-')).sort();
-  const binary = dirs.length ? join(tools, dirs[dirs.length - 1], 'crane') : '';
-  assert.ok(binary && existsSync(binary), `crane is not built in ${tools}: run "scripts/setup --test" (scripts/setup.d/35-crane.sh builds it)`);
-  return binary;
+  return toolBinary('crane', 'crane', 'scripts/setup.d/35-crane.sh');
 }
 
 test('crane push, copy and pull against the registry keep the digest', { timeout: 180_000 }, async () => {

@@ -1,5 +1,6 @@
 // The judge: the OCI distribution-spec conformance suite, every API and data
 // category enabled, against the embedded registry on a random loopback port.
+import { toolBinary } from '../support/tools.js';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
@@ -9,14 +10,9 @@ import { fileURLToPath } from 'node:url';
 import { startRegistry } from '../../src/registry/server/index.js';
 import { run, tempDir } from './helpers.js';
 
+/** The suite as scripts/setup.d/30-conformance.sh built it (the pseudo-version it resolved is recorded). */
 function suiteBinary(): string {
-  const script = readFileSync(fileURLToPath(new URL('../../../scripts/setup.d/30-conformance.sh', import.meta.url)), 'utf8');
-  const version = /^version="([^"]+)"/m.exec(script)?.[1];
-  assert.ok(version, 'scripts/setup.d/30-conformance.sh names no version');
-  const tools = process.env.WEFT_TOOLS || join(process.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'weft', 'tools');
-  const binary = join(tools, `oci-conformance-${version}`, 'conformance');
-  assert.ok(existsSync(binary), `the OCI conformance suite is not built at ${binary}: run "WEFT_SETUP_MODE=--test bash scripts/setup.d/30-conformance.sh" (needs Go and the Go module proxy)`);
-  return binary;
+  return toolBinary('oci-conformance', 'conformance', 'scripts/setup.d/30-conformance.sh');
 }
 
 test('the OCI conformance suite passes in every category against the embedded registry', { timeout: 600_000 }, async (t) => {

@@ -108,3 +108,17 @@ test('complete Job: COMPLETED; suspended Job: SUSPENDED; recorded verdict wins; 
   const stopping: V1ConfigMap = { ...root, metadata: { ...root.metadata, deletionTimestamp: new Date(at) } };
   assert.equal(deriveRun('demo-1', { root: stopping, jobs: [job], deployments: [], statefulSets: [], pods: [] }, at).state, 'STOPPING');
 });
+
+test('with a readiness probe, a running main container that is not ready is STARTING (NotReady), then RUNNING once ready', () => {
+  const probe: NonNullable<V1Pod['spec']>['containers'][number]['readinessProbe'] = { tcpSocket: { port: 'http' } };
+  const status = (ready: boolean): V1Pod['status'] => ({ phase: 'Running', containerStatuses: [{ name: 'main', image: 'r/demo:1', imageID: '', ready, restartCount: 0, state: { running: { startedAt: new Date(at) } } }] });
+  const notReady = pod(status(false), { nodeName: 'n1', containers: [{ name: 'main', readinessProbe: probe }] });
+  const s = deriveRun('demo-1', { root, jobs: [job], deployments: [], statefulSets: [], pods: [notReady] }, at);
+  assert.equal(s.state, 'STARTING');
+  assert.equal(s.runnables[0].instances[0].reason, 'NotReady');
+  const ready = pod(status(true), { nodeName: 'n1', containers: [{ name: 'main', readinessProbe: probe }] });
+  assert.equal(deriveRun('demo-1', { root, jobs: [job], deployments: [], statefulSets: [], pods: [ready] }, at).state, 'RUNNING');
+  // Without a probe, readiness is not waited for.
+  const noProbe = pod(status(false), { nodeName: 'n1' });
+  assert.equal(deriveRun('demo-1', { root, jobs: [job], deployments: [], statefulSets: [], pods: [noProbe] }, at).state, 'RUNNING');
+});

@@ -94,3 +94,43 @@ test('too many file bytes are refused before anything is created', () => {
     /put large files into the image/,
   );
 });
+
+test('app-level kubernetes extras apply to every runnable; a runnable adds tolerations and overrides selectors; readiness becomes a probe', () => {
+  const s = parseAppSpecYaml(`
+name: placed
+kubernetes:
+  nodeSelector: { weft.io/real-node: "true", zone: a }
+  tolerations: [{ key: weft.io/real-node, operator: Exists, effect: NoSchedule }]
+  podLabels: { team: x }
+runnables:
+  - name: web
+    kind: service
+    image: r/web:1
+    ports: [{ name: http, port: 8080 }]
+    readiness: { port: http, path: /health, period: 3s }
+    kubernetes:
+      nodeSelector: { zone: b }
+      tolerations: [{ key: gpu, operator: Equal, value: "yes", effect: NoExecute }]
+  - name: job
+    kind: batch
+    image: r/job:1
+`);
+  const out = renderRun({ runId: 'placed-1', spec: s, files: [] }, { namespace: 'ns' });
+  const web = out.deployments[0].spec!.template.spec!;
+  assert.deepEqual(web.nodeSelector, { 'weft.io/real-node': 'true', zone: 'b' });
+  assert.deepEqual(web.tolerations, [
+    { key: 'weft.io/real-node', operator: 'Exists', effect: 'NoSchedule' },
+    { key: 'gpu', operator: 'Equal', value: 'yes', effect: 'NoExecute' },
+  ]);
+  assert.deepEqual(web.containers[0].readinessProbe, { httpGet: { port: 'http', path: '/health' }, periodSeconds: 3, initialDelaySeconds: 0, failureThreshold: 3, timeoutSeconds: 1 });
+  assert.equal(out.deployments[0].spec!.template.metadata!.labels!.team, 'x');
+  const job = out.jobs[0].spec!.template.spec!;
+  assert.deepEqual(job.nodeSelector, { 'weft.io/real-node': 'true', zone: 'a' });
+  assert.deepEqual(job.tolerations, [{ key: 'weft.io/real-node', operator: 'Exists', effect: 'NoSchedule' }]);
+  assert.equal(job.containers[0].readinessProbe, undefined);
+  assert.throws(() => parseAppSpecYaml(`
+name: bad
+runnables:
+  - { name: web, kind: service, image: r/w:1, ports: [{ name: http, port: 80 }], readiness: { port: grpc } }
+`), /readiness.port "grpc" is not one of this runnable's ports/);
+});

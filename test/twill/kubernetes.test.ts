@@ -28,6 +28,7 @@ twillScenarios('Kubernetes (real control plane, kwok nodes)', async () => {
     image: '127.0.0.1:5000/weft/probe:1',
     servicePort: 18080,
     live: false,
+    usageMeasured: false,
     failBatch(runnable) {
       runnable.kubernetes = {
         podLabels: { [STAGE]: 'true' },

@@ -95,7 +95,13 @@ export function podInstance(pod: V1Pod, kind: string, memory?: string): Instance
   if (pod.status?.phase === 'Failed') {
     return { ...base, state: 'FAILED', reason: pod.status.reason ?? 'Failed', message: pod.status.message ?? 'the pod failed' };
   }
-  if (cs?.state?.running) return { ...base, state: 'RUNNING' };
+  if (cs?.state?.running) {
+    // With a readiness probe, an instance counts as running once it is ready (a service's
+    // instances are not useful before), and the run reaches RUNNING only then.
+    const main = pod.spec?.containers?.find((c) => c.name === cs.name);
+    if (main?.readinessProbe && !cs.ready) return { ...base, state: 'STARTING', reason: 'NotReady', message: 'running, not yet ready (readiness probe)' };
+    return { ...base, state: 'RUNNING' };
+  }
   const waiting = cs?.state?.waiting;
   if (waiting) {
     const reason = waiting.reason ?? 'Waiting';

@@ -14,11 +14,12 @@ import type {
   V1PodTemplateSpec,
   V1Service,
   V1StatefulSet,
+  V1Probe,
   V1Volume,
   V1VolumeMount,
 } from '@kubernetes/client-node';
 import type { RunFile, RunRequest } from '../api.js';
-import { startTimeoutOf, type AppSpec, type RunnableSpec } from '../spec.js';
+import { kubernetesExtrasFor, portEnvName, startTimeoutOf, type AppSpec, type Readiness, type RunnableSpec } from '../spec.js';
 
 export const LABEL_MANAGED_BY = 'app.kubernetes.io/managed-by';
 export const LABEL_NAME = 'app.kubernetes.io/name';
@@ -110,9 +111,21 @@ function envFor(app: AppSpec, runId: string, r: RunnableSpec): V1EnvVar[] {
     { name: 'WEFT_NAMESPACE', valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } },
     { name: 'WEFT_COMMANDS_FILE', value: `${PODINFO_PATH}/annotations` },
     { name: 'WEFT_FILES_DIR', value: FILES_PATH },
+    ...r.ports.map((p) => ({ name: portEnvName(p.name), value: String(p.port) })),
   ];
   for (const [name, value] of Object.entries(r.env)) env.push({ name, value });
   return env;
+}
+
+function readinessProbe(readiness: Readiness): V1Probe {
+  const seconds = (ms: number) => Math.max(1, Math.ceil(ms / 1000));
+  return {
+    ...(readiness.path ? { httpGet: { port: readiness.port, path: readiness.path } } : { tcpSocket: { port: readiness.port } }),
+    periodSeconds: seconds(readiness.period),
+    initialDelaySeconds: Math.ceil(readiness.initialDelay / 1000),
+    failureThreshold: readiness.failureThreshold,
+    timeoutSeconds: 1,
+  };
 }
 
 function podTemplate(app: AppSpec, req: RunRequest, r: RunnableSpec, image: string, rootName: string): V1PodTemplateSpec {
@@ -130,6 +143,7 @@ function podTemplate(app: AppSpec, req: RunRequest, r: RunnableSpec, image: stri
     mounts.push({ name: 'files', mountPath: FILES_PATH, readOnly: true });
   }
   if (r.kind === 'stateful' && r.storage) mounts.push({ name: 'data', mountPath: r.storage.mountPath });
+  const extras = kubernetesExtrasFor(app, r);
   const container: V1Container = {
     name: MAIN_CONTAINER,
     image,
@@ -141,18 +155,20 @@ function podTemplate(app: AppSpec, req: RunRequest, r: RunnableSpec, image: stri
     },
     ports: r.ports.length ? r.ports.map((p) => ({ name: p.name, containerPort: p.port, protocol: p.protocol })) : undefined,
     volumeMounts: mounts,
+    readinessProbe: r.readiness ? readinessProbe(r.readiness) : undefined,
     terminationMessagePolicy: 'FallbackToLogsOnError',
   };
   const stopMs = r.stopTimeout ?? app.stopTimeout;
   return {
     metadata: {
-      labels: { ...(r.kubernetes?.podLabels ?? {}), ...labels },
-      annotations: { ...(r.kubernetes?.podAnnotations ?? {}), [ANN_KIND]: r.kind },
+      labels: { ...extras.podLabels, ...labels },
+      annotations: { ...extras.podAnnotations, [ANN_KIND]: r.kind },
     },
     spec: {
       containers: [container],
       restartPolicy: r.kind === 'batch' ? 'Never' : 'Always',
-      nodeSelector: r.kubernetes?.nodeSelector,
+      nodeSelector: extras.nodeSelector,
+      tolerations: extras.tolerations,
       serviceAccountName: app.serviceAccount,
       imagePullSecrets: app.imagePullSecrets.length ? app.imagePullSecrets.map((name) => ({ name })) : undefined,
       terminationGracePeriodSeconds: Math.ceil(stopMs / 1000),

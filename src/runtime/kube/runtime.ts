@@ -5,6 +5,7 @@ import {
   ApiException,
   AppsV1Api,
   BatchV1Api,
+  CustomObjectsApi,
   CoreV1Api,
   KubeConfig,
   Log,
@@ -44,6 +45,7 @@ import {
   workloadName,
 } from './render.js';
 import { Tracker } from './tracker.js';
+import { readPodUsage } from './usage.js';
 
 export class KubeError extends Error {
   override name = 'KubeError';
@@ -135,6 +137,7 @@ export class KubeRuntime implements Runtime {
   readonly core: CoreV1Api;
   readonly batch: BatchV1Api;
   readonly apps: AppsV1Api;
+  readonly custom: CustomObjectsApi;
   readonly tracker: Tracker;
   /** API requests made by this runtime (lists, watches, writes), for benchmarks. */
   readonly requests: Counter = { total: 0, byKind: {} };
@@ -147,6 +150,7 @@ export class KubeRuntime implements Runtime {
     this.core = kubeConfig.makeApiClient(CoreV1Api);
     this.batch = kubeConfig.makeApiClient(BatchV1Api);
     this.apps = kubeConfig.makeApiClient(AppsV1Api);
+    this.custom = kubeConfig.makeApiClient(CustomObjectsApi);
     this.tracker = new Tracker({
       kubeConfig,
       namespace: this.namespace,
@@ -410,12 +414,16 @@ export class KubeRuntime implements Runtime {
     if (!status || !objects) throw new KubeError(`no run ${runId} in namespace ${this.namespace}`);
     const spec = specOf(objects.root);
     const report: ResourceReport = { runId, app: status.app, instances: [] };
+    const live = objects.pods.filter((p) => !p.metadata?.deletionTimestamp && p.status?.phase === 'Running');
+    const measured = live.length ? await readPodUsage({ core: this.core, custom: this.custom }, this.namespace, live, MAIN_CONTAINER) : undefined;
     for (const r of status.runnables) {
       const res = spec?.runnables.find((x) => x.name === r.name)?.resources;
       for (const i of r.instances) {
-        report.instances.push({ runnable: r.name, instance: i.id, host: i.host, containerId: i.containerId, state: i.state, cpu: res?.cpu ?? '?', memory: res?.memory ?? '?' });
+        const usage = i.name ? measured?.usage.get(i.name) : undefined;
+        report.instances.push({ runnable: r.name, instance: i.id, host: i.host, containerId: i.containerId, state: i.state, cpu: res?.cpu ?? '?', memory: res?.memory ?? '?', usage });
       }
     }
+    if (measured?.unavailable) report.usageUnavailable = measured.unavailable;
     return report;
   }
 

@@ -22,7 +22,7 @@ import type {
   Runtime,
   StatusListener,
 } from '../api.js';
-import type { AppSpec, RunnableSpec } from '../spec.js';
+import { portEnvName, type AppSpec, type RunnableSpec } from '../spec.js';
 import { isTerminal, type InstanceState, type RunState } from '../state.js';
 import { hostProcess, PODINFO_PATH, FILES_PATH, runcConfig } from './bundle.js';
 import { ImageStore } from './images.js';
@@ -129,10 +129,7 @@ async function portIsFree(port: number): Promise<boolean> {
   });
 }
 
-/** Environment variable name for an announced port: WEFT_PORT_<NAME>. */
-export function portEnvName(name: string): string {
-  return `WEFT_PORT_${name.toUpperCase().replace(/-/g, '_')}`;
-}
+export { portEnvName };
 
 /** The downward-API annotations format: key="value" lines, sorted. */
 export function formatAnnotations(annotations: Record<string, string>): string {

@@ -1,0 +1,3 @@
+module weft.local/pause
+
+go 1.22
