@@ -51,6 +51,9 @@ async function withIndexLock<T>(dir: string, update: () => Promise<T>): Promise<
       realpath: false,
       stale: 10_000,
       retries: { retries: 600, factor: 1.2, minTimeout: 10, maxTimeout: 200 },
+      // The default throws from a timer (an uncaught crash) if the lock's refresh is late; the
+      // index update it guards takes milliseconds, so a late refresh is not worth a crash.
+      onCompromised: () => undefined,
     });
   } catch (error) {
     throw new LayoutError(`cannot lock ${dir}/index.json (${(error as Error).message}): another weft process is writing this layout; retry when it is done`);

@@ -144,7 +144,8 @@ export function hostProcess(input: Omit<BundleInput, 'limits' | 'hostname' | 'cg
     ...input.weftEnv,
     ...Object.fromEntries(Object.entries(r.env).map(([k, v]) => [k, rewrite(v)])),
   };
-  const workdir = config.config?.WorkingDir || '/';
+  // Normalised as an absolute path first, so `..` in the image's WorkingDir stops at the rootfs.
+  const workdir = path.posix.normalize(`/${config.config?.WorkingDir || '/'}`);
   const cwd = path.join(rootfs, workdir);
   return { argv, env, cwd, notes };
 }
