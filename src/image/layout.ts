@@ -1,8 +1,10 @@
 // OCI image layout directories (image-spec image-layout.md): `oci-layout`,
 // `index.json` whose entries carry `org.opencontainers.image.ref.name`, and
 // `blobs/sha256/<hex>`. Writing adds to an existing layout without touching
-// other tags; index.json is replaced atomically after every blob is in place,
-// and a new layout is assembled in a temp directory and renamed into place.
+// other tags: blobs are renamed into place, then index.json is re-read,
+// changed and atomically replaced under a lock file, so parallel writers keep
+// every tag; a new layout is assembled in a temp directory and renamed into
+// place. Reading checks every blob against the digest that names it.
 import { createReadStream, existsSync, promises as fs } from 'node:fs';
 import path from 'node:path';
 import lockfile from 'proper-lockfile';

@@ -168,7 +168,7 @@ after(async () => {
   if (workDir) await fs.rm(workDir, { recursive: true, force: true });
 });
 
-test(`random layers never touch anything outside the root (${CASES} cases, seed ${SEED})`, { timeout: 120_000 }, async () => {
+test(`random layers never touch anything outside the root (${CASES} cases, seed ${SEED})`, { timeout: 300_000 }, async () => {
   const random = prng(SEED);
   let applied = 0;
   let refused = 0;
