@@ -10,7 +10,7 @@ import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import { createHash } from 'node:crypto';
 import tar from 'tar-stream';
-import { digestHex, sha256, tempName } from './blobstore.js';
+import { digestHex, makeDirectories, sha256, tempName, verifiedStream } from './blobstore.js';
 import { MediaType, type Descriptor, type ImageManifest } from './oci.js';
 import { StaticImage, jsonBytes } from './image.js';
 import { isValidRepositoryName, isValidTag } from './reference.js';
@@ -62,13 +62,21 @@ export async function writeDockerArchive(image: ImageHandle, file: string, name?
   const manifest: ArchiveManifestEntry[] = [{ Config: configName, RepoTags: repoTag ? [repoTag] : [], Layers: layerNames }];
 
   const target = path.resolve(file);
-  await fs.mkdir(path.dirname(target), { recursive: true });
+  await makeDirectories(path.dirname(target));
   const tmp = tempName(target);
   const pack = tar.pack();
   const done = pipeline(Readable.from(pack), createWriteStream(tmp));
+  // A write failure (a full disk) rejects `done` at any moment: every step races it, so the
+  // failure ends the write at once and is reported, never left unhandled.
+  const writeFailed = done.then(
+    () => new Promise<never>(() => undefined),
+    (error: Error) => Promise.reject(error),
+  );
+  writeFailed.catch(() => undefined);
+  const step = <T>(work: Promise<T>): Promise<T> => Promise.race([work, writeFailed]);
   const header = (name: string, size: number) => ({ name, size, mode: 0o644, mtime: new Date(0), uid: 0, gid: 0, type: 'file' as const });
   const addBuffer = (name: string, data: Buffer) =>
-    new Promise<void>((resolve, reject) => pack.entry(header(name, data.length), data, (e?: Error | null) => (e ? reject(e) : resolve())));
+    step(new Promise<void>((resolve, reject) => pack.entry(header(name, data.length), data, (e?: Error | null) => (e ? reject(e) : resolve()))));
   try {
     const written = new Set<string>();
     for (let i = 0; i < image.manifest.layers.length; i++) {
@@ -86,19 +94,22 @@ export async function writeDockerArchive(image: ImageHandle, file: string, name?
         throw new ArchiveError(`${image.source}: layer ${d.digest} does not match its diffID ${diffIds[i]}`);
       }
       // Second pass: stream it into the archive.
-      await new Promise<void>((resolve, reject) => {
-        const sink = pack.entry(header(layerNames[i], size), (e?: Error | null) => (e ? reject(e) : resolve()));
-        uncompressedLayer(image, d).then((source) => {
-          source.on('error', reject);
-          source.on('data', (chunk: Buffer) => {
-            if (!sink.write(chunk)) {
-              source.pause();
-              sink.once('drain', () => source.resume());
-            }
-          });
-          source.on('end', () => sink.end(null));
-        }, reject);
-      });
+      await step(
+        new Promise<void>((resolve, reject) => {
+          const sink = pack.entry(header(layerNames[i], size), (e?: Error | null) => (e ? reject(e) : resolve()));
+          sink.on('error', reject);
+          uncompressedLayer(image, d).then((source) => {
+            source.on('error', reject);
+            source.on('data', (chunk: Buffer) => {
+              if (!sink.write(chunk)) {
+                source.pause();
+                sink.once('drain', () => source.resume());
+              }
+            });
+            source.on('end', () => sink.end(null));
+          }, reject);
+        }),
+      );
     }
     await addBuffer(configName, image.configBytes);
     await addBuffer('manifest.json', jsonBytes(manifest));
@@ -113,9 +124,16 @@ export async function writeDockerArchive(image: ImageHandle, file: string, name?
   } catch (error) {
     pack.on('error', () => undefined);
     pack.destroy(error as Error);
-    await done.catch(() => undefined);
+    // The file's own error (ENOSPC, ENOENT, ...) says more than the tar stream's "destroyed".
+    const writeError = await done.then(
+      () => undefined,
+      (e: Error) => e,
+    );
     await fs.rm(tmp, { force: true });
-    throw error;
+    if (error instanceof ArchiveError) throw error;
+    const cause = (writeError ?? error) as NodeJS.ErrnoException;
+    const hint = cause.code === 'ENOSPC' ? ': the disk is full; free space or write elsewhere' : '';
+    throw new ArchiveError(`cannot write docker-archive ${file} (${cause.message})${hint}; nothing was written`);
   }
 }
 
@@ -251,14 +269,34 @@ export async function readDockerArchive(file: string, name?: string): Promise<Im
   }
   const config = files.get(path.posix.normalize(entry.Config));
   if (!config?.data) throw new ArchiveError(`${file} is missing its config ${entry.Config}`);
+  // The config is named by its digest (<hex>.json, or blobs/sha256/<hex> in newer archives): check it.
+  const configHex = /(?:^|\/)([a-f0-9]{64})(?:\.json)?$/.exec(path.posix.normalize(entry.Config))?.[1];
+  if (configHex && sha256(config.data) !== `sha256:${configHex}`) {
+    throw new ArchiveError(`${file}: config ${entry.Config} does not match its digest (got ${sha256(config.data)}); the archive was modified or damaged`);
+  }
+  let diffIds: unknown;
+  try {
+    diffIds = (JSON.parse(config.data.toString('utf8')) as { rootfs?: { diff_ids?: unknown } }).rootfs?.diff_ids;
+  } catch (error) {
+    throw new ArchiveError(`${file}: config ${entry.Config} is not valid JSON (${(error as Error).message})`);
+  }
+  if (!Array.isArray(diffIds) || diffIds.length !== entry.Layers.length) {
+    throw new ArchiveError(`${file}: the config lists ${Array.isArray(diffIds) ? diffIds.length : 'no'} diff_ids for ${entry.Layers.length} layers; the archive is damaged`);
+  }
   const byDigest = new Map<string, string>();
-  const layers: Descriptor[] = entry.Layers.map((layerName) => {
+  const layers: Descriptor[] = [];
+  for (const [i, layerName] of entry.Layers.entries()) {
     const normal = path.posix.normalize(layerName);
     const layer = files.get(normal);
     if (!layer) throw new ArchiveError(`${file} is missing layer ${layerName}`);
+    // Every layer is checked against the config's diffID (the digest of its uncompressed tar).
+    const diffId = layer.gzip ? await gunzippedDigest(file, normal) : layer.digest;
+    if (diffId !== diffIds[i]) {
+      throw new ArchiveError(`${file}: layer ${layerName} does not match its diffID ${String(diffIds[i])} (its content is ${diffId}); the archive was modified or damaged`);
+    }
     byDigest.set(layer.digest, normal);
-    return { mediaType: layer.gzip ? MediaType.ociLayerGzip : MediaType.ociLayer, digest: layer.digest, size: layer.size };
-  });
+    layers.push({ mediaType: layer.gzip ? MediaType.ociLayerGzip : MediaType.ociLayer, digest: layer.digest, size: layer.size });
+  }
   const manifest: ImageManifest = {
     schemaVersion: 2,
     mediaType: MediaType.ociManifest,
@@ -268,6 +306,21 @@ export async function readDockerArchive(file: string, name?: string): Promise<Im
   return new StaticImage(source, jsonBytes(manifest), config.data, async (d) => {
     const member = byDigest.get(d.digest);
     if (!member) throw new ArchiveError(`${file} has no blob ${d.digest}`);
-    return streamEntry(file, member);
+    // Checked again while streaming: the file may have changed since it was scanned.
+    return verifiedStream(await streamEntry(file, member), d, `${source}: layer ${member}`);
   });
+}
+
+/** sha256 of a gzip member's uncompressed content. */
+async function gunzippedDigest(file: string, member: string): Promise<string> {
+  const hash = createHash('sha256');
+  const gunzip = createGunzip();
+  try {
+    await pipeline(await streamEntry(file, member), gunzip, async function* (source) {
+      for await (const chunk of source) hash.update(chunk as Buffer);
+    });
+  } catch (error) {
+    throw new ArchiveError(`${file}: layer ${member} is not valid gzip (${(error as Error).message})`);
+  }
+  return `sha256:${hash.digest('hex')}`;
 }

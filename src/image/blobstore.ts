@@ -49,13 +49,102 @@ export async function hashFile(file: string): Promise<{ digest: string; size: nu
   return { digest: hasher.digest(), size: hasher.size };
 }
 
+/** Checks bytes read for a descriptor against its digest and size; `what` names them in the error. */
+export function verifyBlobBytes(bytes: Buffer, descriptor: { digest: string; size?: number }, what: string): void {
+  digestHex(descriptor.digest);
+  const actual = sha256(bytes);
+  if (actual !== descriptor.digest) {
+    throw new BlobVerificationError(`${what} does not match its digest: expected ${descriptor.digest}, got ${actual}; the image was modified or damaged`);
+  }
+  if (descriptor.size !== undefined && descriptor.size !== bytes.length) {
+    throw new BlobVerificationError(`${what} has ${bytes.length} bytes, but its descriptor says ${descriptor.size}; the image was modified or damaged`);
+  }
+}
+
+export class BlobVerificationError extends Error {
+  override name = 'BlobVerificationError';
+}
+
+/**
+ * Passes a blob's bytes through and fails the stream (before its end is
+ * signalled) when their digest or size differ from the descriptor's: a reader
+ * never sees a modified blob complete successfully.
+ */
+export class VerifyingStream extends Transform {
+  private readonly hash = createHash('sha256');
+  private seen = 0;
+  constructor(
+    private readonly expected: { digest: string; size?: number },
+    private readonly what: string,
+  ) {
+    super();
+    digestHex(expected.digest);
+  }
+  override _transform(chunk: Buffer, _enc: BufferEncoding, callback: (error?: Error | null, data?: Buffer) => void): void {
+    this.seen += chunk.length;
+    if (this.expected.size !== undefined && this.seen > this.expected.size) {
+      callback(new BlobVerificationError(`${this.what} is longer than the ${this.expected.size} bytes its descriptor says; the image was modified or damaged`));
+      return;
+    }
+    this.hash.update(chunk);
+    callback(null, chunk);
+  }
+  override _flush(callback: (error?: Error | null) => void): void {
+    const actual = `sha256:${this.hash.digest('hex')}`;
+    if (actual !== this.expected.digest) {
+      callback(new BlobVerificationError(`${this.what} does not match its digest: expected ${this.expected.digest}, got ${actual}; the image was modified or damaged`));
+    } else if (this.expected.size !== undefined && this.seen !== this.expected.size) {
+      callback(new BlobVerificationError(`${this.what} has ${this.seen} bytes, but its descriptor says ${this.expected.size}; the image was modified or damaged`));
+    } else {
+      callback();
+    }
+  }
+}
+
+/** `source` piped through a VerifyingStream; a read error of the source reaches the result. */
+export function verifiedStream(source: Readable, expected: { digest: string; size?: number }, what: string): Readable {
+  const verifier = new VerifyingStream(expected, what);
+  source.on('error', (error) => verifier.destroy(error));
+  return source.pipe(verifier);
+}
+
+/**
+ * `mkdir -p` that always ends. Node's recursive mkdir retries forever where
+ * mkdir(2) says ENOENT although the parent exists (under /proc, for example);
+ * this walks up once and reports such a directory as impossible to create.
+ */
+export async function makeDirectories(dir: string): Promise<void> {
+  const target = path.resolve(dir);
+  const attempt = async (): Promise<'made' | 'missing-parent'> => {
+    try {
+      await fs.mkdir(target);
+      return 'made';
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === 'EEXIST') {
+        if ((await fs.stat(target)).isDirectory()) return 'made';
+        throw new Error(`cannot create directory ${target}: a file of that name exists`);
+      }
+      if (code === 'ENOENT') return 'missing-parent';
+      throw new Error(`cannot create directory ${target}: ${(error as Error).message}`);
+    }
+  };
+  if ((await attempt()) === 'made') return;
+  const parent = path.dirname(target);
+  if (parent === target) throw new Error(`cannot create directory ${target}`);
+  await makeDirectories(parent);
+  if ((await attempt()) === 'missing-parent') {
+    throw new Error(`cannot create directory ${target}: the system refuses it although ${parent} exists (a special file system such as /proc?)`);
+  }
+}
+
 export function tempName(target: string): string {
   return `${target}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
 }
 
 /** Writes `data` to `file` atomically (temp file in the same directory, then rename). */
 export async function writeFileAtomic(file: string, data: Buffer | string): Promise<void> {
-  await fs.mkdir(path.dirname(file), { recursive: true });
+  await makeDirectories(path.dirname(file));
   const tmp = tempName(file);
   try {
     await fs.writeFile(tmp, data);
@@ -104,7 +193,7 @@ export class BlobStore {
       return { digest: expected.digest, size: expected.size ?? (await fs.stat(this.path(expected.digest))).size };
     }
     const dir = path.join(this.root, 'blobs', 'sha256');
-    await fs.mkdir(dir, { recursive: true });
+    await makeDirectories(dir);
     const tmp = tempName(path.join(dir, 'incoming'));
     const hasher = new HashingStream();
     try {

@@ -43,8 +43,11 @@ export function parsePlatform(text?: string): Platform {
     const arch = ({ x64: 'amd64', arm64: 'arm64', arm: 'arm', ppc64: 'ppc64le', s390x: 's390x', riscv64: 'riscv64' } as Record<string, string>)[process.arch] ?? process.arch;
     return { os: 'linux', architecture: arch };
   }
-  const [os, architecture, variant] = text.split('/');
-  if (!os || !architecture) throw new Error(`platform "${text}" is not os/arch[/variant], e.g. linux/amd64`);
+  const parts = text.split('/');
+  if (parts.length < 2 || parts.length > 3 || parts.some((p) => !/^[a-z0-9][a-z0-9_.-]*$/i.test(p))) {
+    throw new Error(`platform "${text}" is not os/arch[/variant], e.g. linux/amd64 or linux/arm64/v8`);
+  }
+  const [os, architecture, variant] = parts;
   return variant ? { os, architecture, variant } : { os, architecture };
 }
 

@@ -1,11 +1,15 @@
 // OCI image layout directories (image-spec image-layout.md): `oci-layout`,
 // `index.json` whose entries carry `org.opencontainers.image.ref.name`, and
 // `blobs/sha256/<hex>`. Writing adds to an existing layout without touching
-// other tags; index.json is replaced atomically after every blob is in place,
-// and a new layout is assembled in a temp directory and renamed into place.
-import { createReadStream, promises as fs } from 'node:fs';
+// other tags: blobs are renamed into place, then index.json is re-read,
+// changed and atomically replaced under a lock file, so parallel writers keep
+// every tag; a new layout is assembled in a temp directory and renamed into
+// place. Reading checks every blob against the digest that names it.
+import { createReadStream, existsSync, promises as fs } from 'node:fs';
 import path from 'node:path';
-import { BlobStore, digestHex, writeFileAtomic } from './blobstore.js';
+import lockfile from 'proper-lockfile';
+import { BlobStore, digestHex, makeDirectories, tempName, verifiedStream, verifyBlobBytes, writeFileAtomic } from './blobstore.js';
+import { isValidOciRefName } from './reference.js';
 import { MediaType, manifestKind, type Descriptor, type ImageIndex, type Platform } from './oci.js';
 import { StaticImage, selectPlatform, parsePlatform } from './image.js';
 import type { ImageHandle } from './transport.js';
@@ -33,8 +37,41 @@ export async function copyBlobs(image: ImageHandle, store: BlobStore): Promise<v
   await store.putBytes(image.manifestBytes);
 }
 
+const LOCK_NAME = '.weft-index.lock';
+
+/**
+ * Runs `update` while holding the layout's index lock: concurrent writers
+ * (other builds, other processes) take turns to read, change and atomically
+ * replace index.json, so no tag is lost. A lock left by a killed process is
+ * taken over once stale (proper-lockfile refreshes the lock while it is held).
+ */
+async function withIndexLock<T>(dir: string, update: () => Promise<T>): Promise<T> {
+  let release: () => Promise<void>;
+  try {
+    release = await lockfile.lock(dir, {
+      lockfilePath: path.join(dir, LOCK_NAME),
+      realpath: false,
+      stale: 10_000,
+      retries: { retries: 600, factor: 1.2, minTimeout: 10, maxTimeout: 200 },
+      // The default throws from a timer (an uncaught crash) if the lock's refresh is late; the
+      // index update it guards takes milliseconds, so a late refresh is not worth a crash.
+      onCompromised: () => undefined,
+    });
+  } catch (error) {
+    throw new LayoutError(`cannot lock ${dir}/index.json (${(error as Error).message}): another weft process is writing this layout; retry when it is done`);
+  }
+  try {
+    return await update();
+  } finally {
+    await release().catch(() => undefined);
+  }
+}
+
 /** Writes `image` into the OCI layout at `dir` under `tag` (other tags are kept). Returns the manifest descriptor. */
 export async function writeOciLayout(image: ImageHandle, dir: string, tag?: string): Promise<Descriptor> {
+  if (tag !== undefined && !isValidOciRefName(tag)) {
+    throw new LayoutError(`"${tag}" is not a valid OCI layout tag: use letters, digits and . _ - (e.g. latest, 1.0, v2-rc1)`);
+  }
   const target = path.resolve(dir);
   const descriptor: Descriptor = {
     mediaType: image.manifestMediaType,
@@ -45,39 +82,50 @@ export async function writeOciLayout(image: ImageHandle, dir: string, tag?: stri
   const layoutFile = `${JSON.stringify({ imageLayoutVersion: '1.0.0' })}\n`;
 
   // A new (or empty) directory is assembled beside it and renamed into place: a failed write leaves nothing.
-  const fresh = !(await exists(target)) || ((await fs.stat(target)).isDirectory() && (await fs.readdir(target)).length === 0);
+  const stat = await fs.stat(target).catch(() => undefined);
+  if (stat && !stat.isDirectory()) throw new LayoutError(`${dir} exists and is not a directory: choose another output path`);
+  const fresh = !stat || (await fs.readdir(target)).length === 0;
   if (fresh) {
-    const tmp = `${target}.tmp-${process.pid}-${Date.now()}`;
-    await fs.mkdir(tmp, { recursive: true });
+    const tmp = tempName(target);
     try {
+      await makeDirectories(path.dirname(target));
+      await fs.mkdir(tmp).catch((error: Error) => {
+        throw new LayoutError(`cannot write OCI layout ${dir}: ${error.message}`);
+      });
       await copyBlobs(image, new BlobStore(tmp));
       await fs.writeFile(path.join(tmp, 'oci-layout'), layoutFile);
       const index: ImageIndex = { schemaVersion: 2, mediaType: MediaType.ociIndex, manifests: [descriptor] };
       await fs.writeFile(path.join(tmp, 'index.json'), `${JSON.stringify(index)}\n`);
-      await fs.rename(tmp, target);
-    } catch (error) {
+      try {
+        await fs.rename(tmp, target);
+        return descriptor;
+      } catch (error) {
+        // Another writer created the layout first (a concurrent build): add to it below.
+        const code = (error as NodeJS.ErrnoException).code;
+        if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw error;
+      }
+    } finally {
       await fs.rm(tmp, { recursive: true, force: true });
-      throw error;
     }
-    return descriptor;
   }
 
-  const stat = await fs.stat(target);
-  if (!stat.isDirectory()) throw new LayoutError(`${dir} exists and is not a directory: choose another output path`);
-  const entries = await fs.readdir(target);
+  const entries = (await fs.readdir(target)).filter((name) => name !== LOCK_NAME);
   const isLayout = entries.includes('oci-layout') && entries.includes('index.json');
   if (!isLayout && entries.length > 0) {
     throw new LayoutError(`${dir} is not empty and not an OCI image layout: choose an empty or new directory`);
   }
-  let index: ImageIndex = { schemaVersion: 2, mediaType: MediaType.ociIndex, manifests: [] };
-  if (isLayout) index = await readIndex(target);
+  // Blobs first (each written to a temp file and renamed: concurrent writers of one blob both succeed), then the index.
   await copyBlobs(image, new BlobStore(target));
-  if (!isLayout) await writeFileAtomic(path.join(target, 'oci-layout'), layoutFile);
-  index.manifests = index.manifests.filter((m) =>
-    tag ? m.annotations?.[REF_NAME] !== tag : !(m.digest === descriptor.digest && !m.annotations?.[REF_NAME]),
-  );
-  index.manifests.push(descriptor);
-  await writeFileAtomic(path.join(target, 'index.json'), `${JSON.stringify(index)}\n`);
+  await withIndexLock(target, async () => {
+    if (!existsSync(path.join(target, 'oci-layout'))) await writeFileAtomic(path.join(target, 'oci-layout'), layoutFile);
+    let index: ImageIndex = { schemaVersion: 2, mediaType: MediaType.ociIndex, manifests: [] };
+    if (existsSync(path.join(target, 'index.json'))) index = await readIndex(target);
+    index.manifests = index.manifests.filter((m) =>
+      tag ? m.annotations?.[REF_NAME] !== tag : !(m.digest === descriptor.digest && !m.annotations?.[REF_NAME]),
+    );
+    index.manifests.push(descriptor);
+    await writeFileAtomic(path.join(target, 'index.json'), `${JSON.stringify(index)}\n`);
+  });
   return descriptor;
 }
 
@@ -122,26 +170,34 @@ export async function readOciLayout(dir: string, tag?: string, options: { platfo
     throw new LayoutError(`${dir} holds ${index.manifests.length} images: name one with oci:${dir}:<tag> (tags: ${tags.join(', ') || 'none'})`);
   }
   const store = new BlobStore(root);
-  const readBlob = async (d: Descriptor): Promise<Buffer> => {
+  // Every blob is checked against the digest (and size) that names it: an edited manifest, config or layer is refused.
+  const readBlob = async (d: Descriptor, what: string): Promise<Buffer> => {
+    let bytes: Buffer;
     try {
-      return await fs.readFile(store.path(d.digest));
+      bytes = await fs.readFile(store.path(d.digest));
     } catch {
       throw new LayoutError(`${dir} is missing blob ${d.digest}: the layout is incomplete`);
     }
+    try {
+      verifyBlobBytes(bytes, d, `${source}: ${what} ${d.digest}`);
+    } catch (error) {
+      throw new LayoutError((error as Error).message);
+    }
+    return bytes;
   };
-  let manifestBytes = await readBlob(descriptor);
+  let manifestBytes = await readBlob(descriptor, 'manifest');
   const platform = typeof options.platform === 'string' ? parsePlatform(options.platform) : options.platform ?? parsePlatform();
   for (let depth = 0; manifestKind(JSON.parse(manifestBytes.toString('utf8'))) === 'index'; depth++) {
     if (depth > 3) throw new LayoutError(`${source}: nested indexes go too deep`);
     const nested = JSON.parse(manifestBytes.toString('utf8')) as ImageIndex;
-    manifestBytes = await readBlob(selectPlatform(nested.manifests, platform, source));
+    manifestBytes = await readBlob(selectPlatform(nested.manifests, platform, source), 'manifest');
   }
   const manifest = JSON.parse(manifestBytes.toString('utf8')) as { config: Descriptor };
-  const configBytes = await readBlob(manifest.config);
+  const configBytes = await readBlob(manifest.config, 'config');
   return new StaticImage(source, manifestBytes, configBytes, async (d) => {
     const file = store.path(d.digest);
     digestHex(d.digest);
     if (!(await exists(file))) throw new LayoutError(`${dir} is missing blob ${d.digest}`);
-    return createReadStream(file);
+    return verifiedStream(createReadStream(file), d, `${source}: blob ${d.digest}`);
   });
 }

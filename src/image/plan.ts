@@ -99,6 +99,45 @@ async function expandLib(arg: string): Promise<string[]> {
   return jars;
 }
 
+/** Refuses what is not a regular file (a FIFO or a device would block or never end when read). */
+async function requireRegularFile(file: string, what: string): Promise<void> {
+  const stat = await fs.stat(file).catch((error: Error) => {
+    throw new JarError(`cannot read ${what} ${file}: ${error.message}`);
+  });
+  if (!stat.isFile()) throw new JarError(`${what} ${file} is not a regular file (a directory, FIFO or device): pass a jar file`);
+}
+
+/**
+ * The jars a manifest Class-Path names, resolved against the jar's directory.
+ * A jar is input from elsewhere, so its manifest may only add files inside
+ * that directory (after symlinks are resolved): anything outside, and anything
+ * that is not a regular file, is refused unless it was also given with --lib.
+ */
+async function classPathFiles(program: string, classPath: string | undefined, given: ReadonlySet<string>, warnings: string[]): Promise<string[]> {
+  const programDir = await fs.realpath(path.dirname(path.resolve(program)));
+  const inside = (p: string): boolean => p.startsWith(programDir + path.sep);
+  const files: string[] = [];
+  for (const entry of classPathEntries(classPath)) {
+    const file = path.resolve(programDir, entry);
+    const real = await fs.realpath(file).catch(() => undefined);
+    if (real && given.has(real)) continue; // also passed with --lib: already a dependency
+    if (!inside(file) || (real && !inside(real))) {
+      throw new JarError(
+        `the Class-Path of ${program} names ${entry}, which is outside the jar's directory ${programDir}: refusing to add it to the image; pass it with --lib if it belongs there`,
+      );
+    }
+    if (!real) {
+      warnings.push(`Class-Path entry ${entry} of ${program} does not exist (the JVM would skip it too); pass it with --lib if it is needed`);
+      continue;
+    }
+    const stat = await fs.stat(real);
+    if (stat.isDirectory()) warnings.push(`Class-Path entry ${entry} is a directory; pass its jars with --lib ${real}`);
+    else if (!stat.isFile()) throw new JarError(`the Class-Path of ${program} names ${entry}, which is not a regular file (a FIFO or device): refusing it`);
+    else files.push(file);
+  }
+  return files;
+}
+
 /** Key of the remembered facts about a jar: its content digest plus the checks' limits. */
 function factsKey(digest: string, limits: ZipLimits | undefined): string {
   return createHash('sha256').update(`${FACTS_VERSION}\0${digest}\0${JSON.stringify(limits ?? {})}`).digest('hex');
@@ -114,6 +153,7 @@ export async function planJvmLayers(inputs: JvmPlanInputs): Promise<JvmPlan> {
   };
   const facts = inputs.facts;
   try {
+    await requireRegularFile(inputs.program, 'the program jar');
     const programDigest = (await hashFile(inputs.program).catch((error: Error) => {
       throw new JarError(`cannot read ${inputs.program}: ${error.message}`);
     })).digest;
@@ -186,18 +226,12 @@ export async function planJvmLayers(inputs: JvmPlanInputs): Promise<JvmPlan> {
       }
     }
 
-    // Dependencies from the manifest Class-Path, --lib and --project-lib.
-    const programDir = path.dirname(path.resolve(inputs.program));
+    // Dependencies from --lib, --project-lib and the manifest Class-Path.
     const localDeps: Array<{ file: string; project: boolean }> = [];
-    for (const entry of classPathEntries(program.manifest['Class-Path'])) {
-      const file = path.resolve(programDir, entry);
-      const stat = await fs.stat(file).catch(() => undefined);
-      if (!stat) warnings.push(`Class-Path entry ${entry} of ${inputs.program} does not exist (the JVM would skip it too); pass it with --lib if it is needed`);
-      else if (stat.isDirectory()) warnings.push(`Class-Path entry ${entry} is a directory; pass its jars with --lib ${file}`);
-      else localDeps.push({ file, project: false });
-    }
     for (const lib of inputs.libs ?? []) for (const file of await expandLib(lib)) localDeps.push({ file, project: false });
     for (const lib of inputs.projectLibs ?? []) for (const file of await expandLib(lib)) localDeps.push({ file, project: true });
+    const given = new Set(await Promise.all(localDeps.map((d) => fs.realpath(d.file))));
+    for (const file of await classPathFiles(inputs.program, program.manifest['Class-Path'], given, warnings)) localDeps.push({ file, project: false });
     const programReal = await fs.realpath(inputs.program);
     let foundInLibs = false;
     const unopened: string[] = [];
@@ -277,8 +311,9 @@ export async function planJvmLayers(inputs: JvmPlanInputs): Promise<JvmPlan> {
         dep.project || projectPattern?.test(dep.name) ? 'project-dependencies' : isSnapshot(dep.name) ? 'snapshot-dependencies' : 'dependencies';
       layers.get(layer)!.push(dep.entry);
     }
-    layers.get('resources')!.push(...resources);
-    layers.get('classes')!.push(...classes);
+    // Concatenated, not push(...list): a jar of 150 000 entries would overflow the call stack as arguments.
+    layers.set('resources', layers.get('resources')!.concat(resources));
+    layers.set('classes', layers.get('classes')!.concat(classes));
     return {
       mainClass,
       fatJar,

@@ -33,6 +33,15 @@ export function isValidTag(tag: string): boolean {
   return tagPattern.test(tag);
 }
 
+// image-spec image-layout.md: ref ::= component ("/" component)*, component ::= alphanum (separator alphanum)*.
+const ociRefComponent = '[A-Za-z0-9]+(?:(?:[-._:@+]|--)[A-Za-z0-9]+)*';
+const ociRefPattern = new RegExp(`^${ociRefComponent}(?:/${ociRefComponent})*$`);
+
+/** A tag (org.opencontainers.image.ref.name) for an OCI layout: the image-spec grammar, or any Docker tag. */
+export function isValidOciRefName(name: string): boolean {
+  return name.length <= 255 && (ociRefPattern.test(name) || tagPattern.test(name));
+}
+
 /** Parses `host/repo[:tag][@digest]` (the part after docker://). */
 export function parseDockerReference(text: string): DockerReference {
   let rest = text;
@@ -84,13 +93,16 @@ export function parseImageReference(text: string): ImageReference {
   if (text.startsWith('docker://')) return { transport: 'docker', ref: parseDockerReference(text.slice('docker://'.length)) };
   if (text.startsWith('oci:')) {
     const body = text.slice('oci:'.length);
-    const colon = body.lastIndexOf(':');
-    if (colon > 0 && !body.slice(colon + 1).includes('/')) {
-      const tag = body.slice(colon + 1);
-      return { transport: 'oci', dir: body.slice(0, colon), tag: tag || undefined };
+    // As skopeo does: the directory ends at the first ':', so a tag can never be read as part of
+    // the path (oci:x:../../etc/evil is directory x with an invalid tag, not the directory ../etc/evil).
+    const colon = body.indexOf(':');
+    const dir = colon >= 0 ? body.slice(0, colon) : body;
+    const tag = colon >= 0 ? body.slice(colon + 1) : '';
+    if (!dir) throw new ReferenceError('oci: reference needs a directory, e.g. oci:./out:latest');
+    if (tag && !isValidOciRefName(tag)) {
+      throw new ReferenceError(`invalid tag "${tag}" in "${text}": an OCI layout tag is letters, digits and . _ - (e.g. oci:${dir}:1.0); the directory name cannot contain ':'`);
     }
-    if (!body) throw new ReferenceError('oci: reference needs a directory, e.g. oci:./out:latest');
-    return { transport: 'oci', dir: body };
+    return { transport: 'oci', dir, tag: tag || undefined };
   }
   if (text.startsWith('docker-archive:')) {
     const body = text.slice('docker-archive:'.length);

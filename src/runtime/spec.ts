@@ -61,10 +61,38 @@ const cpuQuantity = z
   .union([z.string(), z.number()])
   .transform((v) => String(v))
   .refine((v) => /^(\d+(\.\d+)?|\d+m)$/.test(v), 'cpu is cores ("1", "0.5") or millicores ("500m")');
-const memoryQuantity = z
-  .union([z.string(), z.number()])
-  .transform((v) => String(v))
-  .refine((v) => /^\d+(\.\d+)?(Ki|Mi|Gi|Ti|k|M|G|T)?$/.test(v), 'memory is bytes or a quantity like 256Mi, 1Gi');
+const QUANTITY_UNITS: Record<string, number> = { Ki: 1024, Mi: 1024 ** 2, Gi: 1024 ** 3, Ti: 1024 ** 4, k: 1e3, M: 1e6, G: 1e9, T: 1e12 };
+/** Largest byte quantity weft accepts (1 PiB): beyond any real machine, and exact as a JavaScript number. */
+export const MAX_QUANTITY_BYTES = 1024 ** 5;
+
+/** Converts a Kubernetes byte quantity (256Mi, 1Gi, 500M, 1000) to bytes; throws SpecError on anything else. */
+export function parseQuantityBytes(quantity: string): number {
+  const match = /^(\d+(?:\.\d+)?)(Ki|Mi|Gi|Ti|k|M|G|T)?$/.exec(quantity);
+  if (!match) throw new SpecError(`invalid quantity "${quantity}": write bytes or a quantity like 256Mi, 1Gi`);
+  const bytes = Math.round(Number(match[1]) * (match[2] ? QUANTITY_UNITS[match[2]] : 1));
+  if (!Number.isSafeInteger(bytes) || bytes > MAX_QUANTITY_BYTES) throw new SpecError(`quantity "${quantity}" is too large: at most 1024Ti`);
+  return bytes;
+}
+
+/** The smallest memory limit: runc refuses smaller ones, and 0 would mean no limit at all. */
+const MIN_MEMORY_BYTES = 6 * 1024 ** 2;
+
+const byteQuantity = (what: string, min: number, minText: string) =>
+  z
+    .union([z.string(), z.number()])
+    .transform((v) => String(v))
+    .superRefine((v, ctx) => {
+      let bytes: number;
+      try {
+        bytes = parseQuantityBytes(v);
+      } catch (error) {
+        ctx.addIssue({ code: z.ZodIssueCode.custom, message: `${what}: ${(error as Error).message}` });
+        return;
+      }
+      if (bytes < min) ctx.addIssue({ code: z.ZodIssueCode.custom, message: `${what} "${v}" is too small: at least ${minText}` });
+    });
+const memoryQuantity = byteQuantity('memory', MIN_MEMORY_BYTES, '6Mi (0 would mean no limit)');
+const storageQuantity = byteQuantity('storage size', 1, '1 byte');
 
 export const ResourcesSchema = z
   .object({
@@ -97,7 +125,7 @@ export const BuildSchema = z
 
 export const StorageSchema = z
   .object({
-    size: memoryQuantity.default('1Gi'),
+    size: storageQuantity.default('1Gi'),
     mountPath: z.string().startsWith('/', 'mountPath must be an absolute path').default('/data'),
     storageClass: z.string().optional(),
   })

@@ -52,6 +52,8 @@ test('host-process mode: /app paths into the rootfs, the host java, no image JAV
   assert.equal(host.env.JAVA_HOME, undefined);
   assert.equal(host.env.KEEP, 'spec');
   assert.ok(host.notes.some((n) => /host's JVM/.test(n)));
+  const escaping = hostProcess({ config: { ...image, config: { ...image.config, WorkingDir: '../../../etc' } }, runnable: spec([]), rootfs: '/state/rootfs', weftEnv: {}, podinfoDir: '/p', hostJava: '/usr/bin/java' });
+  assert.equal(escaping.cwd, '/state/rootfs/etc', "an image WorkingDir with .. stays inside the rootfs");
 });
 
 test('quantities and names', () => {

@@ -10,7 +10,8 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { promisify } from 'node:util';
 import { pack } from 'tar-stream';
-import { applyLayer, ImageStore, UnpackError } from '../../src/runtime/local/index.js';
+import { applyLayer, ImageStore, makeDirectoryInRoot, UnpackError } from '../../src/runtime/local/index.js';
+import { jsonBytes, MediaType, sha256, StaticImage, writeOciLayout } from '../../src/image/index.js';
 import { buildProbeImage, type ProbeImage } from '../twill/fixtures/probe-image.js';
 
 const execFileAsync = promisify(execFile);
@@ -110,6 +111,80 @@ describe('layer unpacking', () => {
     // Both landed inside the root, where the link targets point when the root is /.
     assert.equal(await fs.readFile(path.join(root, outside, 'pwned'), 'utf8'), 'x');
     assert.equal(await fs.readFile(path.join(root, outside, 'pwned2'), 'utf8'), 'y');
+  });
+
+  test('issue 13 #1: a directory mode is never applied through a symlink that replaced the directory in the same layer', async () => {
+    await fresh('mode-through-symlink');
+    const hostFile = path.join(outside, 'host-file');
+    await fs.writeFile(hostFile, 'host', { mode: 0o644 });
+    await fs.mkdir(path.join(outside, 'host-dir'), { mode: 0o755 });
+    await fs.chmod(path.join(outside, 'host-dir'), 0o755);
+    const old = new Date('2001-01-01T00:00:00Z');
+    await fs.utimes(hostFile, old, old);
+    const before = [await fs.stat(hostFile), await fs.stat(path.join(outside, 'host-dir'))];
+    const p = pack();
+    const when = new Date('2030-01-01T00:00:00Z');
+    for (const e of [
+      { name: 'a/', type: 'directory' as const, mode: 0o4777, mtime: when },
+      { name: 'a', type: 'symlink' as const, linkname: hostFile, mtime: when },
+      { name: 'p/q/', type: 'directory' as const, mode: 0o6777, mtime: when },
+      { name: 'p', type: 'symlink' as const, linkname: outside, mtime: when }, // the parent of p/q replaced: p/q would be outside/q
+      { name: 'r/', type: 'directory' as const, mode: 0o4777, mtime: when },
+      { name: 'r', type: 'symlink' as const, linkname: '../../outside/host-dir', mtime: when },
+    ]) {
+      await new Promise<void>((resolve, reject) => p.entry(e, '', (err) => (err ? reject(err) : resolve())));
+    }
+    p.finalize();
+    const chunks: Buffer[] = [];
+    for await (const c of p) chunks.push(c as Buffer);
+    await applyLayer(root, Readable.from([Buffer.concat(chunks)]));
+    const after = [await fs.stat(hostFile), await fs.stat(path.join(outside, 'host-dir'))];
+    for (const [i, st] of after.entries()) {
+      assert.equal(st.mode.toString(8), before[i].mode.toString(8), 'the host mode is unchanged (no setuid, not world-writable)');
+      assert.equal(st.mtimeMs, before[i].mtimeMs, 'the host mtime is unchanged');
+    }
+    assert.deepEqual((await fs.readdir(outside)).sort(), ['host-dir', 'host-file']);
+    assert.equal((await fs.lstat(path.join(root, 'a'))).isSymbolicLink(), true, 'the later symlink wins, as in other runtimes');
+  });
+
+  test('issue 13 #2: directories created under an image symlink (etc -> /host/dir) stay inside the root', async () => {
+    await fresh('mkdir-in-root');
+    await applyLayer(root, await tarOf([{ name: 'etc', type: 'symlink', linkname: outside }, { name: 'up', type: 'symlink', linkname: '../../outside' }]));
+    const made = await makeDirectoryInRoot(root, ['etc', 'weft', 'podinfo']);
+    await makeDirectoryInRoot(root, ['up', 'weft', 'files']);
+    assert.deepEqual(await fs.readdir(outside), [], 'nothing created on the host');
+    assert.equal(made, path.join(root, outside, 'weft', 'podinfo'), 'where runc resolves /etc/weft/podinfo inside the rootfs');
+    assert.equal((await fs.stat(path.join(root, 'outside', 'weft', 'files'))).isDirectory(), true);
+    await fs.writeFile(path.join(root, 'plain'), 'x');
+    await assert.rejects(makeDirectoryInRoot(root, ['plain', 'sub']), (e: Error) => e instanceof UnpackError && /plain is not a directory/.test(e.message));
+  });
+});
+
+describe('issue 13 #2: ImageStore creates mount points inside the rootfs', () => {
+  test('an image whose etc is a symlink to a host directory gets its etc/weft mount points inside the rootfs', async () => {
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'weft-unpack-mounts-'));
+    try {
+      const hostDir = path.join(dir, 'host-etc');
+      await fs.mkdir(hostDir);
+      const layer = await tarOf([{ name: 'etc', type: 'symlink', linkname: hostDir }, { name: 'app/', type: 'directory' }]);
+      const chunks: Buffer[] = [];
+      for await (const c of layer) chunks.push(c as Buffer);
+      const layerBytes = Buffer.concat(chunks);
+      const config = jsonBytes({ architecture: 'amd64', os: 'linux', config: { Cmd: ['/bin/true'] }, rootfs: { type: 'layers', diff_ids: [sha256(layerBytes)] } });
+      const manifest = jsonBytes({
+        schemaVersion: 2,
+        mediaType: MediaType.ociManifest,
+        config: { mediaType: MediaType.ociConfig, digest: sha256(config), size: config.length },
+        layers: [{ mediaType: MediaType.ociLayer, digest: sha256(layerBytes), size: layerBytes.length }],
+      });
+      const image = new StaticImage('test', manifest, config, async () => Readable.from([layerBytes]));
+      await writeOciLayout(image, path.join(dir, 'layout'), 'hostile');
+      const unpacked = await new ImageStore(path.join(dir, 'store')).prepare(`oci:${path.join(dir, 'layout')}:hostile`);
+      assert.deepEqual(await fs.readdir(hostDir), [], 'no etc/weft/podinfo or etc/weft/files on the host');
+      assert.equal((await fs.stat(path.join(unpacked.rootfs, hostDir, 'weft', 'podinfo'))).isDirectory(), true);
+    } finally {
+      await fs.rm(dir, { recursive: true, force: true });
+    }
   });
 });
 

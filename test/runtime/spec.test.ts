@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseAppSpecYaml, parseDuration, SpecError } from '../../src/runtime/index.js';
+import { parseAppSpec, parseAppSpecYaml, parseDuration, parseQuantityBytes, SpecError } from '../../src/runtime/index.js';
 
 const example = `
 name: demo
@@ -90,4 +90,14 @@ test('image or build is required, not both; duplicates rejected', () => {
 test('a build section is accepted by the schema', () => {
   const spec = parseAppSpecYaml('name: a\nrunnables: [{ name: w, kind: batch, build: { jar: app.jar, libs: [lib/a.jar] } }]');
   assert.deepEqual(spec.runnables[0].build, { jar: 'app.jar', libs: ['lib/a.jar'] });
+});
+
+test('issue 13 #9: memory quantities that overflow, or 0 (which would mean no limit), are refused', () => {
+  const withMemory = (memory: string) => ({ name: 'a', runnables: [{ name: 'r', kind: 'batch', image: 'x/y:1', resources: { memory } }] });
+  for (const memory of ['99999999999999999999999Ti', '0', '1Ki', '2048Ti']) {
+    assert.throws(() => parseAppSpec(withMemory(memory)), (e: Error) => e instanceof SpecError && /resources\.memory: memory/.test(e.message), memory);
+  }
+  assert.equal(parseAppSpec(withMemory('6Mi')).runnables[0].resources.memory, '6Mi');
+  assert.equal(parseQuantityBytes('1.5Gi'), 1.5 * 1024 ** 3);
+  assert.throws(() => parseQuantityBytes('1e400'), /invalid quantity/);
 });

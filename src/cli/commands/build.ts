@@ -74,6 +74,7 @@ export function register(program: Command): void {
       if (output) {
         const ref = parseImageReference(output); // fail on a bad destination before building
         if (ref.transport === 'oci' && !ref.tag) output = `oci:${ref.dir}:${opts.tag ?? 'latest'}`;
+        parseImageReference(output); // checks a --tag given separately too
       }
       const needsRemote = opts.base.startsWith('docker://') || output?.startsWith('docker://');
       // Loaded only when needed, so local builds never depend on the network code.

@@ -106,7 +106,7 @@ async function pullToFreshLayout(client: RegistryClient, ref: DockerReference, i
   if (!descriptors.every((d) => d.digest.startsWith('sha256:')) || !image.manifestDigest.startsWith('sha256:')) return false;
   const { BlobStore, sha256 } = await import('../../image/blobstore.js');
   const session = client.session(ref.registry);
-  const tmp = `${target}.tmp-${process.pid}-${Date.now()}`;
+  const tmp = `${target}.tmp-${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2, 8)}`;
   await fs.mkdir(tmp, { recursive: true });
   try {
     const store = new BlobStore(tmp);
@@ -135,7 +135,15 @@ async function pullToFreshLayout(client: RegistryClient, ref: DockerReference, i
     };
     if (tag) descriptor.annotations = { [REF_NAME]: tag };
     await fs.writeFile(path.join(tmp, 'index.json'), `${JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests: [descriptor] })}\n`);
-    await fs.rename(tmp, target);
+    try {
+      await fs.rename(tmp, target);
+    } catch (error) {
+      // A concurrent writer created the layout first: writeOciLayout adds this tag to it under the index lock.
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw error;
+      await fs.rm(tmp, { recursive: true, force: true });
+      return false;
+    }
   } catch (error) {
     await fs.rm(tmp, { recursive: true, force: true });
     throw error;

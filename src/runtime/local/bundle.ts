@@ -3,17 +3,14 @@
 import os from 'node:os';
 import path from 'node:path';
 import type { ImageConfig } from '../../image/index.js';
-import type { RunnableSpec } from '../spec.js';
+import { parseQuantityBytes, type RunnableSpec } from '../spec.js';
 
 export const PODINFO_PATH = '/etc/weft/podinfo';
 export const FILES_PATH = '/etc/weft/files';
 
-/** Converts a Kubernetes quantity to bytes (256Mi, 1Gi, 500M, 1000). */
+/** Converts a Kubernetes quantity to bytes (256Mi, 1Gi, 500M, 1000); the spec's own parser, so both agree. */
 export function memoryBytes(quantity: string): number {
-  const match = /^(\d+(?:\.\d+)?)(Ki|Mi|Gi|Ti|k|M|G|T)?$/.exec(quantity);
-  if (!match) throw new Error(`invalid memory quantity "${quantity}"`);
-  const units: Record<string, number> = { Ki: 1024, Mi: 1024 ** 2, Gi: 1024 ** 3, Ti: 1024 ** 4, k: 1e3, M: 1e6, G: 1e9, T: 1e12 };
-  return Math.round(Number(match[1]) * (match[2] ? units[match[2]] : 1));
+  return parseQuantityBytes(quantity);
 }
 
 /** Converts a cpu quantity ("500m", "1", "0.5") to millicores. */
@@ -147,7 +144,8 @@ export function hostProcess(input: Omit<BundleInput, 'limits' | 'hostname' | 'cg
     ...input.weftEnv,
     ...Object.fromEntries(Object.entries(r.env).map(([k, v]) => [k, rewrite(v)])),
   };
-  const workdir = config.config?.WorkingDir || '/';
+  // Normalised as an absolute path first, so `..` in the image's WorkingDir stops at the rootfs.
+  const workdir = path.posix.normalize(`/${config.config?.WorkingDir || '/'}`);
   const cwd = path.join(rootfs, workdir);
   return { argv, env, cwd, notes };
 }

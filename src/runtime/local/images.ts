@@ -7,7 +7,7 @@ import { existsSync, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { BlobStore, openImage, parseImageReference, type ImageConfig, type ImageHandle } from '../../image/index.js';
 import { createRemoteTransport } from '../../registry/client/index.js';
-import { applyLayerFile, type UnpackStats } from './unpack.js';
+import { applyLayerFile, makeDirectoryInRoot, type UnpackStats } from './unpack.js';
 
 export interface UnpackedImage {
   reference: string;
@@ -86,8 +86,10 @@ export class ImageStore {
         await applyLayerFile(tmpRoot, this.blobs.path(layer.digest), stats);
       }
       // Mount points the bundles use; created now because containers see the rootfs read-only.
+      // Resolved inside the rootfs as runc resolves mount destinations: an image symlink such as
+      // etc -> /host/dir leads to <rootfs>/host/dir, never to the host.
       for (const p of ['etc/weft/podinfo', 'etc/weft/files', 'tmp', 'proc', 'sys', 'dev']) {
-        await fs.mkdir(path.join(tmpRoot, p), { recursive: true });
+        await makeDirectoryInRoot(tmpRoot, p.split('/'));
       }
       await fs.writeFile(path.join(tmp, 'config.json'), handle.configBytes);
       await fs.writeFile(path.join(tmp, 'unpacked.json'), JSON.stringify({ image, digest: handle.manifestDigest, stats }, null, 2));

@@ -6,7 +6,7 @@
 // must work from the image content store alone, and because the safety rules
 // (symlinks resolved inside the root, hostile names refused) are part of what
 // this module guarantees and is tested for. tar-stream does the tar parsing.
-import { createReadStream, promises as fs } from 'node:fs';
+import { constants as fsConstants, createReadStream, promises as fs, type Stats } from 'node:fs';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
@@ -81,32 +81,106 @@ export async function resolveInRoot(root: string, components: string[], followLa
 }
 
 async function removeAll(target: string): Promise<void> {
-  await fs.rm(target, { recursive: true, force: true });
+  // fs.rm lstat()s every entry: a symlink is removed, never followed.
+  await fs.rm(target, { recursive: true, force: true }).catch((error: NodeJS.ErrnoException) => {
+    if (error.code !== 'ENOTDIR') throw error; // a path through a file: nothing to remove
+  });
+}
+
+async function lstatOrNull(target: string): Promise<Stats | null> {
+  try {
+    return await fs.lstat(target);
+  } catch (error) {
+    // ENOTDIR: a path through a file does not exist either.
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT' || (error as NodeJS.ErrnoException).code === 'ENOTDIR') return null;
+    throw error;
+  }
 }
 
 async function emptyDirectory(dir: string): Promise<void> {
-  let names: string[];
+  const stat = await lstatOrNull(dir);
+  if (!stat?.isDirectory()) return;
+  await Promise.all((await fs.readdir(dir)).map((n) => removeAll(path.join(dir, n))));
+}
+
+// Opening with O_NOFOLLOW and then working on the descriptor (fchmod, fchown,
+// futimes) changes exactly the inode that was opened: a path that became a
+// symlink since it was checked fails with ELOOP instead of being followed.
+const OPEN_DIRECTORY = fsConstants.O_RDONLY | fsConstants.O_DIRECTORY | fsConstants.O_NOFOLLOW;
+const CREATE_FILE = fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_NOFOLLOW;
+
+/**
+ * Creates the directory `components` inside `root` (like `mkdir -p`), each
+ * component resolved inside the root: an existing symlink is followed as if
+ * the root were `/`, so `etc -> /host/dir` makes `etc/x` land in
+ * `<root>/host/dir/x`, never on the host. Returns the directory's host path.
+ */
+export async function makeDirectoryInRoot(root: string, components: string[], mode = 0o755): Promise<string> {
+  let dir = root;
+  for (let i = 1; i <= components.length; i++) {
+    dir = await resolveInRoot(root, components.slice(0, i), true);
+    const notADirectory = () => new UnpackError(`cannot create directory ${components.join('/')} in the image: ${components.slice(0, i).join('/')} is not a directory`);
+    const stat = await lstatOrNull(dir);
+    if (!stat) {
+      // Safe to create recursively: resolveInRoot checked that every existing component is a real
+      // directory inside the root (no symlinks), and what is missing is created here.
+      await fs.mkdir(dir, { mode, recursive: true }).catch((error: NodeJS.ErrnoException) => {
+        throw error.code === 'ENOTDIR' || error.code === 'EEXIST' ? notADirectory() : error;
+      });
+    } else if (!stat.isDirectory()) {
+      throw notADirectory();
+    }
+  }
+  return dir;
+}
+
+/** Makes `target` a directory (replacing a non-directory) and returns its identity for the deferred mode. */
+async function ensureDirectory(target: string, owner: { uid: number; gid: number } | null): Promise<{ dev: number; ino: number }> {
+  const stat = await lstatOrNull(target);
+  if (stat && !stat.isDirectory()) await removeAll(target);
+  if (!stat?.isDirectory()) await fs.mkdir(target, { mode: 0o700 });
+  const handle = await fs.open(target, OPEN_DIRECTORY);
   try {
-    names = await fs.readdir(dir);
+    // Writable by its owner until the layer is done (children still arrive); the layer's mode comes last.
+    await handle.chmod(0o755);
+    if (owner) await handle.chown(owner.uid, owner.gid);
+    const { dev, ino } = await handle.stat();
+    return { dev, ino };
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Applies a directory's deferred mode and times, only if the same directory is still at that path in the root. */
+async function applyDirectoryMetadata(root: string, d: DeferredDirectory): Promise<void> {
+  let target: string;
+  try {
+    target = await resolveInRoot(root, d.components);
   } catch {
     return;
   }
-  await Promise.all(names.map((n) => removeAll(path.join(dir, n))));
+  let handle;
+  try {
+    handle = await fs.open(target, OPEN_DIRECTORY);
+  } catch {
+    return; // deleted, or replaced by a file or a symlink later in the layer: the mode belonged to the old directory
+  }
+  try {
+    const { dev, ino } = await handle.stat();
+    if (dev !== d.dev || ino !== d.ino) return;
+    await handle.chmod(d.mode);
+    if (d.mtime) await handle.utimes(d.mtime, d.mtime).catch(() => undefined);
+  } finally {
+    await handle.close();
+  }
 }
 
-async function ensureDirectory(target: string, mode: number): Promise<void> {
-  try {
-    const stat = await fs.lstat(target);
-    if (stat.isDirectory()) {
-      await fs.chmod(target, mode);
-      return;
-    }
-    await removeAll(target);
-  } catch {
-    // absent
-  }
-  await fs.mkdir(target, { mode });
-  await fs.chmod(target, mode);
+interface DeferredDirectory {
+  components: string[];
+  dev: number;
+  ino: number;
+  mode: number;
+  mtime?: Date;
 }
 
 export interface UnpackStats {
@@ -121,10 +195,17 @@ const canChown = process.getuid?.() === 0;
  * Applies one layer stream (uncompressed tar) onto `root`. Entries whose
  * directories were whited out by this same layer are handled in order, as the
  * OCI spec requires (whiteouts only hide lower layers).
+ *
+ * Nothing outside `root` is ever created, changed or read: every parent is
+ * resolved inside the root, the last component is never followed (lstat,
+ * lchown, O_NOFOLLOW|O_EXCL creation, link(2) which does not follow), and
+ * modes and times are set through descriptors opened with O_NOFOLLOW. This
+ * relies on the root being private to the unpack while it runs (no other
+ * process writes into it), which ImageStore guarantees with a fresh temp dir.
  */
 export async function applyLayer(root: string, tarStream: Readable, stats: UnpackStats = { entries: 0, whiteouts: 0, skipped: 0 }): Promise<UnpackStats> {
   const ex = extract();
-  const dirModes: Array<{ target: string; mode: number; mtime?: Date }> = [];
+  const deferred: DeferredDirectory[] = [];
   const opaqueDone = new Set<string>();
   const handle = async (header: Header, stream: Readable): Promise<void> => {
     const parts = entryComponents(header.name);
@@ -153,44 +234,48 @@ export async function applyLayer(root: string, tarStream: Readable, stats: Unpac
       stats.whiteouts++;
       return;
     }
-    const target = await resolveInRoot(root, parts);
-    await fs.mkdir(path.dirname(target), { recursive: true });
+    const target = path.join(await makeDirectoryInRoot(root, parent), base);
     const mode = (header.mode ?? 0o644) & 0o7777;
+    const owner = canChown ? { uid: header.uid ?? 0, gid: header.gid ?? 0 } : null;
     stats.entries++;
     switch (header.type) {
       case 'directory': {
         stream.resume();
-        await ensureDirectory(target, 0o755);
-        dirModes.push({ target, mode, mtime: header.mtime });
-        if (canChown) await fs.lchown(target, header.uid ?? 0, header.gid ?? 0);
+        const identity = await ensureDirectory(target, owner);
+        deferred.push({ components: parts, ...identity, mode, mtime: header.mtime });
         return;
       }
       case 'file':
       case 'contiguous-file': {
         await removeAll(target);
-        const handleFd = await fs.open(target, 'wx', 0o600);
+        const file = await fs.open(target, CREATE_FILE, 0o600);
         try {
-          for await (const chunk of stream) await handleFd.write(chunk as Buffer);
+          for await (const chunk of stream) await file.write(chunk as Buffer);
+          if (owner) await file.chown(owner.uid, owner.gid); // before chmod: chown clears setuid bits
+          await file.chmod(mode);
+          if (header.mtime) await file.utimes(header.mtime, header.mtime);
         } finally {
-          await handleFd.close();
+          await file.close();
         }
-        if (canChown) await fs.lchown(target, header.uid ?? 0, header.gid ?? 0);
-        await fs.chmod(target, mode);
-        if (header.mtime) await fs.utimes(target, header.mtime, header.mtime);
         return;
       }
       case 'symlink': {
         stream.resume();
         await removeAll(target);
         await fs.symlink(header.linkname ?? '', target);
-        if (canChown) await fs.lchown(target, header.uid ?? 0, header.gid ?? 0);
+        if (owner) await fs.lchown(target, owner.uid, owner.gid);
+        if (header.mtime) await fs.lutimes(target, header.mtime, header.mtime);
         return;
       }
       case 'link': {
         stream.resume();
         const source = await resolveInRoot(root, entryComponents(header.linkname ?? ''));
+        const sourceStat = await lstatOrNull(source);
+        if (!sourceStat) throw new UnpackError(`hard link ${header.name} points at ${header.linkname}, which is not in the image`);
+        if (sourceStat.isDirectory()) throw new UnpackError(`hard link ${header.name} points at the directory ${header.linkname}: refusing it`);
+        if (source === target) return;
         await removeAll(target);
-        await fs.link(source, target);
+        await fs.link(source, target); // link(2) does not follow a symlink source: the link itself is linked
         return;
       }
       default:
@@ -212,10 +297,7 @@ export async function applyLayer(root: string, tarStream: Readable, stats: Unpac
   });
   await pipeline(tarStream, ex);
   // Directory modes last (a read-only directory must still receive its children), deepest first.
-  for (const d of dirModes.reverse()) {
-    await fs.chmod(d.target, d.mode);
-    if (d.mtime) await fs.utimes(d.target, d.mtime, d.mtime).catch(() => undefined);
-  }
+  for (const d of deferred.reverse()) await applyDirectoryMetadata(root, d);
   return stats;
 }
 
