@@ -5,7 +5,7 @@ import type { LocalRuntimeOptions, Runtime } from '../api.js';
 import { LocalRuntime, type LocalOptions } from './runtime.js';
 
 export { LocalRuntime, LocalRuntimeError, defaultStateDir, formatAnnotations, parseAnnotations, portEnvName, type LocalMode, type LocalOptions } from './runtime.js';
-export { ImageStore, normaliseImageRef, type UnpackedImage } from './images.js';
+export { ImageError, ImageStore, normaliseImageRef, type UnpackedImage } from './images.js';
 export { applyLayer, applyLayerFile, entryComponents, resolveInRoot, UnpackError, type UnpackStats } from './unpack.js';
 export { runcConfig, hostProcess, processArgs, memoryBytes, cpuMillicores, PODINFO_PATH, FILES_PATH } from './bundle.js';
 

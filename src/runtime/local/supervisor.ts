@@ -14,7 +14,9 @@
 export const SUPERVISOR_SCRIPT = `#!/bin/sh
 # weft local runtime: instance supervisor. $1 = instance dir, $2 = restart policy (never|always), then the command.
 d="$1"; policy="$2"; shift 2
-n=0
+# Restarts counted so far (weft's own restarts included): crash restarts continue the count.
+n=$(cat "$d/restarts" 2>/dev/null || echo 0)
+case "$n" in ''|*[!0-9]*) n=0 ;; esac
 delay=1
 while :; do
   rm -f "$d/exit"

@@ -1,0 +1,261 @@
+// Regression tests for issue 13's local-runtime findings: runs that could not start
+// are recorded with their reason (4), a restart is not a failure and nothing outlives
+// a run (8), the state directory is private, and run commands find a local run
+// without --runtime (9).
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { execFile } from 'node:child_process';
+import { promises as fs } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { createRunner, isTerminal, parseAppSpec, type AppSpecInput, type Controller, type RunStatus, type TwillRunner } from '../../src/runtime/index.js';
+import { createLocalRuntime, LocalRuntime } from '../../src/runtime/local/index.js';
+import { buildProbeImage, weftMain, type ProbeImage } from '../twill/fixtures/probe-image.js';
+import { waitForLogs } from '../twill/local-target.js';
+
+const execFileAsync = promisify(execFile);
+
+/** Runs the CLI and returns its exit code and output (never throws on a non-zero exit). */
+async function weft(args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const { stdout, stderr } = await execFileAsync(process.execPath, [weftMain, ...args], { env, timeout: 120_000 });
+    return { code: 0, stdout, stderr };
+  } catch (error) {
+    const e = error as { code?: number | string; stdout?: string; stderr?: string; killed?: boolean };
+    if (e.killed) throw new Error(`weft ${args.join(' ')} did not return: ${e.stderr}`);
+    return { code: typeof e.code === 'number' ? e.code : 1, stdout: e.stdout ?? '', stderr: e.stderr ?? '' };
+  }
+}
+
+async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+/** An OCI layout whose only layer is not a tar: pulling works, unpacking cannot. */
+async function unpackableImage(dir: string): Promise<string> {
+  const blob = async (data: Buffer) => {
+    const hex = createHash('sha256').update(data).digest('hex');
+    await fs.mkdir(path.join(dir, 'blobs', 'sha256'), { recursive: true });
+    await fs.writeFile(path.join(dir, 'blobs', 'sha256', hex), data);
+    return { digest: `sha256:${hex}`, size: data.length };
+  };
+  const layer = await blob(Buffer.from('\x1f\x8b this is not a gzip stream, nor a tar'.repeat(20)));
+  const config = await blob(Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', config: { Cmd: ['/bin/true'] }, rootfs: { type: 'layers', diff_ids: [layer.digest] } })));
+  const manifest = await blob(
+    Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: 'application/vnd.oci.image.manifest.v1+json',
+        config: { mediaType: 'application/vnd.oci.image.config.v1+json', ...config },
+        layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', ...layer }],
+      }),
+    ),
+  );
+  await fs.writeFile(path.join(dir, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
+  await fs.writeFile(
+    path.join(dir, 'index.json'),
+    JSON.stringify({ schemaVersion: 2, manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', ...manifest, annotations: { 'org.opencontainers.image.ref.name': 'bad' } }] }),
+  );
+  return `oci:${dir}:bad`;
+}
+
+/** Containers runc still knows under a state dir's runc root. */
+async function runcContainers(stateDir: string): Promise<string[]> {
+  const { stdout } = await execFileAsync('runc', ['--root', path.join(stateDir, 'runc'), 'list', '-q']).catch(() => ({ stdout: '' }));
+  return stdout.split('\n').filter(Boolean);
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function supervisorPids(stateDir: string, runId: string): Promise<number[]> {
+  const record = JSON.parse(await fs.readFile(path.join(stateDir, 'runs', runId, 'run.json'), 'utf8')) as { runnables: Record<string, { instances: Array<{ supervisorPid?: number }> }> };
+  return Object.values(record.runnables).flatMap((r) => r.instances.map((i) => i.supervisorPid ?? 0)).filter((p) => p > 0);
+}
+
+describe('local runtime hardening (issue 13)', () => {
+  let probe: ProbeImage;
+  let work: string;
+  let stateDir: string;
+  let runtime: LocalRuntime;
+  let runner: TwillRunner;
+  const controllers: Controller[] = [];
+  const env = (extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv => {
+    const e: NodeJS.ProcessEnv = { ...process.env, NO_COLOR: '1', WEFT_LOCAL_STATE_DIR: stateDir, WEFT_LOCAL_MODE: 'runc', ...extra };
+    delete e.WEFT_RUNTIME;
+    return e;
+  };
+  const start = async (input: AppSpecInput) => {
+    const c = await runner.prepare(parseAppSpec(input)).start();
+    controllers.push(c);
+    return c;
+  };
+
+  before(async () => {
+    probe = await buildProbeImage();
+    work = await fs.mkdtemp(path.join(os.tmpdir(), 'weft-local-hardening-'));
+    stateDir = path.join(work, 'state');
+    // An existing state dir with the loose mode older versions left: it must be tightened.
+    await fs.mkdir(stateDir, { mode: 0o755 });
+    await fs.chmod(stateDir, 0o755);
+    runtime = await createLocalRuntime({ stateDir, mode: 'runc' });
+    runner = await createRunner({ runtime: 'local', stateDir, mode: 'runc' });
+  });
+
+  after(async () => {
+    for (const c of controllers) await runtime.kill(c.runId).catch(() => undefined);
+    for (const c of controllers) await c.awaitTerminated(30_000).catch(() => undefined);
+    await runner?.close();
+    await runtime?.close();
+    await probe?.remove();
+    if (work) await fs.rm(work, { recursive: true, force: true, maxRetries: 10, retryDelay: 200 }); // supervisors may still be finishing
+  });
+
+  test('finding 4: a run whose image cannot be pulled or unpacked is recorded FAILED with its reason; the CLI exits non-zero', { timeout: 180_000 }, async () => {
+    // Through the API: the controller, status and list all see the failed run.
+    const missing = await start({ name: 'hd-missing', runnables: [{ name: 'job', kind: 'batch', image: `oci:${path.join(work, 'nope')}:x` }] });
+    assert.equal(missing.state, 'FAILED');
+    assert.equal(missing.status.reason, 'ErrImagePull');
+    const recorded = await runtime.status(missing.runId);
+    assert.equal(recorded?.state, 'FAILED', 'status finds the run that never started');
+    assert.equal(recorded?.reason, 'ErrImagePull');
+    assert.match(recorded?.message ?? '', /cannot pull image/);
+    assert.equal((await missing.awaitTerminated(10_000)).state, 'FAILED');
+    assert.ok((await runtime.list()).some((s) => s.runId === missing.runId));
+
+    // Through the CLI: an image that pulls but cannot be unpacked.
+    const bad = await unpackableImage(path.join(work, 'bad-image'));
+    const yaml = path.join(work, 'bad.yaml');
+    await fs.writeFile(yaml, `name: hd-unpack\nrunnables:\n  - name: job\n    kind: batch\n    image: ${bad}\n`);
+    const json = await weft(['run', yaml, '--runtime', 'local', '--json'], env());
+    assert.notEqual(json.code, 0, `weft run exits non-zero when the run could not start: ${json.stdout}`);
+    const printed = JSON.parse(json.stdout) as { runId: string; state: string; reason?: string; message?: string };
+    assert.equal(printed.state, 'FAILED');
+    assert.equal(printed.reason, 'ErrImageUnpack');
+    assert.match(printed.message ?? '', /cannot unpack image/);
+    const status = await weft(['status', printed.runId, '--runtime', 'local', '--json'], env());
+    assert.equal(status.code, 0, status.stderr);
+    assert.equal(JSON.parse(status.stdout).state, 'FAILED');
+    assert.equal(JSON.parse(status.stdout).reason, 'ErrImageUnpack');
+    // --wait returns (it used to follow a run that did not exist forever), non-zero.
+    const waited = await weft(['run', yaml, '--runtime', 'local', '--wait'], env());
+    assert.equal(waited.code, 1);
+    assert.match(waited.stderr, /failed: run hd-unpack-[0-9a-f]+ \(ErrImageUnpack\): cannot unpack image/);
+  });
+
+  test('finding 8: restarting an instance while others read the status does not fail the run; kill leaves nothing behind', { timeout: 240_000 }, async () => {
+    const c = await start({
+      name: 'hd-restart',
+      stopTimeout: '10s',
+      runnables: [{ name: 'web', kind: 'service', image: probe.reference, instances: 2, args: ['service'], ports: [{ name: 'http', port: 18281 }] }],
+    });
+    await c.onRunning();
+    await until('2 instances running', async () => ((await runtime.status(c.runId))?.runnables[0].running === 2 ? true : undefined));
+    // A second runtime stands for another weft process (`weft status` in a shell) reading
+    // the run all through the restart, including between the old attempt's end and the new start.
+    const reader = await createLocalRuntime({ stateDir, mode: 'runc' });
+    const seen: RunStatus[] = [];
+    let restarting = true;
+    const reads = (async () => {
+      while (restarting) {
+        const s = await reader.status(c.runId);
+        if (s) seen.push(s);
+      }
+    })();
+    try {
+      await c.restartInstances('web', ['1']);
+    } finally {
+      restarting = false;
+      await reads;
+      await reader.close();
+    }
+    assert.ok(seen.length > 0);
+    const ended = seen.filter((s) => isTerminal(s.state));
+    assert.deepEqual(ended.map((s) => `${s.state}: ${s.message}`), [], 'no read during the restart saw the run end');
+    assert.ok(seen.some((s) => s.runnables[0].instances.some((i) => i.id === '1' && i.reason === 'Restarting')), 'the restarting instance is reported as such');
+    const back = await until('instance 1 back', async () => {
+      const s = await runtime.status(c.runId);
+      return s && s.runnables[0].running === 2 && s.runnables[0].instances.find((i) => i.id === '1')?.restarts === 1 ? s : undefined;
+    });
+    assert.equal(back.state, 'RUNNING');
+    await waitForLogs(c, 'the second start of instance 1', (l) => l.filter((x) => x.startsWith('[web/1] probe service')).length === 2);
+
+    const pids = await supervisorPids(stateDir, c.runId);
+    assert.equal(pids.length, 2);
+    await c.kill();
+    assert.equal((await c.awaitTerminated(60_000)).state, 'KILLED');
+    await until('every supervisor and container of the run gone', async () =>
+      pids.every((p) => !alive(p)) && !(await runcContainers(stateDir)).some((id) => id.startsWith(`weft-${c.runId}-`)) ? true : undefined,
+    );
+  });
+
+  test('finding 8: kill on a run recorded terminal still ends its leftover instances', { timeout: 180_000 }, async () => {
+    const c = await start({ name: 'hd-leftover', stopTimeout: '10s', runnables: [{ name: 'web', kind: 'service', image: probe.reference, args: ['service'] }] });
+    await c.onRunning();
+    const [pid] = await supervisorPids(stateDir, c.runId);
+    // A record that says FAILED while its container still runs: what the restart race
+    // used to leave (and what a crash between recording and cleaning up can leave).
+    const file = path.join(stateDir, 'runs', c.runId, 'run.json');
+    const record = JSON.parse(await fs.readFile(file, 'utf8'));
+    record.final = { state: 'FAILED', reason: 'Error', message: 'recorded by hand', finishedAt: new Date().toISOString() };
+    await fs.writeFile(file, JSON.stringify(record));
+    assert.equal((await runtime.status(c.runId))?.state, 'FAILED');
+    assert.ok(alive(pid), 'the leftover supervisor runs');
+    await runtime.kill(c.runId);
+    await until('the leftover supervisor and container gone', async () =>
+      !alive(pid) && !(await runcContainers(stateDir)).some((id) => id.startsWith(`weft-${c.runId}-`)) ? true : undefined,
+    );
+  });
+
+  test('finding 9: the state directory and the files holding env values are private (0700/0600)', { timeout: 180_000 }, async () => {
+    const c = await runner
+      .prepare(parseAppSpec({ name: 'hd-private', runnables: [{ name: 'job', kind: 'batch', image: probe.reference, args: ['batch'], env: { DB_PASSWORD: 's3cret-value' } }] }))
+      .withFiles([{ name: 'token.txt', data: 'another secret' }])
+      .start();
+    controllers.push(c);
+    assert.equal((await c.awaitTerminated(60_000)).state, 'COMPLETED');
+    const mode = async (p: string) => (await fs.stat(path.join(stateDir, p))).mode & 0o777;
+    const runDir = path.join('runs', c.runId);
+    const config = path.join(runDir, 'instances', 'job-0', 'bundle', 'config.json');
+    assert.ok((await fs.readFile(path.join(stateDir, config), 'utf8')).includes('DB_PASSWORD=s3cret-value'), 'the bundle holds the env value');
+    assert.equal(await mode('.'), 0o700, 'the state dir (created 0755 before) is tightened');
+    for (const dir of ['runs', runDir, path.join(runDir, 'instances', 'job-0'), path.join(runDir, 'files', 'job')]) assert.equal(await mode(dir), 0o700, dir);
+    for (const file of [path.join(runDir, 'run.json'), config, path.join(runDir, 'instances', 'job-0', 'log'), path.join(runDir, 'files', 'job', 'token.txt')]) {
+      assert.equal(await mode(file), 0o600, file);
+    }
+  });
+
+  test('finding 9: run commands without --runtime find a local run; an unknown run gets a clear message', { timeout: 120_000 }, async () => {
+    const c = await start({ name: 'hd-find', runnables: [{ name: 'job', kind: 'batch', image: probe.reference, args: ['batch', 'found-locally'] }] });
+    assert.equal((await c.awaitTerminated(60_000)).state, 'COMPLETED');
+    // A kubeconfig whose API server does not answer (loopback port 1): Kubernetes must not be needed.
+    const kubeconfig = path.join(work, 'kubeconfig');
+    await fs.writeFile(
+      kubeconfig,
+      'apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: "https://127.0.0.1:1"}}]\nusers: [{name: u, user: {token: x}}]\ncontexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n',
+    );
+    const logs = await weft(['logs', c.runId], env({ KUBECONFIG: kubeconfig }));
+    assert.equal(logs.code, 0, logs.stderr);
+    assert.match(logs.stdout, /\[job\/0\] probe batch job\/0 .*args=batch,found-locally/);
+    const status = await weft(['status', c.runId, '--json'], env({ KUBECONFIG: kubeconfig }));
+    assert.equal(status.code, 0, status.stderr);
+    assert.equal(JSON.parse(status.stdout).state, 'COMPLETED');
+    const unknown = await weft(['logs', 'hd-nowhere-0000'], env({ KUBECONFIG: kubeconfig }));
+    assert.equal(unknown.code, 1);
+    assert.match(unknown.stderr, new RegExp(`no run hd-nowhere-0000 in ${path.join(stateDir, 'runs').replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}, and Kubernetes could not be asked`));
+  });
+});
