@@ -67,6 +67,26 @@ async function unpackableImage(dir: string): Promise<string> {
   return `oci:${dir}:bad`;
 }
 
+/** Adds tag `to` to an OCI layout: the image tagged `from` with its config's User set to `user`. */
+async function tagWithUser(layout: string, from: string, to: string, user: string): Promise<string> {
+  const blobPath = (digest: string) => path.join(layout, 'blobs', ...digest.split(':'));
+  const put = async (data: Buffer) => {
+    const digest = `sha256:${createHash('sha256').update(data).digest('hex')}`;
+    await fs.writeFile(blobPath(digest), data);
+    return { digest, size: data.length };
+  };
+  const index = JSON.parse(await fs.readFile(path.join(layout, 'index.json'), 'utf8'));
+  const desc = index.manifests.find((m: { annotations?: Record<string, string> }) => m.annotations?.['org.opencontainers.image.ref.name'] === from);
+  const manifest = JSON.parse(await fs.readFile(blobPath(desc.digest), 'utf8'));
+  const config = JSON.parse(await fs.readFile(blobPath(manifest.config.digest), 'utf8'));
+  config.config = { ...config.config, User: user };
+  manifest.config = { ...manifest.config, ...(await put(Buffer.from(JSON.stringify(config)))) };
+  const written = await put(Buffer.from(JSON.stringify(manifest)));
+  index.manifests.push({ ...desc, ...written, annotations: { ...desc.annotations, 'org.opencontainers.image.ref.name': to } });
+  await fs.writeFile(path.join(layout, 'index.json'), JSON.stringify(index));
+  return `oci:${layout}:${to}`;
+}
+
 /** Containers runc still knows under a state dir's runc root. */
 async function runcContainers(stateDir: string): Promise<string[]> {
   const { stdout } = await execFileAsync('runc', ['--root', path.join(stateDir, 'runc'), 'list', '-q']).catch(() => ({ stdout: '' }));
@@ -237,6 +257,33 @@ describe('local runtime hardening (issue 13)', () => {
     for (const file of [path.join(runDir, 'run.json'), config, path.join(runDir, 'instances', 'job-0', 'log'), path.join(runDir, 'files', 'job', 'token.txt')]) {
       assert.equal(await mode(file), 0o600, file);
     }
+  });
+
+  test("finding 7: containers get podman's defaults: the image's User, a seccomp filter, masked /proc paths, their own read-only cgroups (the JVM sizes its heap from the limit)", { timeout: 180_000 }, async () => {
+    const image = await tagWithUser(probe.layout, 'probe', 'probe-user', '1000:1001');
+    const c = await runner
+      // Under about 200 MB the JVM sizes the heap with MinRAMPercentage (default 50), not MaxRAMPercentage: set both to 75.
+      .prepare(parseAppSpec({ name: 'hd-defaults', runnables: [{ name: 'job', kind: 'batch', image, args: ['inspect'], resources: { memory: '160Mi', cpu: '500m' }, env: { JAVA_TOOL_OPTIONS: '-XX:MinRAMPercentage=75' } }] }))
+      .withFiles([{ name: 'secret.txt', data: 'for the container user' }])
+      .start();
+    controllers.push(c);
+    const end = await c.awaitTerminated(60_000);
+    const lines: string[] = [];
+    for await (const l of c.logs()) lines.push(l.line);
+    const out = lines.join('\n');
+    assert.equal(end.state, 'COMPLETED', out);
+    const field = (name: string) => new RegExp(`^${name}=(.*)$`, 'm').exec(out)?.[1];
+    const maxHeap = Number(field('maxHeap'));
+    const limit = 160 * 1024 * 1024;
+    // 75% of the container's 160Mi (less one survivor space), not a share of the host's memory.
+    assert.ok(maxHeap > limit * 0.65 && maxHeap <= limit * 0.75, `max heap ${maxHeap} is about 75% of ${limit}:\n${out}`);
+    assert.equal(field('cgroupLimit'), String(limit), 'the container sees its own memory cgroup');
+    assert.equal(field('cgroupWritable'), 'false', 'its cgroups are mounted read-only');
+    assert.match(out, /^status Uid: 1000 1000 1000 1000$/m, "the image's User");
+    assert.match(out, /^status Gid: 1001 1001 1001 1001$/m);
+    assert.match(out, /^status Seccomp: 2$/m, 'a seccomp filter is applied');
+    assert.equal(field('keys'), '0', '/proc/keys is masked');
+    assert.equal(field('files'), 'for the container user', 'the run files are readable by the image user');
   });
 
   test('finding 9: run commands without --runtime find a local run; an unknown run gets a clear message', { timeout: 120_000 }, async () => {

@@ -21,7 +21,7 @@ function runtimeOptions(flags: RuntimeFlags): RunnerOptions {
 
 function withRuntimeFlags(cmd: Command): Command {
   return cmd
-    .addOption(new Option('--runtime <name>', 'where runs live: kubernetes or local (default: $WEFT_RUNTIME or kubernetes)'))
+    .addOption(new Option('--runtime <name>', 'where runs live: kubernetes or local (default: $WEFT_RUNTIME; else new runs go to kubernetes, and a run id is looked up in the local state first, then on kubernetes)'))
     .option('--kubeconfig <file>', 'kubeconfig file (default: $KUBECONFIG, ~/.kube/config, or in-cluster)')
     .option('--context <name>', 'kubeconfig context to use')
     .option('-n, --namespace <name>', 'Kubernetes namespace (default: the context\'s, or "default")')

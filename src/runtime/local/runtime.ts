@@ -27,6 +27,7 @@ import { isTerminal, type InstanceState, type RunState } from '../state.js';
 import { hostProcess, PODINFO_PATH, FILES_PATH, runcConfig } from './bundle.js';
 import { ImageError, ImageStore } from './images.js';
 import { withFileLock } from './run-lock.js';
+import { resolveImageUser, type ImageUser } from './image-user.js';
 import { cgroupMemoryBytes, isSameProcess, processStartTime, residentBytes, sampleCpu } from './procfs.js';
 import { SUPERVISOR_SCRIPT } from './supervisor.js';
 
@@ -464,7 +465,11 @@ export class LocalRuntime implements Runtime {
     if (inContainer) {
       const bundle = path.join(instDir, 'bundle');
       await fs.mkdir(bundle, { recursive: true });
+      const user = await resolveImageUser(rr.image.rootfs, config.config?.User);
+      // The run's files are private to weft's user; a container running as another user gets them as its own.
+      if (user.uid !== 0) await chownTree(filesDir, user);
       const cfg = runcConfig({
+        user,
         config,
         runnable: r,
         rootfs: rr.image.rootfs,
@@ -1189,6 +1194,12 @@ export class LocalRuntime implements Runtime {
     for (const t of this.timers) clearTimeout(t);
     await Promise.all([...this.locks.values()].map((p) => p.catch(() => undefined)));
   }
+}
+
+/** Gives a directory and the files in it (one level: withFiles has no subdirectories) to `user`. */
+async function chownTree(dir: string, user: ImageUser): Promise<void> {
+  await fs.chown(dir, user.uid, user.gid);
+  for (const name of await fs.readdir(dir)) await fs.lchown(path.join(dir, name), user.uid, user.gid);
 }
 
 /** A shell test that holds while the instance's current supervisor (pid and start time) is alive. */
