@@ -10,6 +10,8 @@ import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { gzipSync } from 'node:zlib';
+import tar from 'tar-stream';
 import { createRunner, isTerminal, parseAppSpec, type AppSpecInput, type Controller, type RunStatus, type TwillRunner } from '../../src/runtime/index.js';
 import { createLocalRuntime, LocalRuntime } from '../../src/runtime/local/index.js';
 import { buildProbeImage, weftMain, type ProbeImage } from '../twill/fixtures/probe-image.js';
@@ -39,16 +41,27 @@ async function until<T>(what: string, probe: () => Promise<T | undefined>, timeo
   throw new Error(`timed out waiting for ${what}`);
 }
 
-/** An OCI layout whose only layer is not a tar: pulling works, unpacking cannot. */
-async function unpackableImage(dir: string): Promise<string> {
+/** A gzip'd tar layer holding one file named `name`. */
+async function tarLayer(name: string): Promise<{ gzipped: Buffer; diffId: string }> {
+  const pack = tar.pack();
+  pack.entry({ name, mode: 0o644 }, 'written by a hostile layer\n');
+  pack.finalize();
+  const chunks: Buffer[] = [];
+  for await (const chunk of pack) chunks.push(chunk as Buffer);
+  const plain = Buffer.concat(chunks);
+  return { gzipped: gzipSync(plain), diffId: `sha256:${createHash('sha256').update(plain).digest('hex')}` };
+}
+
+/** An OCI layout with one layer: by default one that is not a tar (pulling works, unpacking cannot). */
+async function unpackableImage(dir: string, layerData?: { gzipped: Buffer; diffId: string }): Promise<string> {
   const blob = async (data: Buffer) => {
     const hex = createHash('sha256').update(data).digest('hex');
     await fs.mkdir(path.join(dir, 'blobs', 'sha256'), { recursive: true });
     await fs.writeFile(path.join(dir, 'blobs', 'sha256', hex), data);
     return { digest: `sha256:${hex}`, size: data.length };
   };
-  const layer = await blob(Buffer.from('\x1f\x8b this is not a gzip stream, nor a tar'.repeat(20)));
-  const config = await blob(Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', config: { Cmd: ['/bin/true'] }, rootfs: { type: 'layers', diff_ids: [layer.digest] } })));
+  const layer = await blob(layerData?.gzipped ?? Buffer.from('\x1f\x8b this is not a gzip stream, nor a tar'.repeat(20)));
+  const config = await blob(Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', config: { Cmd: ['/bin/true'] }, rootfs: { type: 'layers', diff_ids: [layerData?.diffId ?? layer.digest] } })));
   const manifest = await blob(
     Buffer.from(
       JSON.stringify({
@@ -175,6 +188,13 @@ describe('local runtime hardening (issue 13)', () => {
     const waited = await weft(['run', yaml, '--runtime', 'local', '--wait'], env());
     assert.equal(waited.code, 1);
     assert.match(waited.stderr, /failed: run hd-unpack-[0-9a-f]+ \(ErrImageUnpack\): cannot unpack image/);
+
+    // A hostile layer's refusal reaches the user the same way.
+    const hostile = await unpackableImage(path.join(work, 'hostile-image'), await tarLayer('../escaped'));
+    await fs.writeFile(yaml, `name: hd-hostile\nrunnables:\n  - name: job\n    kind: batch\n    image: ${hostile}\n`);
+    const refused = await weft(['run', yaml, '--runtime', 'local'], env());
+    assert.equal(refused.code, 1, refused.stdout);
+    assert.match(refused.stderr, /failed: run hd-hostile-[0-9a-f]+ \(ErrImageUnpack\): cannot unpack image .*\.\./);
   });
 
   test('finding 8: restarting an instance while others read the status does not fail the run; kill leaves nothing behind', { timeout: 240_000 }, async () => {
