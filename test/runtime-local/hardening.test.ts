@@ -9,13 +9,14 @@ import { execFile } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { createServer, type AddressInfo } from 'node:net';
 import { promisify } from 'node:util';
 import { gzipSync } from 'node:zlib';
 import tar from 'tar-stream';
 import { createRunner, isTerminal, parseAppSpec, type AppSpecInput, type Controller, type RunStatus, type TwillRunner } from '../../src/runtime/index.js';
 import { createLocalRuntime, LocalRuntime } from '../../src/runtime/local/index.js';
 import { buildProbeImage, weftMain, type ProbeImage } from '../twill/fixtures/probe-image.js';
-import { waitForLogs } from '../twill/local-target.js';
+import { readLine, waitForLogs } from '../twill/local-target.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -304,6 +305,55 @@ describe('local runtime hardening (issue 13)', () => {
     assert.match(out, /^status Seccomp: 2$/m, 'a seccomp filter is applied');
     assert.equal(field('keys'), '0', '/proc/keys is masked');
     assert.equal(field('files'), 'for the container user', 'the run files are readable by the image user');
+  });
+
+  test('finding 7: a private network: announced ports reachable on the host, the host\'s loopback services not reachable from the container; nothing left after', { timeout: 240_000 }, async () => {
+    // A service on the host's loopback that a container must not reach.
+    const hostService = createServer((socket) => socket.end('host secret\n'));
+    await new Promise<void>((resolve) => hostService.listen(0, '127.0.0.1', resolve));
+    const hostPort = (hostService.address() as AddressInfo).port;
+    const privateState = path.join(work, 'private');
+    const privateRunner = await createRunner({ runtime: 'local', stateDir: privateState, mode: 'runc', network: 'private' });
+    const privateRuntime = await createLocalRuntime({ stateDir: privateState, mode: 'runc', network: 'private' });
+    let service: Controller | undefined;
+    try {
+      const probeRun = async (runner: TwillRunner) => {
+        const c = await runner.prepare(parseAppSpec({ name: 'hd-net', runnables: [{ name: 'job', kind: 'batch', image: probe.reference, args: ['connect', String(hostPort)] }] })).start();
+        assert.equal((await c.awaitTerminated(60_000)).state, 'COMPLETED');
+        const lines: string[] = [];
+        for await (const l of c.logs()) lines.push(l.line);
+        return lines.join('\n');
+      };
+      // The control: on the host's network the same program reaches it.
+      assert.match(await probeRun(runner), /^connect ok$/m);
+      assert.match(await probeRun(privateRunner), /^connect failed/m, 'the host loopback is not reachable from a private network');
+
+      service = await privateRunner
+        .prepare(parseAppSpec({ name: 'hd-net-svc', stopTimeout: '10s', runnables: [{ name: 'web', kind: 'service', image: probe.reference, instances: 2, args: ['service'], ports: [{ name: 'http', port: 18381 }] }] }))
+        .start();
+      await service.onRunning();
+      const s = await until('2 instances running', async () => {
+        const x = await privateRuntime.status(service!.runId);
+        return x?.runnables[0].running === 2 ? x : undefined;
+      });
+      const endpoints = await service.discoverService('http');
+      assert.equal(endpoints.length, 2);
+      assert.deepEqual((await Promise.all(endpoints.map((e) => readLine(e.host, e.port)))).sort(), ['instance 0', 'instance 1'], 'each instance answers on its published port');
+      const ids = s.runnables[0].instances.map((i) => i.name!);
+      await service.kill();
+      assert.equal((await service.awaitTerminated(60_000)).state, 'KILLED');
+      await until('network namespaces and port proxies gone', async () => {
+        const namespaces = await fs.readdir('/run/netns').catch(() => [] as string[]);
+        const proxies = (await execFileAsync('ps', ['-eo', 'args'])).stdout.split('\n').filter((l) => l.includes('port-proxy.js') && l.includes(service!.runId));
+        return ids.every((id) => !namespaces.includes(id)) && proxies.length === 0 ? true : undefined;
+      });
+      for (const e of endpoints) await assert.rejects(readLine(e.host, e.port), 'the published ports are closed');
+    } finally {
+      if (service) await privateRuntime.kill(service.runId).catch(() => undefined);
+      await privateRunner.close();
+      await privateRuntime.close();
+      hostService.close();
+    }
   });
 
   test('finding 9: run commands without --runtime find a local run; an unknown run gets a clear message', { timeout: 120_000 }, async () => {

@@ -56,6 +56,8 @@ export interface BundleInput {
   limits: boolean;
   /** The image's User, resolved (default root). */
   user?: ImageUser;
+  /** A network namespace to join (private network); without it the host's network is shared. */
+  netnsPath?: string;
 }
 
 /** Capabilities of local containers (a subset of podman's defaults; see docs/security.md). */
@@ -135,8 +137,8 @@ export function runcConfig(input: BundleInput): Record<string, unknown> {
     linux: {
       resources,
       ...(input.cgroupsPath ? { cgroupsPath: input.cgroupsPath } : {}),
-      // No network namespace: host networking (docs/security.md says why).
-      namespaces: [{ type: 'pid' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }, { type: 'cgroup' }],
+      // Without netnsPath no network namespace: host networking (docs/security.md says why).
+      namespaces: [{ type: 'pid' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }, { type: 'cgroup' }, ...(input.netnsPath ? [{ type: 'network', path: input.netnsPath }] : [])],
       maskedPaths: MASKED_PATHS,
       readonlyPaths: READONLY_PATHS,
       ...(seccomp ? { seccomp } : {}),

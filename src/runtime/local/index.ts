@@ -4,7 +4,7 @@
 import type { LocalRuntimeOptions, Runtime } from '../api.js';
 import { LocalRuntime, type LocalOptions } from './runtime.js';
 
-export { LocalRuntime, LocalRuntimeError, defaultStateDir, formatAnnotations, parseAnnotations, portEnvName, type LocalMode, type LocalOptions } from './runtime.js';
+export { LocalRuntime, LocalRuntimeError, defaultStateDir, formatAnnotations, parseAnnotations, portEnvName, type LocalMode, type LocalNetwork, type LocalOptions } from './runtime.js';
 export { ImageError, ImageStore, normaliseImageRef, type UnpackedImage } from './images.js';
 export { applyLayer, applyLayerFile, entryComponents, resolveInRoot, UnpackError, type UnpackStats } from './unpack.js';
 export { defaultSeccomp } from './seccomp.js';

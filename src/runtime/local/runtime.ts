@@ -27,6 +27,7 @@ import { isTerminal, type InstanceState, type RunState } from '../state.js';
 import { hostProcess, PODINFO_PATH, FILES_PATH, runcConfig } from './bundle.js';
 import { ImageError, ImageStore } from './images.js';
 import { withFileLock } from './run-lock.js';
+import { PORT_PROXY_SCRIPT } from './port-proxy.js';
 import { resolveImageUser, type ImageUser } from './image-user.js';
 import { cgroupMemoryBytes, isSameProcess, processStartTime, residentBytes, sampleCpu } from './procfs.js';
 import { SUPERVISOR_SCRIPT } from './supervisor.js';
@@ -52,7 +53,15 @@ export interface LocalOptions extends LocalRuntimeOptions {
   limits?: boolean;
   /** Where images are stored and unpacked (default <stateDir>/images). */
   imageDir?: string;
+  /**
+   * runc mode: `host` (default; $WEFT_LOCAL_NETWORK overrides) shares the host's network;
+   * `private` gives each instance its own network namespace with loopback only, its
+   * announced ports published on the host's 127.0.0.1 (see docs/security.md).
+   */
+  network?: LocalNetwork;
 }
+
+export type LocalNetwork = 'host' | 'private';
 
 export function defaultStateDir(): string {
   const base = process.env.XDG_STATE_HOME || path.join(os.homedir(), '.local', 'state');
@@ -94,6 +103,8 @@ interface RunRecord {
   spec: AppSpec;
   mode: LocalMode;
   modeNote?: string;
+  /** runc mode's network (absent in records of older versions: host). */
+  network?: LocalNetwork;
   createdAt: string;
   startDeadline: number;
   reachedRunning?: boolean;
@@ -209,6 +220,7 @@ export class LocalRuntime implements Runtime {
   readonly runcRoot: string;
   readonly mode: LocalMode;
   readonly modeNote: string;
+  readonly network: LocalNetwork;
   private readonly images: ImageStore;
   private readonly runc: string;
   private readonly java: string;
@@ -232,6 +244,9 @@ export class LocalRuntime implements Runtime {
     this.java = options.java ?? (process.env.JAVA_HOME ? path.join(process.env.JAVA_HOME, 'bin', 'java') : which('java') ?? 'java');
     this.pollMs = options.pollMs ?? 300;
     this.limits = options.limits ?? true;
+    const network = options.network ?? (process.env.WEFT_LOCAL_NETWORK as LocalNetwork | undefined) ?? 'host';
+    if (network !== 'host' && network !== 'private') throw new LocalRuntimeError(`unknown local network "${network}": use host or private`);
+    this.network = network;
     const wanted = options.mode ?? (process.env.WEFT_LOCAL_MODE as LocalMode | 'auto' | undefined) ?? 'auto';
     if (wanted !== 'runc' && wanted !== 'host' && wanted !== 'auto') throw new LocalRuntimeError(`unknown local mode "${wanted}": use runc, host or auto`);
     const probe = this.probeRunc();
@@ -320,6 +335,7 @@ export class LocalRuntime implements Runtime {
       spec,
       mode: this.mode,
       modeNote: this.modeNote,
+      network: this.mode === 'runc' ? this.network : undefined,
       createdAt: new Date(now).toISOString(),
       startDeadline: now + spec.startTimeout,
       runnables: {},
@@ -479,7 +495,16 @@ export class LocalRuntime implements Runtime {
         hostname: `${r.name}-${inst.id}`,
         cgroupsPath: this.limits ? `/weft/${inst.containerId}` : undefined,
         limits: this.limits,
+        netnsPath: record.network === 'private' ? `/run/netns/${inst.containerId}` : undefined,
       });
+      if (record.network === 'private') {
+        Object.assign(env, {
+          WEFT_NETNS: inst.containerId,
+          WEFT_PUBLISH_PORTS: Object.values(inst.ports).join(' '),
+          WEFT_NODE: process.execPath,
+          WEFT_PORT_PROXY: PORT_PROXY_SCRIPT,
+        });
+      }
       await fs.writeFile(path.join(bundle, 'config.json'), JSON.stringify(cfg, null, 2), { mode: PRIVATE_FILE });
       await execFileAsync(this.runc, ['--root', this.runcRoot, 'delete', '--force', inst.containerId]).catch(() => undefined);
       command = [this.runc, '--root', this.runcRoot, 'run', '--bundle', bundle, inst.containerId];
@@ -762,6 +787,8 @@ export class LocalRuntime implements Runtime {
       await fs.writeFile(path.join(v.dir, 'stop'), 'SIGKILL').catch(() => undefined);
       if (record.mode === 'runc') {
         await execFileAsync(this.runc, ['--root', this.runcRoot, 'delete', '--force', v.record.containerId]).catch(() => undefined);
+        // A supervisor that was killed could not delete its network namespace.
+        if (record.network === 'private') await execFileAsync('ip', ['netns', 'delete', v.record.containerId]).catch(() => undefined);
       } else {
         const pid = v.childPid;
         // A host program outlives a killed supervisor: end it if that pid is still this instance's program.
@@ -1183,6 +1210,7 @@ export class LocalRuntime implements Runtime {
     if (!isTerminal(status.state)) throw new LocalRuntimeError(`run ${runId} is ${status.state}: stop it before removing it`);
     for (const inst of Object.values(record.runnables).flatMap((r) => r.instances)) {
       if (record.mode === 'runc') await execFileAsync(this.runc, ['--root', this.runcRoot, 'delete', '--force', inst.containerId]).catch(() => undefined);
+      if (record.network === 'private') await execFileAsync('ip', ['netns', 'delete', inst.containerId]).catch(() => undefined);
     }
     await fs.rm(this.runDir(runId), { recursive: true, force: true });
   }
@@ -1240,11 +1268,11 @@ function childrenOf(pid: number): number[] {
   return out;
 }
 
-/** Inodes of sockets listening on a TCP port (any address, IPv4 or IPv6), from /proc/net/tcp{,6}. */
-function listeningInodes(port: number): Set<string> {
+/** Inodes of sockets listening on a TCP port (any address, IPv4 or IPv6) in the network namespace of `pid`. */
+function listeningInodes(pid: number, port: number): Set<string> {
   const inodes = new Set<string>();
   const hex = port.toString(16).toUpperCase().padStart(4, '0');
-  for (const file of ['/proc/net/tcp', '/proc/net/tcp6']) {
+  for (const file of [`/proc/${pid}/net/tcp`, `/proc/${pid}/net/tcp6`]) {
     let text: string;
     try {
       text = readFileSync(file, 'utf8');
@@ -1262,7 +1290,7 @@ function listeningInodes(port: number): Set<string> {
 
 /** True when process `pid` holds a socket listening on `port`. */
 function listensOn(pid: number, port: number): boolean {
-  const inodes = listeningInodes(port);
+  const inodes = listeningInodes(pid, port);
   if (inodes.size === 0) return false;
   try {
     for (const fd of readdirSync(`/proc/${pid}/fd`)) {
