@@ -315,6 +315,7 @@ describe('local runtime hardening (issue 13)', () => {
     const privateState = path.join(work, 'private');
     const privateRunner = await createRunner({ runtime: 'local', stateDir: privateState, mode: 'runc', network: 'private' });
     const privateRuntime = await createLocalRuntime({ stateDir: privateState, mode: 'runc', network: 'private' });
+    const hostRunner = await createRunner({ runtime: 'local', stateDir: path.join(work, 'host-network'), mode: 'runc', network: 'host' });
     let service: Controller | undefined;
     try {
       const probeRun = async (runner: TwillRunner) => {
@@ -324,8 +325,8 @@ describe('local runtime hardening (issue 13)', () => {
         for await (const l of c.logs()) lines.push(l.line);
         return lines.join('\n');
       };
-      // The control: on the host's network the same program reaches it.
-      assert.match(await probeRun(runner), /^connect ok$/m);
+      // The control: on the host's network (the opt-out) the same program reaches it.
+      assert.match(await probeRun(hostRunner), /^connect ok$/m);
       assert.match(await probeRun(privateRunner), /^connect failed/m, 'the host loopback is not reachable from a private network');
 
       service = await privateRunner
@@ -352,6 +353,7 @@ describe('local runtime hardening (issue 13)', () => {
       if (service) await privateRuntime.kill(service.runId).catch(() => undefined);
       await privateRunner.close();
       await privateRuntime.close();
+      await hostRunner.close();
       hostService.close();
     }
   });

@@ -87,7 +87,11 @@ describe('the local runtime with runc', () => {
     assert.equal(JSON.parse(stdout).status, 'running');
     const config = JSON.parse(await fs.readFile(path.join(stateDir, 'local', 'runs', c.runId, 'instances', 'web-0', 'bundle', 'config.json'), 'utf8'));
     assert.equal(config.process.rlimits, undefined, 'process.rlimits dropped');
-    assert.ok(!config.linux.namespaces.some((n: { type: string }) => n.type === 'network'), 'host networking');
+    assert.deepEqual(
+      config.linux.namespaces.find((n: { type: string }) => n.type === 'network'),
+      { type: 'network', path: `/run/netns/${instance.containerId}` },
+      'its own network namespace by default',
+    );
     assert.equal(config.root.readonly, true);
     assert.deepEqual(config.process.args.slice(-2), ['Probe', 'service'], 'the image entry point, then the spec args (replacing Cmd)');
     for (const key of ['WEFT_RUN_ID', 'WEFT_APP', 'WEFT_RUNNABLE', 'WEFT_INSTANCE_ID', 'WEFT_INSTANCE_COUNT', 'WEFT_PORT_HTTP', 'JAVA_HOME']) {

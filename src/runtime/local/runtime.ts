@@ -54,9 +54,10 @@ export interface LocalOptions extends LocalRuntimeOptions {
   /** Where images are stored and unpacked (default <stateDir>/images). */
   imageDir?: string;
   /**
-   * runc mode: `host` (default; $WEFT_LOCAL_NETWORK overrides) shares the host's network;
-   * `private` gives each instance its own network namespace with loopback only, its
-   * announced ports published on the host's 127.0.0.1 (see docs/security.md).
+   * runc mode: `private` (default; $WEFT_LOCAL_NETWORK overrides) gives each instance its
+   * own network namespace with loopback only, its announced ports published on the host's
+   * 127.0.0.1, as podman does; `host` shares the host's network, for programs that must
+   * reach services on this machine or elsewhere (see docs/security.md).
    */
   network?: LocalNetwork;
 }
@@ -244,7 +245,7 @@ export class LocalRuntime implements Runtime {
     this.java = options.java ?? (process.env.JAVA_HOME ? path.join(process.env.JAVA_HOME, 'bin', 'java') : which('java') ?? 'java');
     this.pollMs = options.pollMs ?? 300;
     this.limits = options.limits ?? true;
-    const network = options.network ?? (process.env.WEFT_LOCAL_NETWORK as LocalNetwork | undefined) ?? 'host';
+    const network = options.network ?? (process.env.WEFT_LOCAL_NETWORK as LocalNetwork | undefined) ?? 'private';
     if (network !== 'host' && network !== 'private') throw new LocalRuntimeError(`unknown local network "${network}": use host or private`);
     this.network = network;
     const wanted = options.mode ?? (process.env.WEFT_LOCAL_MODE as LocalMode | 'auto' | undefined) ?? 'auto';
