@@ -234,6 +234,9 @@ describe('local runtime hardening (issue 13)', () => {
     });
     assert.equal(back.state, 'RUNNING');
     await waitForLogs(c, 'the second start of instance 1', (l) => l.filter((x) => x.startsWith('[web/1] probe service')).length === 2);
+    // Both answer on their published ports, the restarted one included.
+    const endpoints = await c.discoverService('http');
+    assert.deepEqual((await Promise.all(endpoints.map((e) => readLine(e.host, e.port)))).sort(), ['instance 0', 'instance 1']);
 
     const pids = await supervisorPids(stateDir, c.runId);
     assert.equal(pids.length, 2);

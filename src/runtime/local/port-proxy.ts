@@ -53,7 +53,14 @@ export function runPortProxy(mode: 'inner' | 'outer', instanceDir: string, super
       mode === 'inner'
         ? createServer((client) => pipeBoth(client, connect({ host: '127.0.0.1', port })))
         : createServer((client) => pipeBoth(client, connect({ path: socketPath })));
-    server.on('error', (error) => {
+    // After a restart by weft the previous instance's proxy may hold the port for a moment
+    // longer (it ends within one poll of its supervisor's end): retry for a while.
+    const retryUntil = Date.now() + 15_000;
+    server.on('error', (error: NodeJS.ErrnoException) => {
+      if (mode === 'outer' && error.code === 'EADDRINUSE' && Date.now() < retryUntil) {
+        setTimeout(() => server.listen(port, '127.0.0.1'), 100);
+        return;
+      }
       process.stderr.write(`[weft] port proxy (${mode}) for port ${port}: ${error.message}\n`);
       removeSockets();
       process.exit(1);
