@@ -6,6 +6,7 @@ import { checkTimings, DEFAULT_TIMINGS, type Coordination, type LeaseTimings } f
 
 export * from './types.js';
 export { MemoryCluster, type MemoryCoordination } from './memory.js';
+export { runWhileLeader, type LeaderCommandEvent, type LeaderCommandOptions, type LeaderCommandResult } from './leader-command.js';
 
 export type CoordinationOptions =
   | { backend: 'memory'; cluster?: MemoryCluster; timings?: Partial<LeaseTimings> }

@@ -2,7 +2,10 @@
 // host-process rewrite, quantities, and the commands file format.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { formatAnnotations, hostProcess, memoryBytes, cpuMillicores, parseAnnotations, portEnvName, processArgs, runcConfig } from '../../src/runtime/local/index.js';
+import { promises as fs } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { defaultSeccomp, formatAnnotations, hostProcess, memoryBytes, cpuMillicores, parseAnnotations, portEnvName, processArgs, resolveImageUser, runcConfig } from '../../src/runtime/local/index.js';
 import { parseAppSpec } from '../../src/runtime/index.js';
 import type { ImageConfig } from '../../src/image/index.js';
 
@@ -30,7 +33,7 @@ test('runc config: no rlimits, host network, read-only root, mounts, limits, env
   const cfg = runcConfig({ config: image, runnable: spec([]), rootfs: '/r', weftEnv: { WEFT_RUN_ID: 'run-1', KEEP: 'weft' }, podinfoDir: '/p', filesDir: '/f', hostname: 'r-0', cgroupsPath: '/weft/c', limits: true }) as any;
   assert.equal(cfg.process.rlimits, undefined);
   assert.equal(cfg.process.terminal, false);
-  assert.deepEqual(cfg.linux.namespaces.map((n: { type: string }) => n.type).sort(), ['ipc', 'mount', 'pid', 'uts']);
+  assert.deepEqual(cfg.linux.namespaces.map((n: { type: string }) => n.type).sort(), ['cgroup', 'ipc', 'mount', 'pid', 'uts']);
   assert.deepEqual(cfg.root, { path: '/r', readonly: true });
   assert.equal(cfg.process.cwd, '/app');
   const env = new Map(cfg.process.env.map((e: string) => [e.slice(0, e.indexOf('=')), e.slice(e.indexOf('=') + 1)]));
@@ -70,4 +73,58 @@ test('the commands file uses the downward-API format: key="value" lines, quotes 
   assert.equal(text.split('\n')[0], 'weft.io/command-a="x"', 'sorted by key');
   assert.match(text, /weft\.io\/command-b="\{\\"command\\":\\"reload\\"/);
   assert.deepEqual(parseAnnotations(text), { 'weft.io/command-a': 'x', 'weft.io/command-b': value });
+});
+
+test('runc config: podman defaults: seccomp profile for our capabilities, masked paths, cgroup namespace and mount, the image user', () => {
+  const cfg = runcConfig({ config: image, runnable: spec([]), rootfs: '/r', weftEnv: {}, podinfoDir: '/p', hostname: 'r-0', limits: true, user: { uid: 1000, gid: 1001 } }) as any;
+  assert.deepEqual(cfg.process.user, { uid: 1000, gid: 1001 });
+  assert.deepEqual(cfg.linux.resources.pids, { limit: 2048 });
+  for (const p of ['/proc/keys', '/proc/acpi', '/proc/kcore', '/sys/firmware']) assert.ok(cfg.linux.maskedPaths.includes(p), p);
+  assert.ok(cfg.linux.readonlyPaths.includes('/proc/sys'));
+  const cgroup = cfg.mounts.find((m: { destination: string }) => m.destination === '/sys/fs/cgroup');
+  assert.equal(cgroup.type, 'cgroup');
+  assert.ok(cgroup.options.includes('ro'));
+  const seccomp = cfg.linux.seccomp;
+  assert.equal(seccomp.defaultAction, 'SCMP_ACT_ERRNO');
+  const allowed = new Set(seccomp.syscalls.filter((s: { action: string }) => s.action === 'SCMP_ACT_ALLOW').flatMap((s: { names: string[] }) => s.names));
+  for (const name of ['read', 'write', 'futex', 'clone', 'mmap', 'epoll_wait']) assert.ok(allowed.has(name), `${name} allowed`);
+  // Refused (allowed only with capabilities local containers do not have, or never).
+  for (const name of ['kexec_load', 'init_module', 'bpf', 'open_by_handle_at', 'swapon']) assert.ok(!allowed.has(name), `${name} not allowed`);
+});
+
+test('seccomp: rules follow capabilities and architectures as containers/common resolves them', () => {
+  const plain = defaultSeccomp(['CAP_KILL'], 'x64', '6.1.0') as any;
+  const admin = defaultSeccomp(['CAP_SYS_ADMIN'], 'x64', '6.1.0') as any;
+  const names = (p: any) => new Set(p.syscalls.filter((s: { action: string }) => s.action === 'SCMP_ACT_ALLOW').flatMap((s: { names: string[] }) => s.names));
+  assert.ok(!names(plain).has('bpf') && names(admin).has('bpf'), 'bpf needs CAP_SYS_ADMIN');
+  assert.ok(!names(plain).has('init_module') && names(defaultSeccomp(['CAP_SYS_MODULE'], 'x64', '6.1.0')).has('init_module'), 'init_module needs CAP_SYS_MODULE');
+  assert.deepEqual(plain.architectures, ['SCMP_ARCH_X86_64', 'SCMP_ARCH_X86', 'SCMP_ARCH_X32']);
+  assert.ok(names(plain).has('arch_prctl'), 'amd64-only rules apply on x64');
+  assert.ok(!names(defaultSeccomp(['CAP_KILL'], 'arm64', '6.1.0')).has('arch_prctl'), 'and not on arm64');
+  assert.equal(defaultSeccomp(['CAP_KILL'], 'mips'), undefined);
+});
+
+test("the image's User: ids, names from the image's passwd/group, never read through a link out of the root", async () => {
+  const root = await fs.mkdtemp(path.join(os.tmpdir(), 'weft-user-'));
+  try {
+    const rootfs = path.join(root, 'rootfs');
+    await fs.mkdir(path.join(rootfs, 'etc'), { recursive: true });
+    await fs.writeFile(path.join(rootfs, 'etc', 'passwd'), 'root:x:0:0::/root:/bin/sh\napp:x:1234:2345::/app:/bin/sh\n');
+    await fs.writeFile(path.join(rootfs, 'etc', 'group'), 'root:x:0:\nstaff:x:50:app\n');
+    assert.deepEqual(await resolveImageUser(rootfs, undefined), { uid: 0, gid: 0 });
+    assert.deepEqual(await resolveImageUser(rootfs, 'app'), { uid: 1234, gid: 2345 });
+    assert.deepEqual(await resolveImageUser(rootfs, 'app:staff'), { uid: 1234, gid: 50 });
+    assert.deepEqual(await resolveImageUser(rootfs, '1234'), { uid: 1234, gid: 2345 }, 'a numeric user gets its passwd group');
+    assert.deepEqual(await resolveImageUser(rootfs, '42:43'), { uid: 42, gid: 43 });
+    assert.deepEqual(await resolveImageUser(rootfs, '42'), { uid: 42, gid: 0 });
+    await assert.rejects(resolveImageUser(rootfs, 'nobody-here'), /no user "nobody-here"/);
+    // An image whose /etc/passwd points at the host's: not followed.
+    const hostile = path.join(root, 'hostile');
+    await fs.mkdir(path.join(hostile, 'etc'), { recursive: true });
+    await fs.writeFile(path.join(root, 'host-passwd'), 'hostuser:x:777:777::/:/bin/sh\n');
+    await fs.symlink(path.join(root, 'host-passwd'), path.join(hostile, 'etc', 'passwd'));
+    await assert.rejects(resolveImageUser(hostile, 'hostuser'), /no user "hostuser"/);
+  } finally {
+    await fs.rm(root, { recursive: true, force: true });
+  }
 });

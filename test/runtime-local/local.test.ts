@@ -87,7 +87,11 @@ describe('the local runtime with runc', () => {
     assert.equal(JSON.parse(stdout).status, 'running');
     const config = JSON.parse(await fs.readFile(path.join(stateDir, 'local', 'runs', c.runId, 'instances', 'web-0', 'bundle', 'config.json'), 'utf8'));
     assert.equal(config.process.rlimits, undefined, 'process.rlimits dropped');
-    assert.ok(!config.linux.namespaces.some((n: { type: string }) => n.type === 'network'), 'host networking');
+    assert.deepEqual(
+      config.linux.namespaces.find((n: { type: string }) => n.type === 'network'),
+      { type: 'network', path: `/run/netns/${instance.containerId}` },
+      'its own network namespace by default',
+    );
     assert.equal(config.root.readonly, true);
     assert.deepEqual(config.process.args.slice(-2), ['Probe', 'service'], 'the image entry point, then the spec args (replacing Cmd)');
     for (const key of ['WEFT_RUN_ID', 'WEFT_APP', 'WEFT_RUNNABLE', 'WEFT_INSTANCE_ID', 'WEFT_INSTANCE_COUNT', 'WEFT_PORT_HTTP', 'JAVA_HOME']) {
@@ -165,15 +169,19 @@ describe('the local runtime with runc', () => {
     await assert.rejects(runtime.suspend((await start(service('lr-suspend-svc', probe.reference))).runId, true), /only batch runs can be suspended/);
   });
 
-  test('bad input: a missing image fails with ErrImagePull and writes no run; a build: section is rejected', { timeout: 60_000 }, async () => {
+  test('bad input: a missing image fails with ErrImagePull and is recorded with its reason; a build: section is rejected', { timeout: 60_000 }, async () => {
     const missing = await runner.prepare(parseAppSpec({ name: 'lr-missing', runnables: [{ name: 'job', kind: 'batch', image: `oci:${path.join(stateDir, 'nope')}:x` }] })).start();
     assert.equal(missing.state, 'FAILED');
     assert.equal(missing.status.reason, 'ErrImagePull');
     assert.match(missing.status.message!, /cannot pull image/);
-    assert.equal(await runtime.status(missing.runId), undefined, 'nothing partial written');
+    const recorded = await runtime.status(missing.runId);
+    assert.equal(recorded?.state, 'FAILED', 'the run that never started is recorded');
+    assert.equal(recorded?.reason, 'ErrImagePull');
+    assert.deepEqual(recorded?.runnables.map((r) => r.instances.length), [0], 'no instance was created');
     const build = await runner.prepare(parseAppSpec({ name: 'lr-build', runnables: [{ name: 'job', kind: 'batch', build: { jar: 'x.jar' } }] })).start();
     assert.equal(build.state, 'REJECTED');
     assert.match(build.status.message!, /build and push the image first/);
+    assert.equal((await runtime.status(build.runId))?.state, 'REJECTED');
   });
 
   test('weft run --runtime local --wait runs a batch to completion; status, logs and list see it', { timeout: 120_000 }, async () => {

@@ -1,7 +1,8 @@
 // weft coord: leader election, locks and discovery from the shell (parsing and printing only; logic in src/coord).
 import { spawn } from 'node:child_process';
+import os from 'node:os';
 import type { Command } from 'commander';
-import type { Coordination, CoordinationOptions } from '../../coord/index.js';
+import type { Coordination, CoordinationOptions, LeaderCommandEvent } from '../../coord/index.js';
 import { printJson, progress } from '../output.js';
 
 interface BackendFlags {
@@ -58,6 +59,21 @@ function untilSignal(): Promise<void> {
   });
 }
 
+function describeLeaderEvent(name: string, e: LeaderCommandEvent): string {
+  switch (e.ev) {
+    case 'elected':
+      return `${e.id} leads "${name}" (fencing token ${e.token})`;
+    case 'started':
+      return `command started (pid ${e.pid})`;
+    case 'stepdown':
+      return `${e.id} stepped down: ${e.reason}`;
+    case 'stopping':
+      return `stopping the command (${e.signal})`;
+    case 'exited':
+      return `command exited with code ${e.code}`;
+  }
+}
+
 function out(json: boolean | undefined, value: Record<string, unknown>, human: string): void {
   if (json) process.stdout.write(`${JSON.stringify(value)}\n`);
   else progress(human);
@@ -66,17 +82,55 @@ function out(json: boolean | undefined, value: Record<string, unknown>, human: s
 export function register(program: Command): void {
   const coord = program.command('coord').description('Leader election, locks and service discovery on Kubernetes Leases or etcd (see docs/coordination.md)');
 
-  withBackendFlags(coord.command('elect <name>').description('Join an election and report when this process leads, until interrupted (then resign)'))
-    .requiredOption('--id <id>', 'this candidate\'s unique id (e.g. the pod name)')
-    .action(async (name: string, f: BackendFlags & { id: string }) => {
+  withBackendFlags(
+    coord
+      .command('elect')
+      .description('Join an election. With a command (after --): run it only while leading, stop it when leadership is lost, exit with its code. Without: report when this process leads, until interrupted')
+      .argument('[name]', 'election name (or --name)')
+      .argument('[command...]', 'command to run while leader (after --)'),
+  )
+    .option('--name <name>', 'election name')
+    .option('--id <id>', 'this candidate\'s unique id, e.g. the pod name (default: <hostname>-<pid>)')
+    .option('--grace <ms>', 'with a command: time between SIGTERM and SIGKILL when it must stop (default 10000)')
+    .action(async (positional: string | undefined, rest: string[], f: BackendFlags & { name?: string; id?: string; grace?: string }) => {
+      // With --name every positional argument belongs to the command.
+      const name = f.name ?? positional;
+      const command = f.name ? [positional, ...rest].filter((a): a is string => a !== undefined) : rest;
+      if (!name) throw new Error('an election name is needed: weft coord elect --name <name> [-- <command>]');
+      const id = f.id ?? `${os.hostname()}-${process.pid}`;
       const c: Coordination = await connect(options(f));
-      const h = await c.elector.electLeader(name, f.id, {
-        onElected: (token) => out(f.json, { ev: 'elected', id: f.id, token, at: Date.now() }, `${f.id} leads "${name}" (fencing token ${token})`),
-        onStepDown: (reason) => out(f.json, { ev: 'stepdown', id: f.id, reason, at: Date.now() }, `${f.id} stepped down: ${reason}`),
-      });
-      await untilSignal();
-      await h.resign();
-      await c.close();
+      try {
+        if (command.length === 0) {
+          const h = await c.elector.electLeader(name, id, {
+            onElected: (token) => out(f.json, { ev: 'elected', id, token, at: Date.now() }, `${id} leads "${name}" (fencing token ${token})`),
+            onStepDown: (reason) => out(f.json, { ev: 'stepdown', id, reason, at: Date.now() }, `${id} stepped down: ${reason}`),
+          });
+          await untilSignal();
+          await h.resign();
+          return;
+        }
+        const { runWhileLeader } = await import('../../coord/index.js');
+        const abort = new AbortController();
+        const onSignal = () => abort.abort();
+        process.once('SIGINT', onSignal);
+        process.once('SIGTERM', onSignal);
+        try {
+          const result = await runWhileLeader(c.elector, {
+            name,
+            candidateId: id,
+            command,
+            gracePeriodMs: ms('grace', f.grace),
+            signal: abort.signal,
+            onEvent: (e) => out(f.json, e, describeLeaderEvent(name, e)),
+          });
+          process.exitCode = result.code;
+        } finally {
+          process.off('SIGINT', onSignal);
+          process.off('SIGTERM', onSignal);
+        }
+      } finally {
+        await c.close();
+      }
     });
 
   withBackendFlags(coord.command('lock <name>').description('Run a command while holding a lock; the command gets WEFT_LOCK_TOKEN'))

@@ -1,7 +1,7 @@
 // weft run | status | logs | stop | kill | scale | list: parse, call src/runtime, print.
 import type { Command } from 'commander';
 import { Option } from 'commander';
-import { createRunner, createRuntime, isTerminal, loadAppSpec, type RunnerOptions, type RunStatus, type Runtime } from '../../runtime/index.js';
+import { createRunner, createRuntime, isTerminal, loadAppSpec, locateRun, type RunnerOptions, type RunStatus, type Runtime } from '../../runtime/index.js';
 import { bold, dim, green, printJson, progress, red } from '../output.js';
 
 interface RuntimeFlags {
@@ -21,11 +21,38 @@ function runtimeOptions(flags: RuntimeFlags): RunnerOptions {
 
 function withRuntimeFlags(cmd: Command): Command {
   return cmd
-    .addOption(new Option('--runtime <name>', 'where runs live: kubernetes or local (default: $WEFT_RUNTIME or kubernetes)'))
+    .addOption(new Option('--runtime <name>', 'where runs live: kubernetes or local (default: $WEFT_RUNTIME; else new runs go to kubernetes, and a run id is looked up in the local state first, then on kubernetes)'))
     .option('--kubeconfig <file>', 'kubeconfig file (default: $KUBECONFIG, ~/.kube/config, or in-cluster)')
     .option('--context <name>', 'kubeconfig context to use')
     .option('-n, --namespace <name>', 'Kubernetes namespace (default: the context\'s, or "default")')
     .option('--json', 'print JSON');
+}
+
+/**
+ * For commands about one run: the backend the user named, else the one that holds the run
+ * (local state first, then Kubernetes; see locateRun).
+ */
+async function withRunRuntime<T>(runId: string, flags: RuntimeFlags, fn: (runtime: Runtime, status: RunStatus) => Promise<T>): Promise<T> {
+  let runtime: Runtime;
+  let status: RunStatus | undefined;
+  if (flags.runtime ?? process.env.WEFT_RUNTIME) {
+    runtime = await createRuntime(runtimeOptions(flags));
+    status = await runtime.status(runId).catch(async (error: unknown) => {
+      await runtime.close();
+      throw error;
+    });
+    if (!status) {
+      await runtime.close();
+      throw new Error(`no run ${runId} found on the ${runtime.name} runtime (weft list shows the runs; check --namespace/--context)`);
+    }
+  } else {
+    ({ runtime, status } = await locateRun(runId, { kubernetes: { kubeconfig: flags.kubeconfig, context: flags.context, namespace: flags.namespace } }));
+  }
+  try {
+    return await fn(runtime, status);
+  } finally {
+    await runtime.close();
+  }
 }
 
 async function withRuntime<T>(flags: RuntimeFlags, fn: (runtime: Runtime) => Promise<T>): Promise<T> {
@@ -75,6 +102,10 @@ async function follow(runtime: Runtime, runId: string, json: boolean, until: (s:
     const off = runtime.watch(onStatus);
     runtime.status(runId).then((s) => {
       if (s) onStatus(s);
+      else {
+        off();
+        reject(new Error(`run ${runId} is not known to the ${runtime.name} runtime: nothing to follow`));
+      }
     }, reject);
   });
 }
@@ -99,10 +130,13 @@ export function register(program: Command): void {
     const runner = await createRunner(runtimeOptions(flags));
     try {
       const controller = await runner.prepare(spec).start();
-      if (controller.state === 'REJECTED') {
-        if (flags.json) printJson({ runId: controller.runId, state: controller.state, message: controller.status.message });
-        else progress(`${red('rejected:')} ${controller.status.message}`);
+      // Refused or failed before anything ran (bad spec, image not pulled or unpacked): say why, exit non-zero.
+      if (isTerminal(controller.state) && controller.state !== 'COMPLETED') {
+        const { runId, state, reason, message } = controller.status;
+        if (flags.json) printJson({ runId, state, reason, message, namespace: controller.status.namespace });
+        else progress(`${red(`${state.toLowerCase()}:`)} run ${runId}${reason ? ` (${reason})` : ''}: ${message ?? 'no reason given'}`);
         process.exitCode = 1;
+        controller.release();
         return;
       }
       if (!flags.wait) {
@@ -123,9 +157,7 @@ export function register(program: Command): void {
 
   withRuntimeFlags(program.command('status').description('show the state of a run and its instances').argument('<run-id>')).action(
     async (runId: string, flags: RuntimeFlags) => {
-      await withRuntime(flags, async (runtime) => {
-        const status = await runtime.status(runId);
-        if (!status) throw new Error(`no run ${runId} found (weft list shows the runs; check --namespace/--context)`);
+      await withRunRuntime(runId, flags, async (_runtime, status) => {
         if (flags.json) printJson(statusJson(status));
         else printStatus(status);
       });
@@ -142,9 +174,7 @@ export function register(program: Command): void {
       .option('--instance <id>', 'only this instance')
       .option('--tail <n>', 'only the last n lines of each instance', (v) => Number.parseInt(v, 10)),
   ).action(async (runId: string, flags: RuntimeFlags & { follow?: boolean; runnable?: string; instance?: string; tail?: number }) => {
-    await withRuntime(flags, async (runtime) => {
-      const status = await runtime.status(runId);
-      if (!status) throw new Error(`no run ${runId} found (weft list shows the runs)`);
+    await withRunRuntime(runId, flags, async (runtime) => {
       const abort = new AbortController();
       const onSigint = () => abort.abort();
       process.once('SIGINT', onSigint);
@@ -171,7 +201,7 @@ export function register(program: Command): void {
         .option('--no-wait', 'return once the stop was issued')
         .option('--timeout <seconds>', 'how long to wait for the run to end', (v) => Number.parseFloat(v), 120),
     ).action(async (runId: string, flags: RuntimeFlags & { wait: boolean; timeout: number }) => {
-      await withRuntime(flags, async (runtime) => {
+      await withRunRuntime(runId, flags, async (runtime) => {
         if (name === 'stop') await runtime.stop(runId);
         else await runtime.kill(runId);
         let final: RunStatus | undefined;
@@ -198,7 +228,7 @@ export function register(program: Command): void {
       if (!m) throw new Error(`cannot read "${c}": write <runnable>=<count>, for example web=5`);
       return { runnable: m[1], instances: Number(m[2]) };
     });
-    await withRuntime(flags, async (runtime) => {
+    await withRunRuntime(runId, flags, async (runtime) => {
       for (const c of parsed) await runtime.scale(runId, c.runnable, c.instances);
       if (flags.json) printJson({ runId, scaled: parsed });
       else for (const c of parsed) process.stdout.write(`${runId} ${c.runnable} -> ${c.instances} instance(s)\n`);

@@ -4,6 +4,8 @@ import os from 'node:os';
 import path from 'node:path';
 import type { ImageConfig } from '../../image/index.js';
 import { parseQuantityBytes, type RunnableSpec } from '../spec.js';
+import type { ImageUser } from './image-user.js';
+import { defaultSeccomp } from './seccomp.js';
 
 export const PODINFO_PATH = '/etc/weft/podinfo';
 export const FILES_PATH = '/etc/weft/files';
@@ -49,14 +51,43 @@ export interface BundleInput {
   cgroupsPath?: string;
   /** Apply cpu/memory limits through cgroups. */
   limits: boolean;
+  /** The image's User, resolved (default root). */
+  user?: ImageUser;
+  /** A network namespace to join (private network); without it the host's network is shared. */
+  netnsPath?: string;
 }
 
+/** Capabilities of local containers (a subset of podman's defaults; see docs/security.md). */
+export const CONTAINER_CAPABILITIES = ['CAP_AUDIT_WRITE', 'CAP_KILL', 'CAP_NET_BIND_SERVICE'];
+
+/** Paths podman masks (empty/null) and makes read-only in /proc and /sys by default. */
+export const MASKED_PATHS = [
+  '/proc/acpi',
+  '/proc/kcore',
+  '/proc/keys',
+  '/proc/latency_stats',
+  '/proc/timer_list',
+  '/proc/timer_stats',
+  '/proc/sched_debug',
+  '/proc/scsi',
+  '/sys/firmware',
+  '/sys/fs/selinux',
+  '/sys/dev/block',
+  '/sys/devices/virtual/powercap',
+];
+/** podman's default `pids_limit`. */
+export const PIDS_LIMIT = 2048;
+
+export const READONLY_PATHS = ['/proc/asound', '/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger'];
+
 /**
- * A runc config.json: the image's process (entry point, env, working dir, user
- * root only), host networking (announced ports reachable on 127.0.0.1), a
- * read-only root with a private /tmp, the podinfo directory (commands) and
- * the run's files bind-mounted read-only, no process.rlimits (hosts such as
- * the test machines forbid raising them), memory/cpu limits from the spec.
+ * A runc config.json: the image's process (entry point, env, working dir, its
+ * User), host networking (announced ports reachable on 127.0.0.1), a read-only
+ * root with a private /tmp, the podinfo directory (commands) and the run's files
+ * bind-mounted read-only, no process.rlimits (hosts such as the test machines
+ * forbid raising them), memory/cpu limits from the spec, podman's default
+ * seccomp filter and masked paths, and a cgroup namespace with the container's
+ * own cgroup mounted read-only (so a JVM sizes its heap from the container's limit).
  */
 export function runcConfig(input: BundleInput): Record<string, unknown> {
   const { config, runnable: r } = input;
@@ -69,6 +100,8 @@ export function runcConfig(input: BundleInput): Record<string, unknown> {
     { destination: '/dev/mqueue', type: 'mqueue', source: 'mqueue', options: ['nosuid', 'noexec', 'nodev'] },
     { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', 'ro'] },
     { destination: '/tmp', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'nodev', 'mode=1777'] },
+    // With the cgroup namespace: the container's own cgroups as the root, read-only.
+    { destination: '/sys/fs/cgroup', type: 'cgroup', source: 'cgroup', options: ['nosuid', 'noexec', 'nodev', 'relatime', 'ro'] },
     // Name resolution from the host, as host networking implies.
     { destination: '/etc/resolv.conf', type: 'bind', source: '/etc/resolv.conf', options: ['rbind', 'ro'] },
     { destination: '/etc/hosts', type: 'bind', source: '/etc/hosts', options: ['rbind', 'ro'] },
@@ -77,21 +110,22 @@ export function runcConfig(input: BundleInput): Record<string, unknown> {
   if (input.filesDir) mounts.push({ destination: FILES_PATH, type: 'bind', source: input.filesDir, options: ['rbind', 'ro'] });
   const resources: Record<string, unknown> = { devices: [{ allow: false, access: 'rwm' }] };
   if (input.limits) {
+    // podman's default pids limit: a fork bomb stays inside the container.
+    resources.pids = { limit: PIDS_LIMIT };
     resources.memory = { limit: memoryBytes(r.resources.memory) };
     const millis = cpuMillicores(r.resources.cpu);
     if (millis > 0) resources.cpu = { quota: Math.max(1000, millis * 100), period: 100_000 };
   }
+  const seccomp = defaultSeccomp(CONTAINER_CAPABILITIES);
   return {
     ociVersion: '1.0.2',
     process: {
       terminal: false,
-      user: { uid: 0, gid: 0 },
+      user: input.user ?? { uid: 0, gid: 0 },
       args: processArgs(config, r),
       env,
       cwd: config.config?.WorkingDir || '/',
-      capabilities: Object.fromEntries(
-        ['bounding', 'effective', 'permitted'].map((k) => [k, ['CAP_AUDIT_WRITE', 'CAP_KILL', 'CAP_NET_BIND_SERVICE']]),
-      ),
+      capabilities: Object.fromEntries(['bounding', 'effective', 'permitted'].map((k) => [k, CONTAINER_CAPABILITIES])),
       noNewPrivileges: true,
     },
     root: { path: input.rootfs, readonly: true },
@@ -100,10 +134,11 @@ export function runcConfig(input: BundleInput): Record<string, unknown> {
     linux: {
       resources,
       ...(input.cgroupsPath ? { cgroupsPath: input.cgroupsPath } : {}),
-      // No network namespace: host networking.
-      namespaces: [{ type: 'pid' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }],
-      maskedPaths: ['/proc/kcore', '/proc/latency_stats', '/proc/timer_list', '/proc/timer_stats', '/proc/sched_debug', '/sys/firmware', '/proc/scsi'],
-      readonlyPaths: ['/proc/asound', '/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger'],
+      // Without netnsPath no network namespace: host networking (docs/security.md says why).
+      namespaces: [{ type: 'pid' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }, { type: 'cgroup' }, ...(input.netnsPath ? [{ type: 'network', path: input.netnsPath }] : [])],
+      maskedPaths: MASKED_PATHS,
+      readonlyPaths: READONLY_PATHS,
+      ...(seccomp ? { seccomp } : {}),
     },
   };
 }

@@ -18,6 +18,18 @@ export interface UnpackedImage {
   stats?: UnpackStats;
 }
 
+/** Why an image could not be made ready: the reason a run that needs it fails with. */
+export class ImageError extends Error {
+  override name = 'ImageError';
+  constructor(
+    message: string,
+    /** ErrImagePull: not found or not readable; ErrImageUnpack: its layers were refused or could not be unpacked. */
+    readonly reason: 'ErrImagePull' | 'ErrImageUnpack',
+  ) {
+    super(message);
+  }
+}
+
 /** `host/repo:tag` without a transport means a registry image, as in a Kubernetes pod spec. */
 export function normaliseImageRef(image: string): string {
   if (/^(oci|docker-archive|docker):/.test(image) || image === 'scratch') return image;
@@ -39,9 +51,9 @@ export class ImageStore {
       const parsed = parseImageReference(ref);
       handle = await openImage(parsed, { remote: parsed.transport === 'docker' ? createRemoteTransport() : undefined });
     } catch (error) {
-      throw new Error(`cannot pull image ${image}: ${(error as Error).message}`);
+      throw new ImageError(`cannot pull image ${image}: ${(error as Error).message}`, 'ErrImagePull');
     }
-    if (!handle) throw new Error(`image ${image} is scratch: a runnable needs an image with a program in it`);
+    if (!handle) throw new ImageError(`image ${image} is scratch: a runnable needs an image with a program in it`, 'ErrImagePull');
     return handle;
   }
 
@@ -72,7 +84,11 @@ export class ImageStore {
     }
     for (const layer of handle.manifest.layers) {
       if (!(await this.blobs.has(layer.digest, layer.size))) {
-        await this.blobs.putStream(await handle.openBlob(layer), { digest: layer.digest, size: layer.size });
+        try {
+          await this.blobs.putStream(await handle.openBlob(layer), { digest: layer.digest, size: layer.size });
+        } catch (error) {
+          throw new ImageError(`cannot pull layer ${layer.digest} of image ${image}: ${(error as Error).message}`, 'ErrImagePull');
+        }
       }
     }
     // Unpack into a temp directory and rename: a crash never leaves a half-unpacked rootfs under the digest.
@@ -102,7 +118,7 @@ export class ImageStore {
       }
     } catch (error) {
       await fs.rm(tmp, { recursive: true, force: true });
-      throw new Error(`cannot unpack image ${image}: ${(error as Error).message}`);
+      throw new ImageError(`cannot unpack image ${image}: ${(error as Error).message}`, 'ErrImageUnpack');
     }
     return { reference: image, digest: handle.manifestDigest, config: handle.config, rootfs, stats };
   }

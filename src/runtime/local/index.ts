@@ -4,10 +4,12 @@
 import type { LocalRuntimeOptions, Runtime } from '../api.js';
 import { LocalRuntime, type LocalOptions } from './runtime.js';
 
-export { LocalRuntime, LocalRuntimeError, defaultStateDir, formatAnnotations, parseAnnotations, portEnvName, type LocalMode, type LocalOptions } from './runtime.js';
-export { ImageStore, normaliseImageRef, type UnpackedImage } from './images.js';
+export { LocalRuntime, LocalRuntimeError, defaultStateDir, formatAnnotations, parseAnnotations, portEnvName, type LocalMode, type LocalNetwork, type LocalOptions } from './runtime.js';
+export { ImageError, ImageStore, normaliseImageRef, type UnpackedImage } from './images.js';
 export { applyLayer, applyLayerFile, entryComponents, makeDirectoryInRoot, resolveInRoot, UnpackError, type UnpackStats } from './unpack.js';
-export { runcConfig, hostProcess, processArgs, memoryBytes, cpuMillicores, PODINFO_PATH, FILES_PATH } from './bundle.js';
+export { defaultSeccomp } from './seccomp.js';
+export { resolveImageUser, ImageUserError, type ImageUser } from './image-user.js';
+export { runcConfig, hostProcess, processArgs, memoryBytes, cpuMillicores, PODINFO_PATH, FILES_PATH, MASKED_PATHS, READONLY_PATHS, CONTAINER_CAPABILITIES } from './bundle.js';
 
 /** The factory src/runtime/index.ts imports for `createRunner({ runtime: 'local' })`. */
 export async function createRuntime(options: LocalRuntimeOptions): Promise<Runtime> {

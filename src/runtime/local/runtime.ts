@@ -25,7 +25,10 @@ import type {
 import { portEnvName, type AppSpec, type RunnableSpec } from '../spec.js';
 import { isTerminal, type InstanceState, type RunState } from '../state.js';
 import { hostProcess, PODINFO_PATH, FILES_PATH, runcConfig } from './bundle.js';
-import { ImageStore } from './images.js';
+import { ImageError, ImageStore } from './images.js';
+import { withFileLock } from './run-lock.js';
+import { PORT_PROXY_SCRIPT } from './port-proxy.js';
+import { resolveImageUser, type ImageUser } from './image-user.js';
 import { cgroupMemoryBytes, isSameProcess, processStartTime, residentBytes, sampleCpu } from './procfs.js';
 import { SUPERVISOR_SCRIPT } from './supervisor.js';
 
@@ -50,7 +53,16 @@ export interface LocalOptions extends LocalRuntimeOptions {
   limits?: boolean;
   /** Where images are stored and unpacked (default <stateDir>/images). */
   imageDir?: string;
+  /**
+   * runc mode: `private` (default; $WEFT_LOCAL_NETWORK overrides) gives each instance its
+   * own network namespace with loopback only, its announced ports published on the host's
+   * 127.0.0.1, as podman does; `host` shares the host's network, for programs that must
+   * reach services on this machine or elsewhere (see docs/security.md).
+   */
+  network?: LocalNetwork;
 }
+
+export type LocalNetwork = 'host' | 'private';
 
 export function defaultStateDir(): string {
   const base = process.env.XDG_STATE_HOME || path.join(os.homedir(), '.local', 'state');
@@ -71,6 +83,11 @@ interface InstanceRecord {
   createdAt: string;
   /** Set when scaled down: the instance is stopped and dropped from the status once gone. */
   removed?: boolean;
+  /**
+   * Set while weft restarts the instance (restartInstances): its old attempt's exit is
+   * weft's own doing, not a failure. Cleared, in the same save, when the new supervisor starts.
+   */
+  restarting?: { at: string; gracePeriodMs: number };
 }
 
 interface RunnableRecord {
@@ -87,6 +104,8 @@ interface RunRecord {
   spec: AppSpec;
   mode: LocalMode;
   modeNote?: string;
+  /** runc mode's network (absent in records of older versions: host). */
+  network?: LocalNetwork;
   createdAt: string;
   startDeadline: number;
   reachedRunning?: boolean;
@@ -104,10 +123,22 @@ const readText = (file: string): string | undefined => {
   }
 };
 
+// State files hold the spec's environment values (secrets), files given to the run
+// and program output: only weft's user may read them (directories 0700, files 0600).
+const PRIVATE_DIR = 0o700;
+const PRIVATE_FILE = 0o600;
+
 async function writeJsonAtomic(file: string, value: unknown): Promise<void> {
   const tmp = `${file}.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`;
-  await fs.writeFile(tmp, JSON.stringify(value, null, 2));
+  await fs.writeFile(tmp, JSON.stringify(value, null, 2), { mode: PRIVATE_FILE });
   await fs.rename(tmp, file);
+}
+
+/** Creates `dir` (and missing parents) as 0700, and tightens it when it exists with a looser mode (older weft versions). */
+async function privateDir(dir: string): Promise<void> {
+  await fs.mkdir(dir, { recursive: true, mode: PRIVATE_DIR });
+  const stat = await fs.stat(dir);
+  if ((stat.mode & 0o777) !== PRIVATE_DIR && stat.uid === process.getuid?.()) await fs.chmod(dir, PRIVATE_DIR);
 }
 
 async function freePort(): Promise<number> {
@@ -187,6 +218,7 @@ export class LocalRuntime implements Runtime {
   readonly runcRoot: string;
   readonly mode: LocalMode;
   readonly modeNote: string;
+  readonly network: LocalNetwork;
   private readonly images: ImageStore;
   private readonly runc: string;
   private readonly java: string;
@@ -210,6 +242,9 @@ export class LocalRuntime implements Runtime {
     this.java = options.java ?? (process.env.JAVA_HOME ? path.join(process.env.JAVA_HOME, 'bin', 'java') : which('java') ?? 'java');
     this.pollMs = options.pollMs ?? 300;
     this.limits = options.limits ?? true;
+    const network = options.network ?? (process.env.WEFT_LOCAL_NETWORK as LocalNetwork | undefined) ?? 'private';
+    if (network !== 'host' && network !== 'private') throw new LocalRuntimeError(`unknown local network "${network}": use host or private`);
+    this.network = network;
     const wanted = options.mode ?? (process.env.WEFT_LOCAL_MODE as LocalMode | 'auto' | undefined) ?? 'auto';
     if (wanted !== 'runc' && wanted !== 'host' && wanted !== 'auto') throw new LocalRuntimeError(`unknown local mode "${wanted}": use runc, host or auto`);
     const probe = this.probeRunc();
@@ -265,10 +300,16 @@ export class LocalRuntime implements Runtime {
     return writeJsonAtomic(path.join(this.runDir(record.runId), 'run.json'), record);
   }
 
-  /** Serialises read-modify-write of one run's record within this process. */
+  /**
+   * Serialises read-modify-write of one run's record: within this process (a queue per run)
+   * and across weft processes (the run's lock file), on a record read after the lock is taken.
+   */
   private async withRun<T>(runId: string, fn: (record: RunRecord) => Promise<T>): Promise<T> {
     const previous = this.locks.get(runId) ?? Promise.resolve();
-    const next = previous.catch(() => undefined).then(async () => fn(await this.mustLoad(runId)));
+    const next = previous.catch(() => undefined).then(async () => {
+      await this.mustLoad(runId);
+      return withFileLock(path.join(this.runDir(runId), 'lock'), async () => fn(await this.mustLoad(runId)));
+    });
     this.locks.set(runId, next);
     try {
       return await next;
@@ -292,6 +333,7 @@ export class LocalRuntime implements Runtime {
       spec,
       mode: this.mode,
       modeNote: this.modeNote,
+      network: this.mode === 'runc' ? this.network : undefined,
       createdAt: new Date(now).toISOString(),
       startDeadline: now + spec.startTimeout,
       runnables: {},
@@ -309,23 +351,33 @@ export class LocalRuntime implements Runtime {
         images[r.name] = { reference: r.image, digest: unpacked.digest, rootfs: unpacked.rootfs };
       }
     } catch (error) {
+      // A run that cannot start is still a run: recorded with its reason, so status, list and --wait find it.
       const message = (error as Error).message;
-      const reason = error instanceof LocalRuntimeError ? 'InvalidSpec' : 'ErrImagePull';
-      return this.baseStatus(record, reason === 'InvalidSpec' ? 'REJECTED' : 'FAILED', message, reason);
+      const reason = error instanceof LocalRuntimeError ? 'InvalidSpec' : error instanceof ImageError ? error.reason : 'ErrImagePull';
+      return this.recordNotStarted(record, images, reason === 'InvalidSpec' ? 'REJECTED' : 'FAILED', reason, message);
     }
-    await fs.mkdir(dir, { recursive: true });
+    await this.privateStateDirs();
+    await privateDir(dir);
     for (const r of spec.runnables) {
       record.runnables[r.name] = { desired: r.instances, instances: [], nextId: 0, image: images[r.name] };
       const filesDir = path.join(dir, 'files', r.name);
-      await fs.mkdir(filesDir, { recursive: true });
+      await privateDir(filesDir);
       for (const f of request.files.filter((x) => x.runnable === undefined || x.runnable === r.name)) {
-        await fs.writeFile(path.join(filesDir, f.name), f.data);
+        await fs.writeFile(path.join(filesDir, f.name), f.data, { mode: PRIVATE_FILE });
       }
     }
     await this.save(record);
     await this.withRun(runId, async (rec) => {
-      for (const r of rec.spec.runnables) {
-        for (let i = 0; i < r.instances; i++) await this.launch(rec, r);
+      try {
+        for (const r of rec.spec.runnables) {
+          for (let i = 0; i < r.instances; i++) await this.launch(rec, r);
+        }
+      } catch (error) {
+        // Instances already started are stopped: a run that could not start holds nothing.
+        rec.final = { state: 'FAILED', reason: 'StartError', message: `cannot start the run: ${(error as Error).message}`, finishedAt: new Date().toISOString() };
+        await this.save(rec);
+        await this.cleanUpInstances(rec);
+        return;
       }
       await this.save(rec);
     });
@@ -334,19 +386,22 @@ export class LocalRuntime implements Runtime {
     return status!;
   }
 
-  private baseStatus(record: RunRecord, state: RunState, message?: string, reason?: string): RunStatus {
-    return {
-      runId: record.runId,
-      app: record.app,
-      runtime: 'local',
-      state,
-      message,
-      reason,
-      createdAt: record.createdAt,
-      finishedAt: isTerminal(state) ? new Date().toISOString() : undefined,
-      namespace: this.runsDir,
-      runnables: record.spec.runnables.map((r) => ({ name: r.name, kind: r.kind, desired: r.instances, running: 0, instances: [] })),
-    };
+  /** Records a run that ended before any instance started (REJECTED or FAILED, with its reason). */
+  private async recordNotStarted(record: RunRecord, images: Record<string, RunnableRecord['image']>, state: RunState, reason: string, message: string): Promise<RunStatus> {
+    for (const r of record.spec.runnables) {
+      record.runnables[r.name] = { desired: r.instances, instances: [], nextId: 0, image: images[r.name] ?? { reference: r.image ?? '', digest: '', rootfs: '' } };
+    }
+    record.final = { state, reason, message, finishedAt: new Date().toISOString() };
+    await this.privateStateDirs();
+    await privateDir(this.runDir(record.runId));
+    await this.save(record);
+    return this.derive(record);
+  }
+
+  /** The state dir and its runs dir, private to weft's user (see PRIVATE_DIR). */
+  private async privateStateDirs(): Promise<void> {
+    await privateDir(this.stateDir);
+    await privateDir(this.runsDir);
   }
 
   /** Ports of every instance of every live run in the state dir, plus those handed out in the last minute. */
@@ -377,6 +432,7 @@ export class LocalRuntime implements Runtime {
     const relDir = path.join('instances', `${r.name}-${id}`);
     const instDir = path.join(this.runDir(record.runId), relDir);
     await fs.rm(instDir, { recursive: true, force: true });
+    await privateDir(instDir);
     await fs.mkdir(path.join(instDir, 'podinfo'), { recursive: true });
     await fs.writeFile(
       path.join(instDir, 'podinfo', 'annotations'),
@@ -423,7 +479,11 @@ export class LocalRuntime implements Runtime {
     if (inContainer) {
       const bundle = path.join(instDir, 'bundle');
       await fs.mkdir(bundle, { recursive: true });
+      const user = await resolveImageUser(rr.image.rootfs, config.config?.User);
+      // The run's files are private to weft's user; a container running as another user gets them as its own.
+      if (user.uid !== 0) await chownTree(filesDir, user);
       const cfg = runcConfig({
+        user,
         config,
         runnable: r,
         rootfs: rr.image.rootfs,
@@ -433,8 +493,17 @@ export class LocalRuntime implements Runtime {
         hostname: `${r.name}-${inst.id}`,
         cgroupsPath: this.limits ? `/weft/${inst.containerId}` : undefined,
         limits: this.limits,
+        netnsPath: record.network === 'private' ? `/run/netns/${inst.containerId}` : undefined,
       });
-      await fs.writeFile(path.join(bundle, 'config.json'), JSON.stringify(cfg, null, 2));
+      if (record.network === 'private') {
+        Object.assign(env, {
+          WEFT_NETNS: inst.containerId,
+          WEFT_PUBLISH_PORTS: Object.values(inst.ports).join(' '),
+          WEFT_NODE: process.execPath,
+          WEFT_PORT_PROXY: PORT_PROXY_SCRIPT,
+        });
+      }
+      await fs.writeFile(path.join(bundle, 'config.json'), JSON.stringify(cfg, null, 2), { mode: PRIVATE_FILE });
       await execFileAsync(this.runc, ['--root', this.runcRoot, 'delete', '--force', inst.containerId]).catch(() => undefined);
       command = [this.runc, '--root', this.runcRoot, 'run', '--bundle', bundle, inst.containerId];
       env.WEFT_AFTER_EXIT = `'${this.runc}' --root '${this.runcRoot}' delete --force '${inst.containerId}'`;
@@ -443,15 +512,15 @@ export class LocalRuntime implements Runtime {
       command = host.argv;
       Object.assign(env, host.env);
       cwd = existsSync(host.cwd) ? host.cwd : rr.image.rootfs;
-      await fs.writeFile(path.join(instDir, 'host-process.json'), JSON.stringify({ ...host, note: this.modeNote }, null, 2));
+      await fs.writeFile(path.join(instDir, 'host-process.json'), JSON.stringify({ ...host, note: this.modeNote }, null, 2), { mode: PRIVATE_FILE });
     }
     const script = path.join(this.stateDir, 'supervisor.sh');
     if (readText(script) !== SUPERVISOR_SCRIPT.trim()) {
-      await fs.mkdir(this.stateDir, { recursive: true });
+      await privateDir(this.stateDir);
       await fs.writeFile(`${script}.tmp`, SUPERVISOR_SCRIPT, { mode: 0o755 });
       await fs.rename(`${script}.tmp`, script);
     }
-    const log = openSync(path.join(instDir, 'log'), 'a');
+    const log = openSync(path.join(instDir, 'log'), 'a', PRIVATE_FILE);
     try {
       const child = spawn('/bin/sh', [script, instDir, r.kind === 'batch' ? 'never' : 'always', ...command], {
         cwd,
@@ -491,6 +560,20 @@ export class LocalRuntime implements Runtime {
       startedAt: started ? new Date(Number(started)).toISOString() : undefined,
     };
     const stopping = Boolean(record.stopRequested) || Boolean(inst.removed);
+    if (inst.restarting && !stopping) {
+      // Between the old attempt's end and the new one's start: weft's own restart, not a failure.
+      const overdue = Date.now() > Date.parse(inst.restarting.at) + inst.restarting.gracePeriodMs + RESTART_SLACK_MS;
+      if (!overdue || alive) {
+        view.state = 'STARTING';
+        view.reason = 'Restarting';
+        view.message = `restarting on request (asked at ${inst.restarting.at})`;
+        return view;
+      }
+      view.state = 'FAILED';
+      view.reason = 'RestartInterrupted';
+      view.message = `a restart asked for at ${inst.restarting.at} did not complete (the weft process restarting it ended)`;
+      return view;
+    }
     if (exitText !== undefined && exitText !== '') {
       const code = Number(exitText);
       view.exitCode = code;
@@ -568,8 +651,12 @@ export class LocalRuntime implements Runtime {
     return out;
   }
 
-  /** Derives the run state from its instances; records terminal states (and acts on them) once. */
-  private async derive(record: RunRecord): Promise<RunStatus> {
+  /**
+   * Derives the run state from its instances; records terminal states (and acts on them) once.
+   * A terminal state is decided again under the run's lock on a fresh record (`locked`): another
+   * process may have restarted, stopped or ended the run between this record's read and now.
+   */
+  private async derive(record: RunRecord, locked = false): Promise<RunStatus> {
     const views = await this.views(record);
     const runnables: RunnableStatus[] = record.spec.runnables.map((r) => {
       const mine = views.filter((v) => v.runnable === r.name && !(v.record.removed && isTerminalInstance(v.state)));
@@ -664,23 +751,54 @@ export class LocalRuntime implements Runtime {
     }
     if (record.mode === 'host' && !message && !isTerminal(state)) message = record.modeNote;
     Object.assign(status, { state, message, reason, exitCode });
-    if (state === 'RUNNING' && !record.reachedRunning) await this.update(record.runId, (rec) => void (rec.reachedRunning = true));
+    if (isTerminal(state) && !locked) {
+      const decided = await this.withRun(record.runId, (fresh) => this.derive(fresh, true)).catch(() => undefined);
+      return decided ?? status;
+    }
+    if (state === 'RUNNING' && !record.reachedRunning) {
+      if (locked) record.reachedRunning = true;
+      else await this.update(record.runId, (rec) => void (rec.reachedRunning = true));
+    }
     if (isTerminal(state)) {
       const finishedAt = new Date().toISOString();
       status.finishedAt = finishedAt;
-      await this.update(record.runId, (rec) => {
-        if (!rec.final) rec.final = { state, message, reason, exitCode, finishedAt };
-      });
-      // A failed batch (like a Job with backoffLimit 0) takes its other instances down.
-      if (live.length > 0) await this.signalAll(record, live, 'SIGKILL');
-      // Containers whose supervisor was lost are removed too (runc delete --force kills what is left).
+      record.final = { state, message, reason, exitCode, finishedAt };
+      await this.save(record);
+      // A failed batch (like a Job with backoffLimit 0) takes its other instances down; containers
+      // whose supervisor was lost are removed too.
+      await this.cleanUpInstances(record, views);
+    }
+    return status;
+  }
+
+  /**
+   * Ends whatever is left of a run's instances: a live supervisor gets its stop marker and its
+   * program SIGKILL; in runc mode a container without a supervisor is deleted (`runc delete
+   * --force` kills what is left). Used when a run becomes terminal, and by stop/kill on a
+   * terminal run (leftovers of a record written by an older weft, or of a crash).
+   */
+  private async cleanUpInstances(record: RunRecord, known?: InstanceView[]): Promise<void> {
+    const views = known ?? (await this.views(record));
+    const supervised = views.filter((v) => isSameProcess(v.record.supervisorPid, v.record.supervisorStart));
+    if (supervised.length > 0) await this.signalAll(record, supervised, 'SIGKILL');
+    for (const v of views.filter((x) => !supervised.includes(x))) {
+      await fs.writeFile(path.join(v.dir, 'stop'), 'SIGKILL').catch(() => undefined);
       if (record.mode === 'runc') {
-        for (const v of views.filter((x) => x.reason === 'Lost')) {
-          await execFileAsync(this.runc, ['--root', this.runcRoot, 'delete', '--force', v.record.containerId]).catch(() => undefined);
+        await execFileAsync(this.runc, ['--root', this.runcRoot, 'delete', '--force', v.record.containerId]).catch(() => undefined);
+        // A supervisor that was killed could not delete its network namespace.
+        if (record.network === 'private') await execFileAsync('ip', ['netns', 'delete', v.record.containerId]).catch(() => undefined);
+      } else {
+        const pid = v.childPid;
+        // A host program outlives a killed supervisor: end it if that pid is still this instance's program.
+        if (pid && isProgramOf(pid, record.runId, v.runnable, v.record.id)) {
+          try {
+            process.kill(pid, 'SIGKILL');
+          } catch {
+            // gone meanwhile
+          }
         }
       }
     }
-    return status;
   }
 
   private async update(runId: string, fn: (record: RunRecord) => void): Promise<void> {
@@ -796,10 +914,12 @@ export class LocalRuntime implements Runtime {
    * A shell loop that waits `afterSeconds`, then sends `runc kill <id> SIG` until the
    * instance has recorded its exit (TERM: until it was delivered once); it ends when the
    * instance ends or its directory is removed, at most 60 s after it starts signalling.
+   * It is bound to the attempt it was started for (its supervisor's pid and start time):
+   * once that supervisor is gone, a restarted attempt in the same directory is not its target.
    */
   private runcSignalLoop(view: InstanceView, sig: 'TERM' | 'KILL', afterSeconds: number): string {
     const kill = `'${this.runc}' --root '${this.runcRoot}' kill '${view.record.containerId}' ${sig} 2>/dev/null`;
-    const alive = `[ -d '${view.dir}' ] && [ ! -e '${view.dir}/exit' ]`;
+    const alive = `[ -d '${view.dir}' ] && [ ! -e '${view.dir}/exit' ] && ${supervisorAliveTest(view.record)}`;
     return (
       `end=$(( $(date +%s) + ${afterSeconds} )); while ${alive} && [ "$(date +%s)" -lt "$end" ]; do sleep 0.2; done; ` +
       `i=0; while ${alive} && [ $i -lt 300 ]; do if ${kill}; then ${sig === 'TERM' ? 'exit 0' : 'true'}; fi; sleep 0.2; i=$((i+1)); done`
@@ -822,7 +942,7 @@ export class LocalRuntime implements Runtime {
         detached(this.runcSignalLoop(v, 'KILL', seconds));
       } else if (v.childPid) {
         detached(
-          `end=$(( $(date +%s) + ${seconds} )); while [ -d '${v.dir}' ] && [ ! -e '${v.dir}/exit' ]; do ` +
+          `end=$(( $(date +%s) + ${seconds} )); while [ -d '${v.dir}' ] && [ ! -e '${v.dir}/exit' ] && ${supervisorAliveTest(v.record)}; do ` +
             `if [ "$(date +%s)" -ge "$end" ]; then kill -9 ${v.childPid} 2>/dev/null; exit 0; fi; sleep 0.2; done`,
         );
       }
@@ -846,7 +966,7 @@ export class LocalRuntime implements Runtime {
 
   async stop(runId: string, options: { gracePeriodMs?: number } = {}): Promise<void> {
     await this.withRun(runId, async (record) => {
-      if (record.final) return;
+      if (record.final) return this.cleanUpInstances(record);
       const grace = options.gracePeriodMs ?? record.spec.stopTimeout;
       record.stopRequested ??= { at: new Date().toISOString(), kind: grace <= 0 ? 'kill' : 'stop', gracePeriodMs: grace };
       await this.save(record);
@@ -858,7 +978,7 @@ export class LocalRuntime implements Runtime {
 
   async kill(runId: string): Promise<void> {
     await this.withRun(runId, async (record) => {
-      if (record.final) return;
+      if (record.final) return this.cleanUpInstances(record);
       record.stopRequested = { at: new Date().toISOString(), kind: 'kill', gracePeriodMs: 0 };
       await this.save(record);
       await this.thaw(record);
@@ -900,8 +1020,15 @@ export class LocalRuntime implements Runtime {
     this.kick();
   }
 
+  /**
+   * Restarts instances in three steps. Under the run's lock: mark them restarting (so their
+   * exit is not read as a failure by anyone) and stop them. Unlocked: wait for their
+   * supervisors to end, so status reads, stops and kills are not held up. Under the lock
+   * again, on a fresh record: start them anew, unless the run ended or is stopping meanwhile
+   * (then nothing is started, so nothing can outlive the run).
+   */
   async restart(runId: string, runnable: string, instances?: string[]): Promise<void> {
-    await this.withRun(runId, async (record) => {
+    const stopped = await this.withRun(runId, async (record) => {
       this.requireLive(record, `restart ${runnable}`);
       const r = this.runnableOf(record, runnable);
       const active = record.runnables[runnable].instances.filter((i) => !i.removed);
@@ -911,17 +1038,36 @@ export class LocalRuntime implements Runtime {
         return inst;
       }) : active;
       const grace = r.stopTimeout ?? record.spec.stopTimeout;
-      for (const inst of targets) {
-        const view = this.viewInstance(record, r, inst);
-        const restarts = view.restarts;
-        await this.stopInstances(record, [view], grace);
-        // Wait until the supervisor is gone (the watchdog kills after the grace period).
-        const deadline = Date.now() + grace + 10_000;
-        while (isSameProcess(inst.supervisorPid, inst.supervisorStart) && Date.now() < deadline) await sleep(100);
-        await fs.writeFile(path.join(view.dir, 'restarts'), String(restarts + 1));
-        await this.startSupervisor(record, r, inst);
-      }
+      const views = targets.map((inst) => this.viewInstance(record, r, inst));
+      const at = new Date().toISOString();
+      for (const inst of targets) inst.restarting = { at, gracePeriodMs: grace };
       await this.save(record);
+      await this.stopInstances(record, views, grace);
+      return { grace, targets: views.map((v) => ({ id: v.record.id, dir: v.dir, restarts: v.restarts, pid: v.record.supervisorPid, start: v.record.supervisorStart })) };
+    });
+    // The KILL watchdog ends each old attempt after the grace period; its supervisor then exits.
+    const deadline = Date.now() + stopped.grace + 10_000;
+    for (const t of stopped.targets) while (isSameProcess(t.pid, t.start) && Date.now() < deadline) await sleep(100);
+    await this.withRun(runId, async (record) => {
+      const r = this.runnableOf(record, runnable);
+      const stuck: string[] = [];
+      try {
+        for (const t of stopped.targets) {
+          const inst = record.runnables[runnable].instances.find((i) => i.id === t.id);
+          if (!inst) continue;
+          delete inst.restarting;
+          if (record.final || record.stopRequested || inst.removed) continue;
+          if (isSameProcess(t.pid, t.start)) {
+            stuck.push(t.id);
+            continue;
+          }
+          await fs.writeFile(path.join(t.dir, 'restarts'), String(t.restarts + 1));
+          await this.startSupervisor(record, r, inst);
+        }
+      } finally {
+        await this.save(record);
+      }
+      if (stuck.length) throw new LocalRuntimeError(`instance ${stuck.join(', ')} of ${runnable} did not stop within ${Math.round(stopped.grace / 1000) + 10}s; not restarted`);
     });
     this.kick();
   }
@@ -1062,6 +1208,7 @@ export class LocalRuntime implements Runtime {
     if (!isTerminal(status.state)) throw new LocalRuntimeError(`run ${runId} is ${status.state}: stop it before removing it`);
     for (const inst of Object.values(record.runnables).flatMap((r) => r.instances)) {
       if (record.mode === 'runc') await execFileAsync(this.runc, ['--root', this.runcRoot, 'delete', '--force', inst.containerId]).catch(() => undefined);
+      if (record.network === 'private') await execFileAsync('ip', ['netns', 'delete', inst.containerId]).catch(() => undefined);
     }
     await fs.rm(this.runDir(runId), { recursive: true, force: true });
   }
@@ -1072,6 +1219,30 @@ export class LocalRuntime implements Runtime {
     this.timer = undefined;
     for (const t of this.timers) clearTimeout(t);
     await Promise.all([...this.locks.values()].map((p) => p.catch(() => undefined)));
+  }
+}
+
+/** Gives a directory and the files in it (one level: withFiles has no subdirectories) to `user`. */
+async function chownTree(dir: string, user: ImageUser): Promise<void> {
+  await fs.chown(dir, user.uid, user.gid);
+  for (const name of await fs.readdir(dir)) await fs.lchown(path.join(dir, name), user.uid, user.gid);
+}
+
+/** A shell test that holds while the instance's current supervisor (pid and start time) is alive. */
+function supervisorAliveTest(inst: InstanceRecord): string {
+  const pid = inst.supervisorPid ?? 0;
+  if (!inst.supervisorStart) return `[ -e /proc/${pid} ]`;
+  // Field 22 of /proc/<pid>/stat; the supervisor's command name is "sh" (no spaces to shift fields).
+  return `[ "$(cut -d' ' -f22 /proc/${pid}/stat 2>/dev/null)" = '${inst.supervisorStart}' ]`;
+}
+
+/** True when `pid` is the host-mode program of that instance (its environment names it). */
+function isProgramOf(pid: number, runId: string, runnable: string, instance: string): boolean {
+  try {
+    const env = readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0');
+    return env.includes(`WEFT_RUN_ID=${runId}`) && env.includes(`WEFT_RUNNABLE=${runnable}`) && env.includes(`WEFT_INSTANCE_ID=${instance}`);
+  } catch {
+    return false;
   }
 }
 
@@ -1095,11 +1266,11 @@ function childrenOf(pid: number): number[] {
   return out;
 }
 
-/** Inodes of sockets listening on a TCP port (any address, IPv4 or IPv6), from /proc/net/tcp{,6}. */
-function listeningInodes(port: number): Set<string> {
+/** Inodes of sockets listening on a TCP port (any address, IPv4 or IPv6) in the network namespace of `pid`. */
+function listeningInodes(pid: number, port: number): Set<string> {
   const inodes = new Set<string>();
   const hex = port.toString(16).toUpperCase().padStart(4, '0');
-  for (const file of ['/proc/net/tcp', '/proc/net/tcp6']) {
+  for (const file of [`/proc/${pid}/net/tcp`, `/proc/${pid}/net/tcp6`]) {
     let text: string;
     try {
       text = readFileSync(file, 'utf8');
@@ -1117,7 +1288,7 @@ function listeningInodes(port: number): Set<string> {
 
 /** True when process `pid` holds a socket listening on `port`. */
 function listensOn(pid: number, port: number): boolean {
-  const inodes = listeningInodes(port);
+  const inodes = listeningInodes(pid, port);
   if (inodes.size === 0) return false;
   try {
     for (const fd of readdirSync(`/proc/${pid}/fd`)) {
@@ -1135,6 +1306,9 @@ function listensOn(pid: number, port: number): boolean {
   }
   return false;
 }
+
+/** How long after its grace period a restart may take before it counts as interrupted. */
+const RESTART_SLACK_MS = 60_000;
 
 function isTerminalInstance(state: InstanceState): boolean {
   return state === 'COMPLETED' || state === 'FAILED' || state === 'KILLED';

@@ -11,10 +11,26 @@
 //   exit      exit code of the last attempt (absent while one is running)
 //   restarts  number of restarts so far
 //   stop      marker written by weft: do not restart
+//
+// With a private network (WEFT_NETNS set) it also owns the instance's network
+// namespace (created with loopback up, kept across restarts, deleted when the
+// supervisor ends) and the port proxies that publish WEFT_PUBLISH_PORTS on the
+// host's 127.0.0.1 (port-proxy.ts; they end when the supervisor does).
 export const SUPERVISOR_SCRIPT = `#!/bin/sh
 # weft local runtime: instance supervisor. $1 = instance dir, $2 = restart policy (never|always), then the command.
 d="$1"; policy="$2"; shift 2
-n=0
+if [ -n "$WEFT_NETNS" ]; then
+  trap 'ip netns delete "$WEFT_NETNS" 2>/dev/null' EXIT
+  ip netns add "$WEFT_NETNS" 2>/dev/null
+  nsenter --net="/run/netns/$WEFT_NETNS" ip link set lo up || { echo "[weft] cannot set up the network namespace $WEFT_NETNS"; echo 125 > "$d/exit"; exit 125; }
+  if [ -n "$WEFT_PUBLISH_PORTS" ]; then
+    nsenter --net="/run/netns/$WEFT_NETNS" "$WEFT_NODE" "$WEFT_PORT_PROXY" inner "$d" $$ $WEFT_PUBLISH_PORTS &
+    "$WEFT_NODE" "$WEFT_PORT_PROXY" outer "$d" $$ $WEFT_PUBLISH_PORTS &
+  fi
+fi
+# Restarts counted so far (weft's own restarts included): crash restarts continue the count.
+n=$(cat "$d/restarts" 2>/dev/null || echo 0)
+case "$n" in ''|*[!0-9]*) n=0 ;; esac
 delay=1
 while :; do
   rm -f "$d/exit"
