@@ -600,6 +600,10 @@ export function createHandler(options: HandlerOptions): (req: IncomingMessage, r
 
   return (req, res) => {
     const started = Date.now();
+    // A client that drops the connection makes node emit 'error' on the request; while
+    // nothing reads the body yet (e.g. during an await before it), that error would be
+    // uncaught and end the process. Body readers get it through their own listeners.
+    req.on('error', () => undefined);
     route(req, res)
       .catch((error: unknown) => answerError(req, res, error))
       .catch((error: unknown) => {

@@ -58,6 +58,9 @@ export function guardBody(req: IncomingMessage, policy: BodyPolicy): Readable {
     previous.destroy();
   }
   const out = new PassThrough({ highWaterMark: guardHighWaterMark });
+  // A guard created but never read (its handler failed first) must not turn a later
+  // client error into an uncaught 'error' event; readers attach their own listeners.
+  out.on('error', () => undefined);
   currentGuard.set(req, out);
   if (req.readableEnded) {
     out.end();
