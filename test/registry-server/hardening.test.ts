@@ -350,3 +350,24 @@ test('`weft registry serve --root` on a folder that cannot be created fails at o
     assert.match(result.stderr, new RegExp(`cannot create the registry storage in ${root.replace(/\//g, '\\/')}.*pass --root with a writable folder`));
   }
 });
+
+test('bcrypt checks run on a worker in turn across clients: addresses that logged in before first, then new ones, then those with failed logins', { timeout: 60_000 }, async () => {
+  const { BcryptPool, Priority } = await import('../../src/registry/server/auth.js');
+  const { hashSync } = await import('bcryptjs');
+  const hash = hashSync('right', 4);
+  const pool = new BcryptPool(1, 2);
+  try {
+    const order: string[] = [];
+    const check = (client: string, password: string, suspect: boolean) => pool.verify(client, password, hash, suspect ? Priority.suspect : Priority.unknown).then((ok) => order.push(`${client}:${ok}`));
+    // one worker: the first job runs at once, the rest queue
+    const jobs = [check('a', 'x1', true), check('b', 'y1', true), check('b', 'y2', true), check('a', 'x2', true), check('newcomer', 'right', false)];
+    // a third pending check from one client is refused at once
+    await assert.rejects(pool.verify('a', 'x3', hash, Priority.suspect), (error: Error & { status?: number }) => error.status === 429);
+    const known = pool.verify('known', 'right', hash, Priority.trusted).then((ok) => order.push(`known:${ok}`));
+    await Promise.all([...jobs, known]);
+    // an address that logged in before goes first, then newcomers, then the suspects, who take turns (a's second check before b's second)
+    assert.deepEqual(order, ['a:false', 'known:true', 'newcomer:true', 'b:false', 'a:false', 'b:false']);
+  } finally {
+    await pool.close();
+  }
+});

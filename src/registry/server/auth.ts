@@ -48,13 +48,27 @@ interface Job {
   reject: (error: Error) => void;
 }
 
+/** Order in which clients' checks are served: lower first. */
+export enum Priority {
+  /** An address that logged in successfully before and has no recent failed login. */
+  trusted = 0,
+  /** An address not seen before. */
+  unknown = 1,
+  /** An address with recent failed logins. */
+  suspect = 2,
+}
+
 /** bcrypt comparisons on worker threads, taken from the clients' queues in turn. */
 export class BcryptPool {
   private readonly idle: Worker[] = [];
   private readonly running = new Map<Worker, Job>();
   private readonly workers = new Set<Worker>();
-  /** Waiting jobs per client; Map order is the round-robin order. */
-  private readonly queues = new Map<string, Job[]>();
+  /**
+   * Waiting jobs per client, in tiers (see Priority): a newcomer from an address
+   * that logged in before does not wait behind attackers. Map order is the
+   * round-robin order within a tier.
+   */
+  private readonly queues = [new Map<string, Job[]>(), new Map<string, Job[]>(), new Map<string, Job[]>()] as const;
   private readonly pendingByClient = new Map<string, number>();
   private queued = 0;
   private nextId = 1;
@@ -62,7 +76,7 @@ export class BcryptPool {
 
   constructor(private readonly size: number, private readonly pendingPerClient: number, private readonly maxQueued = 1024) {}
 
-  verify(client: string, password: string, hash: string): Promise<boolean> {
+  verify(client: string, password: string, hash: string, priority: Priority = Priority.unknown): Promise<boolean> {
     if (this.closed) return Promise.reject(new Error('the registry is shutting down'));
     const pending = this.pendingByClient.get(client) ?? 0;
     if (pending >= this.pendingPerClient || this.queued >= this.maxQueued) {
@@ -71,9 +85,10 @@ export class BcryptPool {
     this.pendingByClient.set(client, pending + 1);
     return new Promise<boolean>((resolve, reject) => {
       const job: Job = { id: this.nextId++, client, password, hash, resolve, reject };
-      const queue = this.queues.get(client);
+      const tier = this.queues[priority];
+      const queue = tier.get(client);
       if (queue) queue.push(job);
-      else this.queues.set(client, [job]);
+      else tier.set(client, [job]);
       this.queued++;
       this.dispatch();
     });
@@ -86,15 +101,18 @@ export class BcryptPool {
   }
 
   private takeNext(): Job | undefined {
-    const first = this.queues.entries().next();
-    if (first.done) return undefined;
-    const [client, queue] = first.value;
-    const job = queue.shift()!;
-    // move this client to the back of the rotation (or drop it when it has nothing left)
-    this.queues.delete(client);
-    if (queue.length > 0) this.queues.set(client, queue);
-    this.queued--;
-    return job;
+    for (const tier of this.queues) {
+      const first = tier.entries().next();
+      if (first.done) continue;
+      const [client, queue] = first.value;
+      const job = queue.shift()!;
+      // move this client to the back of the rotation (or drop it when it has nothing left)
+      tier.delete(client);
+      if (queue.length > 0) tier.set(client, queue);
+      this.queued--;
+      return job;
+    }
+    return undefined;
   }
 
   private spawn(): Worker {
@@ -144,8 +162,10 @@ export class BcryptPool {
 
   async close(): Promise<void> {
     this.closed = true;
-    for (const queue of this.queues.values()) for (const job of queue) job.reject(new Error('the registry is shutting down'));
-    this.queues.clear();
+    for (const tier of this.queues) {
+      for (const queue of tier.values()) for (const job of queue) job.reject(new Error('the registry is shutting down'));
+      tier.clear();
+    }
     this.queued = 0;
     await Promise.all([...this.workers].map((worker) => worker.terminate()));
   }
@@ -157,6 +177,8 @@ export class Htpasswd {
   private readonly verified = new BoundedSet(10_000);
   /** ... and of credentials already refused, so a repeated wrong password costs no bcrypt either. */
   private readonly refused = new BoundedSet(10_000);
+  /** Client addresses that logged in successfully: their new logins are checked first. */
+  private readonly trustedClients = new BoundedSet(10_000);
   private readonly failures: ClientBudget;
   private readonly pool: BcryptPool;
 
@@ -198,15 +220,22 @@ export class Htpasswd {
     const password = colon < 0 ? '' : decoded.slice(colon + 1);
     const hash = this.users.get(user);
     const key = createHash('sha256').update(`${user}\u0000${password}\u0000${hash ?? ''}`).digest('hex');
-    if (hash && this.verified.has(key)) return true;
+    if (hash && this.verified.has(key)) {
+      this.trustedClients.add(client);
+      return true;
+    }
     const wait = this.failures.retryAfter(client);
     if (wait > 0) {
       throw new RegistryError('TOOMANYREQUESTS', `too many failed logins from this client: retry in ${wait} s`, { headers: { 'Retry-After': String(wait) } });
     }
     let ok = false;
-    if (hash && colon >= 0 && !this.refused.has(key)) ok = await this.pool.verify(client, password, hash);
+    if (hash && colon >= 0 && !this.refused.has(key)) {
+      const priority = this.failures.hasSpent(client) ? Priority.suspect : this.trustedClients.has(client) ? Priority.trusted : Priority.unknown;
+      ok = await this.pool.verify(client, password, hash, priority);
+    }
     if (ok) {
       this.verified.add(key);
+      this.trustedClients.add(client);
       return true;
     }
     this.refused.add(key);

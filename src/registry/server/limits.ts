@@ -178,6 +178,11 @@ export class ClientBudget {
     return Math.ceil(((1 - tokens) / this.perMinute) * 60);
   }
 
+  /** True while `client` has spent from its bucket and not fully refilled it. */
+  hasSpent(client: string, now = Date.now()): boolean {
+    return this.current(client, now) < this.burst;
+  }
+
   spend(client: string, now = Date.now()): void {
     const tokens = this.current(client, now);
     if (!this.buckets.has(client) && this.buckets.size >= this.maxClients) {
