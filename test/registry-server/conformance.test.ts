@@ -18,7 +18,7 @@ function suiteBinary(): string {
 test('the OCI conformance suite passes in every category against the embedded registry', { timeout: 600_000 }, async (t) => {
   const binary = suiteBinary();
   const dir = await tempDir('conformance');
-  const registry = await startRegistry({ root: join(dir.path, 'root'), logLevel: 'silent' });
+  const registry = await startRegistry({ root: join(dir.path, 'root'), logLevel: 'silent', enableDelete: true });
   try {
     const env: NodeJS.ProcessEnv = {
       ...process.env,

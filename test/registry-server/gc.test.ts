@@ -25,7 +25,7 @@ async function age(root: string, digest: string): Promise<void> {
 test('gc deletes only old unreferenced blobs, keeping referenced, recent and in-flight ones', { timeout: 120_000 }, async () => {
   const dir = await tempDir('registry-gc');
   const root = join(dir.path, 'root');
-  const registry = await startRegistry({ root, logLevel: 'silent' });
+  const registry = await startRegistry({ root, logLevel: 'silent', enableDelete: true });
   try {
     const base = registry.url;
     const kept = await makeImage(2, 20_000, 'kept');

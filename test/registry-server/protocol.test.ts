@@ -13,7 +13,7 @@ let base: string;
 
 before(async () => {
   dir = await tempDir('registry-protocol');
-  registry = await startRegistry({ root: join(dir.path, 'root'), logLevel: 'silent', uploadTimeoutMs: 400, maxManifestBytes: 64 * 1024 });
+  registry = await startRegistry({ root: join(dir.path, 'root'), logLevel: 'silent', uploadTimeoutMs: 400, maxManifestBytes: 64 * 1024, enableDelete: true });
   base = registry.url;
 });
 

@@ -41,8 +41,14 @@ export function register(program: Command): void {
     .option('--gc-grace <duration>', 'keep unreferenced blobs younger than this', '1h')
     .option('--read-only', 'refuse pushes and deletes (403 DENIED)')
     .option('--max-concurrent-uploads <n>', 'uploads streaming at once before others get 429', '256')
+    .option('--max-uploads-per-client <n>', 'uploads one client address may stream at once (default: an eighth of --max-concurrent-uploads)')
+    .option('--body-idle-timeout <duration>', 'cut off (408) a request body that sends nothing this long', '30s')
+    .option('--min-body-rate <size>', 'after --body-idle-timeout, cut off bodies slower than this per second (0: off)', '4KiB')
+    .option('--headers-timeout <duration>', 'time a client has to send its request headers', '20s')
+    .option('--request-timeout <duration>', 'time a client has to send a whole request, body included (0: no limit)', '0')
+    .option('--enable-delete', 'allow deleting manifests, tags and blobs (off: 405; anyone may delete without --htpasswd)')
     .option('--json', 'print the address as JSON')
-    .action(async (opts: { readOnly?: boolean; maxConcurrentUploads: string; root: string; addr: string; htpasswd?: string; tlsCert?: string; tlsKey?: string; logLevel: string; maxManifestSize: string; uploadTimeout: string; gcInterval?: string; gcGrace: string; json?: boolean }) => {
+    .action(async (opts: { readOnly?: boolean; maxConcurrentUploads: string; maxUploadsPerClient?: string; bodyIdleTimeout: string; minBodyRate: string; headersTimeout: string; requestTimeout: string; enableDelete?: boolean; root: string; addr: string; htpasswd?: string; tlsCert?: string; tlsKey?: string; logLevel: string; maxManifestSize: string; uploadTimeout: string; gcInterval?: string; gcGrace: string; json?: boolean }) => {
       const running = await startRegistry({
         root: opts.root,
         addr: opts.addr,
@@ -56,6 +62,12 @@ export function register(program: Command): void {
         gcGracePeriodMs: duration(opts.gcGrace),
         readOnly: opts.readOnly,
         maxConcurrentUploads: positive(opts.maxConcurrentUploads, '--max-concurrent-uploads'),
+        maxUploadsPerClient: opts.maxUploadsPerClient === undefined ? undefined : positive(opts.maxUploadsPerClient, '--max-uploads-per-client'),
+        bodyIdleTimeoutMs: duration(opts.bodyIdleTimeout),
+        minBodyBytesPerSecond: size(opts.minBodyRate),
+        headersTimeoutMs: duration(opts.headersTimeout),
+        requestTimeoutMs: duration(opts.requestTimeout),
+        enableDelete: opts.enableDelete === true,
       });
       if (opts.json) printJson({ url: running.url, host: running.host, port: running.port, root: running.root, pid: process.pid });
       else process.stdout.write(`${running.url}\n`);

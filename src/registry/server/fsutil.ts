@@ -4,7 +4,35 @@
 import { constants } from 'node:fs';
 import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
-import { basename, dirname, join } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
+
+/**
+ * `mkdir -p` that always terminates. Node's own `mkdir(path, { recursive: true })`
+ * loops forever when mkdir(2) answers ENOENT although the parent exists (e.g.
+ * under /proc/<pid>/), so this walks up at most once per path component and
+ * reports the first directory it could not create.
+ */
+export async function mkdirp(path: string): Promise<void> {
+  const target = resolve(path);
+  try {
+    await mkdir(target);
+    return;
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST') {
+      if ((await stat(target)).isDirectory()) return;
+      throw error;
+    }
+    if (code !== 'ENOENT' || dirname(target) === target) throw error;
+  }
+  await mkdirp(dirname(target));
+  try {
+    await mkdir(target);
+  } catch (error) {
+    // the parent now exists; a second ENOENT means this filesystem refuses it (no retry)
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST' || !(await stat(target)).isDirectory()) throw error;
+  }
+}
 
 export async function fsyncDir(dir: string): Promise<void> {
   let handle;
@@ -24,7 +52,7 @@ export function tempName(target: string): string {
 
 /** Atomically replaces `target` with `data` (fsync before and after the rename). */
 export async function writeFileAtomic(target: string, data: string | Buffer, durable = true): Promise<void> {
-  await mkdir(dirname(target), { recursive: true });
+  await mkdirp(dirname(target));
   const temp = tempName(target);
   const handle = await open(temp, 'w', 0o644);
   try {

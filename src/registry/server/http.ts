@@ -1,11 +1,13 @@
 // HTTP routing of the OCI distribution spec v1.1 on node:http.
 import { createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import { MediaType } from '../../image/oci.js';
 import type { Htpasswd } from './auth.js';
 import { RegistryError } from './errors.js';
-import type { RwLock } from './lock.js';
+import { guardBody, isBodyTimeout, UploadSlots, clientKey, type BodyPolicy } from './limits.js';
+import { KeyedMutex, type RwLock } from './lock.js';
 import { isTag, parseDigest, validateName, type ParsedDigest } from './names.js';
 import type { ReferrerDescriptor, Storage } from './storage.js';
 
@@ -20,6 +22,17 @@ export interface HandlerOptions {
   readOnly?: boolean;
   /** Uploads streaming at once before new ones get 429 TOOMANYREQUESTS. */
   maxConcurrentUploads: number;
+  /** Uploads one client (peer address, IPv6 /64) may stream at once. */
+  maxUploadsPerClient: number;
+  /** Stalled and trickling request bodies are cut off with 408. */
+  body: BodyPolicy;
+  /** Manifest and blob DELETE (off: 405 UNSUPPORTED, as in the distribution registry). */
+  enableDelete?: boolean;
+  /**
+   * Bytes of a refused request's body read and discarded before answering, so
+   * the client (still sending) reads the error instead of a connection reset.
+   */
+  maxDiscardBytes?: number;
 }
 
 const knownManifestTypes = new Set<string>([MediaType.ociManifest, MediaType.ociIndex, MediaType.dockerManifest, MediaType.dockerManifestList]);
@@ -63,14 +76,14 @@ function uploadRange(req: IncomingMessage): { start: number; end: number } | und
   return { start, end };
 }
 
-async function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+async function readBody(req: IncomingMessage, body: () => Readable, limit: number): Promise<Buffer> {
   const declared = contentLength(req);
   if (declared !== undefined && declared > limit) {
     throw new RegistryError('MANIFEST_INVALID', `manifest is ${declared} bytes; the limit is ${limit}`, { status: 413, detail: { limit } });
   }
   const chunks: Buffer[] = [];
   let total = 0;
-  for await (const chunk of req) {
+  for await (const chunk of body()) {
     total += (chunk as Buffer).length;
     if (total > limit) throw new RegistryError('MANIFEST_INVALID', `manifest exceeds the limit of ${limit} bytes`, { status: 413, detail: { limit } });
     chunks.push(chunk as Buffer);
@@ -78,9 +91,21 @@ async function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
   return Buffer.concat(chunks);
 }
 
-async function drain(req: IncomingMessage): Promise<void> {
-  for await (const _ of req) {
+async function drain(body: Readable): Promise<void> {
+  for await (const _ of body) {
     /* discard */
+  }
+}
+
+/**
+ * Decodes a %-escaped path parameter; malformed escapes such as "%ZZ" are the
+ * client's mistake (400 with `code`), not an internal error.
+ */
+function decodeParam(value: string, code: 'DIGEST_INVALID' | 'MANIFEST_INVALID' | 'NAME_INVALID'): string {
+  try {
+    return decodeURIComponent(value);
+  } catch {
+    throw new RegistryError(code, `malformed %-escape in "${value}"`, { status: 400, detail: { value } });
   }
 }
 
@@ -115,10 +140,15 @@ function isNonDistributable(mediaType: string, urls: unknown): boolean {
 
 export function createHandler(options: HandlerOptions): (req: IncomingMessage, res: ServerResponse) => void {
   const { storage, lock, logger, htpasswd } = options;
+  const slots = new UploadSlots(options.maxConcurrentUploads, options.maxUploadsPerClient);
+  /** Serialises a repository's deletes with its manifest pushes (reference checks stay true until the commit). */
+  const repoMutex = new KeyedMutex();
+  const maxDiscardBytes = options.maxDiscardBytes ?? 16 * 1024 * 1024;
+  const bodyOf = (req: IncomingMessage) => () => guardBody(req, options.body);
 
   async function authorize(req: IncomingMessage): Promise<void> {
     if (!htpasswd) return;
-    if (await htpasswd.check(req.headers.authorization)) return;
+    if (await htpasswd.check(req.headers.authorization, clientKey(req))) return;
     throw new RegistryError('UNAUTHORIZED', 'authentication required: log in with a user of the registry\'s htpasswd file', {
       headers: { 'WWW-Authenticate': `Basic realm="${options.realm}", charset="UTF-8"` },
     });
@@ -187,7 +217,14 @@ export function createHandler(options: HandlerOptions): (req: IncomingMessage, r
 
   async function deleteBlob(res: ServerResponse, name: string, ref: string): Promise<void> {
     const d = parseDigest(ref);
-    if (!(await storage.unlinkBlob(name, d))) throw new RegistryError('BLOB_UNKNOWN', 'blob unknown to this repository', { detail: { digest: d.digest } });
+    await repoMutex.run(name, async () => {
+      // A blob a manifest still names stays: deleting it would leave that manifest unpullable.
+      const users = await storage.manifestsReferencing(name, d);
+      if (users.length > 0) {
+        throw new RegistryError('DENIED', `blob ${d.digest} is referenced by ${users.length} manifest(s) in ${name} (${users.slice(0, 3).join(', ')}${users.length > 3 ? ', ...' : ''}): delete those manifests first`, { status: 409, detail: { digest: d.digest, manifests: users } });
+      }
+      if (!(await storage.unlinkBlob(name, d))) throw new RegistryError('BLOB_UNKNOWN', 'blob unknown to this repository', { detail: { digest: d.digest } });
+    });
     send(res, 202);
   }
 
@@ -214,7 +251,7 @@ export function createHandler(options: HandlerOptions): (req: IncomingMessage, r
         return true;
       });
       if (mounted) {
-        await drain(req);
+        await drain(bodyOf(req)());
         blobCreated(res, name, d);
         return;
       }
@@ -224,11 +261,11 @@ export function createHandler(options: HandlerOptions): (req: IncomingMessage, r
     if (digest !== null) {
       const d = parseDigest(digest);
       const length = contentLength(req);
-      await lock.read(() => storage.putBlob(name, d, req, length));
+      await storage.putBlob(name, d, bodyOf(req)(), length, (commit) => lock.read(commit));
       blobCreated(res, name, d);
       return;
     }
-    await drain(req);
+    await drain(bodyOf(req)());
     const id = await storage.createUpload(name);
     const session = await storage.getUpload(name, id);
     send(res, 202, storage.uploadHeaders(session));
@@ -236,7 +273,7 @@ export function createHandler(options: HandlerOptions): (req: IncomingMessage, r
 
   async function patchUpload(req: IncomingMessage, res: ServerResponse, name: string, id: string): Promise<void> {
     const session = await storage.getUpload(name, id);
-    await storage.appendUpload(session, req, uploadRange(req), contentLength(req));
+    await storage.appendUpload(session, bodyOf(req)(), uploadRange(req), contentLength(req));
     send(res, 202, storage.uploadHeaders(session));
   }
 
@@ -248,9 +285,9 @@ export function createHandler(options: HandlerOptions): (req: IncomingMessage, r
     const length = contentLength(req);
     const range = uploadRange(req);
     if (range || (length !== undefined && length > 0) || (length === undefined && req.headers['transfer-encoding'])) {
-      await storage.appendUpload(session, req, range, length);
+      await storage.appendUpload(session, bodyOf(req)(), range, length);
     } else {
-      await drain(req);
+      await drain(bodyOf(req)());
     }
     await lock.read(() => storage.finishUpload(session, d));
     blobCreated(res, name, d);
@@ -298,7 +335,7 @@ export function createHandler(options: HandlerOptions): (req: IncomingMessage, r
     if (!byDigest && !isTag(ref)) throw new RegistryError('MANIFEST_INVALID', `invalid tag "${ref}": up to 128 of [A-Za-z0-9_.-], not starting with . or -`);
     const extraTags = query.getAll('tag');
     for (const tag of extraTags) if (!isTag(tag)) throw new RegistryError('MANIFEST_INVALID', `invalid tag "${tag}" in ?tag=`);
-    const body = await readBody(req, options.maxManifestBytes);
+    const body = await readBody(req, bodyOf(req), options.maxManifestBytes);
     const digest = parseDigest(digestOf(refDigest?.algorithm ?? 'sha256', body));
     if (refDigest && digest.digest !== refDigest.digest) {
       throw new RegistryError('DIGEST_INVALID', `manifest content has digest ${digest.digest}, not ${refDigest.digest}`, { detail: { expected: refDigest.digest, actual: digest.digest } });
@@ -324,7 +361,7 @@ export function createHandler(options: HandlerOptions): (req: IncomingMessage, r
     const isIndex = mediaType === MediaType.ociIndex || mediaType === MediaType.dockerManifestList;
     const subject = doc.subject !== undefined ? checkDescriptor(doc.subject, 'subject') : undefined;
 
-    await lock.read(async () => {
+    await repoMutex.run(name, () => lock.read(async () => {
       const missing: string[] = [];
       if (isIndex) {
         if (!Array.isArray(doc.manifests)) throw new RegistryError('MANIFEST_INVALID', 'an index needs a "manifests" array');
@@ -355,7 +392,7 @@ export function createHandler(options: HandlerOptions): (req: IncomingMessage, r
       }
       const tags = byDigest ? extraTags : [ref, ...extraTags];
       await storage.putManifest(name, digest, body, mediaType!, tags, subject?.digest, referrer);
-    });
+    }));
     const headers: Record<string, string> = { Location: `/v2/${name}/manifests/${digest.digest}`, 'Docker-Content-Digest': digest.digest };
     if (subject) headers['OCI-Subject'] = subject.digest.digest;
     if (extraTags.length > 0) headers['OCI-Tag'] = extraTags.join(', ');
@@ -370,16 +407,23 @@ export function createHandler(options: HandlerOptions): (req: IncomingMessage, r
       return;
     }
     const d = parseDigest(ref);
-    const manifest = await storage.getManifest(name, d);
-    if (!manifest) throw new RegistryError('MANIFEST_UNKNOWN', `manifest ${ref} is not in ${name}`, { detail: { digest: ref } });
-    let subject: ParsedDigest | undefined;
-    try {
-      const doc = JSON.parse(manifest.body.toString('utf8')) as { subject?: { digest?: string } };
-      if (typeof doc.subject?.digest === 'string') subject = parseDigest(doc.subject.digest);
-    } catch {
-      /* no subject */
-    }
-    await storage.deleteManifest(name, d, subject);
+    await repoMutex.run(name, async () => {
+      const manifest = await storage.getManifest(name, d);
+      if (!manifest) throw new RegistryError('MANIFEST_UNKNOWN', `manifest ${ref} is not in ${name}`, { detail: { digest: ref } });
+      // A child of an index stays while the index does: deleting it would leave the index pointing at nothing.
+      const users = await storage.manifestsReferencing(name, d);
+      if (users.length > 0) {
+        throw new RegistryError('DENIED', `manifest ${d.digest} is a child of ${users.length} index(es) in ${name} (${users.slice(0, 3).join(', ')}${users.length > 3 ? ', ...' : ''}): delete those first`, { status: 409, detail: { digest: d.digest, manifests: users } });
+      }
+      let subject: ParsedDigest | undefined;
+      try {
+        const doc = JSON.parse(manifest.body.toString('utf8')) as { subject?: { digest?: string } };
+        if (typeof doc.subject?.digest === 'string') subject = parseDigest(doc.subject.digest);
+      } catch {
+        /* no subject */
+      }
+      await storage.deleteManifest(name, d, subject);
+    });
     send(res, 202);
   }
 
@@ -431,18 +475,8 @@ export function createHandler(options: HandlerOptions): (req: IncomingMessage, r
     throw new RegistryError('UNSUPPORTED', 'method not allowed on this endpoint', { status: 405 });
   }
 
-  let uploadsInFlight = 0;
-  /** Bounds the uploads streaming at once; the rest are told to retry (429 + Retry-After). */
-  async function bounded(fn: () => Promise<void>): Promise<void> {
-    if (uploadsInFlight >= options.maxConcurrentUploads) {
-      throw new RegistryError('TOOMANYREQUESTS', `more than ${options.maxConcurrentUploads} uploads in flight: retry shortly`, { headers: { 'Retry-After': '1' } });
-    }
-    uploadsInFlight++;
-    try {
-      await fn();
-    } finally {
-      uploadsInFlight--;
-    }
+  function deletesDisabled(): never {
+    throw new RegistryError('UNSUPPORTED', 'deletes are disabled on this registry: start it with --enable-delete to allow them', { status: 405 });
   }
 
   async function route(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -471,6 +505,8 @@ export function createHandler(options: HandlerOptions): (req: IncomingMessage, r
       return;
     }
     let m: RegExpExecArray | null;
+    // Bounds the uploads streaming at once, overall and per client; the rest are told to retry (429 + Retry-After).
+    const bounded = (fn: () => Promise<void>) => slots.run(clientKey(req), fn);
     if ((m = routes.uploads.exec(path))) {
       const name = validateName(m[1]);
       if (method !== 'POST') methodNotAllowed();
@@ -494,16 +530,17 @@ export function createHandler(options: HandlerOptions): (req: IncomingMessage, r
     }
     if ((m = routes.blob.exec(path))) {
       const name = validateName(m[1]);
-      if (method === 'GET' || method === 'HEAD') return getBlob(req, res, name, decodeURIComponent(m[2]));
-      if (method === 'DELETE') return deleteBlob(res, name, decodeURIComponent(m[2]));
+      const ref = decodeParam(m[2], 'DIGEST_INVALID');
+      if (method === 'GET' || method === 'HEAD') return getBlob(req, res, name, ref);
+      if (method === 'DELETE') return options.enableDelete ? deleteBlob(res, name, ref) : deletesDisabled();
       methodNotAllowed();
     }
     if ((m = routes.manifest.exec(path))) {
       const name = validateName(m[1]);
-      const ref = decodeURIComponent(m[2]);
+      const ref = decodeParam(m[2], 'MANIFEST_INVALID');
       if (method === 'GET' || method === 'HEAD') return getManifest(req, res, name, ref);
       if (method === 'PUT') return putManifest(req, res, name, ref, query);
-      if (method === 'DELETE') return deleteManifest(res, name, ref);
+      if (method === 'DELETE') return options.enableDelete ? deleteManifest(res, name, ref) : deletesDisabled();
       methodNotAllowed();
     }
     if ((m = routes.tags.exec(path))) {
@@ -514,33 +551,64 @@ export function createHandler(options: HandlerOptions): (req: IncomingMessage, r
     if ((m = routes.referrers.exec(path))) {
       const name = validateName(m[1]);
       if (method !== 'GET') methodNotAllowed();
-      return listReferrers(res, name, decodeURIComponent(m[2]), query);
+      return listReferrers(res, name, decodeParam(m[2], 'DIGEST_INVALID'), query);
     }
     // /v2/<something> that matches no endpoint: say so, naming the likely mistake.
     const name = path.slice(4).split('/')[0] ?? '';
     throw new RegistryError(name.includes('..') ? 'NAME_INVALID' : 'NAME_UNKNOWN', 'unknown endpoint or invalid repository name', { status: name.includes('..') ? 400 : 404 });
   }
 
+  /**
+   * Reads and drops what is left of a refused request's body (at most
+   * maxDiscardBytes, under the body timeouts). True when the body ended, so the
+   * answer can be read by a client that sends its whole body before reading.
+   */
+  async function discardRest(req: IncomingMessage): Promise<boolean> {
+    const declared = contentLength(req);
+    if (declared !== undefined && declared > maxDiscardBytes) return false;
+    let seen = 0;
+    try {
+      for await (const chunk of guardBody(req, options.body)) {
+        seen += (chunk as Buffer).length;
+        if (seen > maxDiscardBytes) return false;
+      }
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  async function answerError(req: IncomingMessage, res: ServerResponse, error: unknown): Promise<void> {
+    let registryError: RegistryError;
+    if (error instanceof RegistryError) {
+      registryError = error;
+    } else {
+      logger.error({ err: error, method: req.method, url: req.url }, 'request failed');
+      registryError = new RegistryError('UNSUPPORTED', `internal error: ${(error as Error)?.message ?? String(error)}`, { status: 500 });
+    }
+    if (res.headersSent || res.destroyed) {
+      res.destroy();
+      return;
+    }
+    if (!req.complete && !req.destroyed && !isBodyTimeout(error) && registryError.status < 500) await discardRest(req);
+    if (res.destroyed) return;
+    // the body of a refused request may still be arriving: don't reuse the connection
+    if (!req.complete) res.shouldKeepAlive = false;
+    const headers: Record<string, string> = { 'Content-Type': 'application/json', ...registryError.headers };
+    send(res, registryError.status, headers, req.method === 'HEAD' ? undefined : registryError.body());
+  }
+
   return (req, res) => {
     const started = Date.now();
+    // A client that drops the connection makes node emit 'error' on the request; while
+    // nothing reads the body yet (e.g. during an await before it), that error would be
+    // uncaught and end the process. Body readers get it through their own listeners.
+    req.on('error', () => undefined);
     route(req, res)
+      .catch((error: unknown) => answerError(req, res, error))
       .catch((error: unknown) => {
-        const registryError =
-          error instanceof RegistryError
-            ? error
-            : (() => {
-                logger.error({ err: error, method: req.method, url: req.url }, 'request failed');
-                const e = new RegistryError('UNSUPPORTED', `internal error: ${(error as Error)?.message ?? String(error)}`, { status: 500 });
-                return e;
-              })();
-        if (res.headersSent || res.destroyed) {
-          res.destroy();
-          return;
-        }
-        // the body of a rejected request may still be arriving: don't reuse the connection
-        if (!req.complete) res.shouldKeepAlive = false;
-        const headers: Record<string, string> = { 'Content-Type': 'application/json', ...registryError.headers };
-        send(res, registryError.status, headers, req.method === 'HEAD' ? undefined : registryError.body());
+        logger.error({ err: error, method: req.method, url: req.url }, 'answering an error failed');
+        res.destroy();
       })
       .finally(() => {
         logger.debug({ method: req.method, url: req.url, status: res.statusCode, ms: Date.now() - started }, 'request');

@@ -41,6 +41,20 @@ export interface RegistryOptions {
   readOnly?: boolean;
   /** Uploads streaming at once before others get 429 TOOMANYREQUESTS (default 256). */
   maxConcurrentUploads?: number;
+  /** Uploads one client (peer address; IPv6 by /64) may stream at once (default: an eighth of maxConcurrentUploads, at least 1). */
+  maxUploadsPerClient?: number;
+  /** A request body that delivers nothing for this long is cut off with 408 (default 30 s). */
+  bodyIdleTimeoutMs?: number;
+  /** After the first bodyIdleTimeoutMs, a body must average this rate or get 408 (default 4 KiB/s; 0 disables). */
+  minBodyBytesPerSecond?: number;
+  /** Time a client has to send the request line and headers (default 20 s). */
+  headersTimeoutMs?: number;
+  /** Time a client has to send a whole request, body included (default 0: unlimited; bodies are bounded by the idle and rate rules). */
+  requestTimeoutMs?: number;
+  /** Allow DELETE of manifests, tags and blobs (default false: 405 UNSUPPORTED). */
+  enableDelete?: boolean;
+  /** Failed logins per client per minute before 429 (htpasswd only, default 10). */
+  authFailuresPerMinute?: number;
 }
 
 export interface RunningRegistry {
@@ -68,18 +82,29 @@ export function parseAddr(addr: string): { host: string; port: number } {
 
 export async function startRegistry(options: RegistryOptions = {}): Promise<RunningRegistry> {
   const root = options.root ?? defaultRegistryRoot();
+  for (const [flag, value] of [['bodyIdleTimeoutMs', options.bodyIdleTimeoutMs], ['headersTimeoutMs', options.headersTimeoutMs]] as const) {
+    if (value !== undefined && !(value > 0)) throw new Error(`${flag} must be positive, not ${value}`);
+  }
   const { host, port } = parseAddr(options.addr ?? '127.0.0.1:0');
   if ((options.tlsCert === undefined) !== (options.tlsKey === undefined)) throw new Error('TLS needs both --tls-cert and --tls-key');
   const logger = options.logger ?? pino({ level: options.logLevel ?? 'warn', base: { component: 'registry' } }, destination(2));
-  const htpasswd = options.htpasswd ? new Htpasswd(options.htpasswd) : undefined;
   const storage = new Storage(root);
   await storage.init();
+  const htpasswd = options.htpasswd ? new Htpasswd(options.htpasswd, { failuresPerMinute: options.authFailuresPerMinute }) : undefined;
+  const maxConcurrentUploads = options.maxConcurrentUploads ?? 256;
   const lock = new RwLock();
   const uploadTimeoutMs = options.uploadTimeoutMs ?? defaultUploadTimeoutMs;
   const handler = createHandler({ storage, lock, logger, htpasswd, realm: 'weft-registry', maxManifestBytes: options.maxManifestBytes ?? 4 * 1024 * 1024,
     readOnly: options.readOnly,
-    maxConcurrentUploads: options.maxConcurrentUploads ?? 256,
+    maxConcurrentUploads,
+    maxUploadsPerClient: options.maxUploadsPerClient ?? Math.max(1, Math.ceil(maxConcurrentUploads / 8)),
+    body: { idleTimeoutMs: options.bodyIdleTimeoutMs ?? 30_000, minBytesPerSecond: options.minBodyBytesPerSecond ?? 4096 },
+    enableDelete: options.enableDelete,
   });
+  const headersTimeout = options.headersTimeoutMs ?? 20_000;
+  const requestTimeout = options.requestTimeoutMs ?? 0;
+  // node checks header and request deadlines on this interval (default 30 s, too coarse for a 20 s limit)
+  const serverOptions = { connectionsCheckingInterval: Math.max(Math.min(headersTimeout / 4, 1000), 50) };
 
   let server: Server;
   if (options.tlsCert && options.tlsKey) {
@@ -91,13 +116,15 @@ export async function startRegistry(options: RegistryOptions = {}): Promise<Runn
     } catch (error) {
       throw new Error(`cannot read the TLS certificate or key: ${(error as Error).message}`);
     }
-    server = createHttpsServer({ cert, key }, handler) as unknown as Server;
+    server = createHttpsServer({ ...serverOptions, cert, key }, handler) as unknown as Server;
   } else {
-    server = createHttpServer(handler);
+    server = createHttpServer(serverOptions, handler);
   }
   server.keepAliveTimeout = 30_000;
-  server.requestTimeout = 0; // large layers may take long; idle sockets are closed by the timeouts below
-  server.headersTimeout = 60_000;
+  // Large layers may take long: bodies are bounded by the idle and minimum-rate rules
+  // (limits.ts) rather than by one deadline, unless requestTimeoutMs asks for one.
+  server.requestTimeout = requestTimeout;
+  server.headersTimeout = requestTimeout > 0 ? Math.min(headersTimeout, requestTimeout) : headersTimeout;
 
   await new Promise<void>((resolve, reject) => {
     server.once('error', (error: NodeJS.ErrnoException) => {
@@ -109,6 +136,7 @@ export async function startRegistry(options: RegistryOptions = {}): Promise<Runn
   const urlHost = address.family === 'IPv6' ? `[${address.address}]` : address.address;
   const url = `${options.tlsCert ? 'https' : 'http'}://${urlHost}:${address.port}`;
   logger.info({ url, root }, 'registry listening');
+  if (options.enableDelete && !htpasswd) logger.warn({ url }, 'deletes are enabled without --htpasswd: anyone who can reach this address may delete content');
 
   const timers: NodeJS.Timeout[] = [];
   const purge = setInterval(() => {
@@ -138,7 +166,10 @@ export async function startRegistry(options: RegistryOptions = {}): Promise<Runn
     close() {
       closed ??= new Promise<void>((resolve) => {
         for (const timer of timers) clearInterval(timer);
-        server.close(() => resolve());
+        server.close(() => {
+          if (htpasswd) htpasswd.close().then(() => resolve(), () => resolve());
+          else resolve();
+        });
         server.closeIdleConnections();
         setTimeout(() => server.closeAllConnections(), 2000).unref();
       });

@@ -52,3 +52,27 @@ export class RwLock {
     }
   }
 }
+
+/**
+ * One holder at a time per key (a repository name): a delete checks "nothing in
+ * this repository references it" and removes it without a manifest push of the
+ * same repository validating in between. Keys without holders are forgotten.
+ */
+export class KeyedMutex {
+  private readonly tails = new Map<string, Promise<void>>();
+
+  async run<T>(key: string, fn: () => Promise<T>): Promise<T> {
+    const previous = this.tails.get(key) ?? Promise.resolve();
+    let release!: () => void;
+    const mine = new Promise<void>((resolve) => (release = resolve));
+    const tail = previous.then(() => mine);
+    this.tails.set(key, tail);
+    await previous;
+    try {
+      return await fn();
+    } finally {
+      release();
+      if (this.tails.get(key) === tail) this.tails.delete(key);
+    }
+  }
+}

@@ -11,13 +11,13 @@
 // digest was verified while it streamed in; links are written after their blob.
 import { createHash, randomUUID, type Hash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { type FileHandle, mkdir, open, readdir, readFile, rename, rm, stat, truncate, unlink, utimes, writeFile } from 'node:fs/promises';
+import { type FileHandle, open, readdir, readFile, rename, rm, stat, truncate, unlink, utimes, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { RegistryError } from './errors.js';
 import { parseDigest, type ParsedDigest } from './names.js';
-import { fsyncDir, statOrNull, writeFileAtomic } from './fsutil.js';
+import { fsyncDir, mkdirp, statOrNull, writeFileAtomic } from './fsutil.js';
 
 export interface ManifestLink {
   mediaType: string;
@@ -104,7 +104,7 @@ export class Storage {
 
   async init(): Promise<void> {
     try {
-      for (const dir of ['blobs', 'uploads', 'repositories']) await mkdir(join(this.root, dir), { recursive: true });
+      for (const dir of ['blobs', 'uploads', 'repositories']) await mkdirp(join(this.root, dir));
     } catch (error) {
       throw new Error(`cannot create the registry storage in ${this.root} (${(error as Error).message}): pass --root with a writable folder`);
     }
@@ -158,7 +158,7 @@ export class Storage {
       await (await open(link, 'a')).close();
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
-      await mkdir(dirname(link), { recursive: true });
+      await mkdirp(dirname(link));
       await (await open(link, 'a')).close();
     }
   }
@@ -186,17 +186,17 @@ export class Storage {
       await rename(tempPath, target);
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
-      await mkdir(dirname(target), { recursive: true });
+      await mkdirp(dirname(target));
       await rename(tempPath, target);
     }
     await fsyncDir(dirname(target));
   }
 
   /** Streams `body` into a temporary file, verifying `expected` (and the length if known), then commits it. */
-  async putBlob(name: string, expected: ParsedDigest, body: Readable, contentLength?: number): Promise<number> {
+  async putBlob(name: string, expected: ParsedDigest, body: Readable, contentLength?: number, commitGuard: (commit: () => Promise<void>) => Promise<void> = (commit) => commit()): Promise<number> {
     const id = randomUUID();
     const dir = join(this.root, 'uploads', id);
-    await mkdir(dir, { recursive: true });
+    await mkdirp(dir);
     const dataPath = join(dir, 'data');
     try {
       const hash = createHash(expected.algorithm);
@@ -215,8 +215,11 @@ export class Storage {
       if (actual !== expected.digest) {
         throw new RegistryError('DIGEST_INVALID', `content digest ${actual} does not match ${expected.digest}`, { detail: { expected: expected.digest, actual } });
       }
-      await this.commitBlob(dataPath, expected);
-      await this.linkBlob(name, expected);
+      // only the commit is guarded (e.g. by the GC lock), not the client-paced streaming above
+      await commitGuard(async () => {
+        await this.commitBlob(dataPath, expected);
+        await this.linkBlob(name, expected);
+      });
       return counter.bytes;
     } finally {
       await rm(dir, { recursive: true, force: true });
@@ -227,7 +230,7 @@ export class Storage {
   async createUpload(name: string): Promise<string> {
     const id = randomUUID();
     const dir = join(this.root, 'uploads', id);
-    await mkdir(dir, { recursive: true });
+    await mkdirp(dir);
     await writeFile(join(dir, 'info.json'), JSON.stringify({ name, startedAt: new Date().toISOString() }));
     this.sessions.set(id, { id, name, dataPath: join(dir, 'data'), size: 0, hash: createHash('sha256'), busy: false, lastActive: Date.now() });
     return id;
@@ -437,6 +440,45 @@ export class Storage {
     }
     if (subject) await rm(join(this.referrersDir(name, subject), `${d.algorithm}-${d.hex}`), { force: true });
     return true;
+  }
+
+  /** Digests of the manifest revisions stored in repository `name`. */
+  async listManifestRevisions(name: string): Promise<ParsedDigest[]> {
+    const out: ParsedDigest[] = [];
+    const dir = join(this.repoDir(name), '_manifests', 'revisions');
+    for (const algorithm of await readdir(dir).catch(() => [] as string[])) {
+      for (const hex of await readdir(join(dir, algorithm)).catch(() => [] as string[])) {
+        try {
+          out.push(parseDigest(`${algorithm}:${hex}`));
+        } catch {
+          /* a temp file of an interrupted write */
+        }
+      }
+    }
+    return out;
+  }
+
+  /**
+   * Manifests of repository `name` (other than `target` itself) that name `target`
+   * as their config, a layer or an index child: deleting `target` would leave them
+   * pointing at nothing.
+   */
+  async manifestsReferencing(name: string, target: ParsedDigest): Promise<string[]> {
+    const out: string[] = [];
+    for (const revision of await this.listManifestRevisions(name)) {
+      if (revision.digest === target.digest) continue;
+      const manifest = await this.getManifest(name, revision);
+      if (!manifest) continue;
+      let doc: { config?: { digest?: unknown }; layers?: Array<{ digest?: unknown }>; manifests?: Array<{ digest?: unknown }> };
+      try {
+        doc = JSON.parse(manifest.body.toString('utf8'));
+      } catch {
+        continue;
+      }
+      const named = [doc.config, ...(Array.isArray(doc.layers) ? doc.layers : []), ...(Array.isArray(doc.manifests) ? doc.manifests : [])];
+      if (named.some((descriptor) => descriptor?.digest === target.digest)) out.push(revision.digest);
+    }
+    return out.sort();
   }
 
   async repoExists(name: string): Promise<boolean> {
