@@ -143,32 +143,44 @@ export class MasterService {
   private async archive(runId: string, follow: boolean): Promise<void> {
     const skip = new Map<string, number>();
     let buffer: Array<{ runnable: string; instance: string; line: string; stream?: 'stdout' | 'stderr' }> = [];
-    let lastFlush = Date.now();
-    const flush = async () => {
+    // Flushes are chained so lines of one source are appended in order; a timer flushes a quiet stream's last lines.
+    let chain: Promise<void> = Promise.resolve();
+    let timer: NodeJS.Timeout | undefined;
+    const flush = () => {
+      if (timer) clearTimeout(timer);
+      timer = undefined;
       const batch = buffer;
       buffer = [];
-      lastFlush = Date.now();
-      const bySource = new Map<string, typeof batch>();
-      for (const l of batch) {
-        const key = `${l.runnable}\u0000${l.instance}`;
-        if (!bySource.has(key)) bySource.set(key, []);
-        bySource.get(key)!.push(l);
-      }
-      for (const lines of bySource.values()) await this.store.appendLogs(runId, lines[0].runnable, lines[0].instance, lines);
-      if (batch.length) this.changes.emit('logs', runId);
+      chain = chain.then(async () => {
+        if (batch.length === 0) return;
+        const bySource = new Map<string, typeof batch>();
+        for (const l of batch) {
+          const key = `${l.runnable}\u0000${l.instance}`;
+          if (!bySource.has(key)) bySource.set(key, []);
+          bySource.get(key)!.push(l);
+        }
+        for (const lines of bySource.values()) await this.store.appendLogs(runId, lines[0].runnable, lines[0].instance, lines);
+        this.changes.emit('logs', runId);
+      });
+      return chain;
     };
-    for await (const l of this.runtime.logs(runId, { follow, signal: this.abort.signal })) {
-      const key = `${l.runnable}\u0000${l.instance}`;
-      if (!skip.has(key)) skip.set(key, await this.store.archivedLineCount(runId, l.runnable, l.instance));
-      const remaining = skip.get(key)!;
-      if (remaining > 0) {
-        skip.set(key, remaining - 1);
-        continue;
+    try {
+      for await (const l of this.runtime.logs(runId, { follow, signal: this.abort.signal })) {
+        const key = `${l.runnable}\u0000${l.instance}`;
+        if (!skip.has(key)) skip.set(key, await this.store.archivedLineCount(runId, l.runnable, l.instance));
+        const remaining = skip.get(key)!;
+        if (remaining > 0) {
+          skip.set(key, remaining - 1);
+          continue;
+        }
+        buffer.push(l);
+        if (buffer.length >= 500) await flush();
+        else timer ??= setTimeout(() => void flush().catch((error) => this.log('archiving logs failed', { runId, error: String(error) })), 200);
       }
-      buffer.push(l);
-      if (buffer.length >= 500 || Date.now() - lastFlush > 200) await flush();
+    } finally {
+      if (timer) clearTimeout(timer);
     }
-    if (!this.abort.signal.aborted) await flush();
+    await flush();
   }
 
   /** One reconciliation pass (concurrent callers share it). */
