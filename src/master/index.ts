@@ -6,3 +6,4 @@ export { MasterService, type SubmitRequest, type SubmitResult } from './service.
 export { ApiError, type ErrorCode } from './errors.js';
 export { hashToken, newToken } from './auth.js';
 export { COMPONENT_SCHEMAS } from './openapi.js';
+export { MasterRuntime, MasterClientError, type MasterClientOptions } from './client.js';
