@@ -160,7 +160,7 @@ export function buildRoutes(options: ApiOptions): Route[] {
       handle: async () => {
         if (!options.ready()) throw new ApiError('runtime_error', 'not ready: the first reconciliation has not finished');
         await store.schemaVersion();
-        return { status: 'ready' };
+        return { status: 'ready', leader: service.isLeader };
       },
     },
     {

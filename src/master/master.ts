@@ -1,4 +1,5 @@
 // Starts a master: store (migrated), runtime, admin token, reconciler, API.
+import type { LeaderElector } from '../coord/index.js';
 import { createRuntime, type RunnerOptions, type Runtime } from '../runtime/index.js';
 import { startApi, type ApiServer } from './api.js';
 import { ensureAdminToken } from './auth.js';
@@ -20,6 +21,8 @@ export interface MasterOptions {
   stuckStoppingSlackMs?: number;
   submitGraceMs?: number;
   tls?: { cert: Buffer; key: Buffer };
+  /** Several masters on one PostgreSQL store: the leader (elected here) runs watch, archiver and reconciler; all serve the API. */
+  election?: { elector: LeaderElector; name?: string; candidateId: string };
   log?: (message: string, fields?: Record<string, unknown>) => void;
 }
 
@@ -57,6 +60,7 @@ export async function startMaster(options: MasterOptions): Promise<RunningMaster
       stuckStoppingSlackMs: options.stuckStoppingSlackMs,
       submitGraceMs: options.submitGraceMs,
       log: options.log,
+      election: options.election,
     });
     let ready = false;
     api = await startApi({ addr: options.addr ?? '127.0.0.1:8420', service, metrics, ready: () => ready, log: options.log, tls: options.tls });

@@ -2,6 +2,7 @@
 // runtime reports, archives logs, and reconciles the store with the runtime.
 import { EventEmitter } from 'node:events';
 import { isTerminal, newRunId, type AppSpec, type RunStatus, type Runtime } from '../runtime/index.js';
+import type { LeaderElector, LeaderHandle } from '../coord/index.js';
 import type { MasterMetrics } from './metrics.js';
 import type { RunRecord, Store } from './store/index.js';
 
@@ -20,6 +21,8 @@ export interface ServiceOptions {
   /** Namespace for live runs the store did not know (adopted). */
   adoptNamespace?: string;
   log?: (message: string, fields?: Record<string, unknown>) => void;
+  /** With several masters on one store: only the elected leader watches the runtime, archives logs and reconciles. */
+  election?: { elector: LeaderElector; name?: string; candidateId: string };
 }
 
 export interface SubmitRequest {
@@ -43,8 +46,11 @@ export class MasterService {
   readonly changes = new EventEmitter();
   private readonly inFlight = new Set<string>();
   private readonly archivers = new Map<string, Promise<void>>();
-  private readonly abort = new AbortController();
+  /** Aborted when this master stops leading (or closes): ends its archivers. */
+  private abort = new AbortController();
   private unwatch: (() => void) | undefined;
+  private leading = false;
+  private election: LeaderHandle | undefined;
   private timer: NodeJS.Timeout | undefined;
   private reconciling: Promise<void> | undefined;
   private closed = false;
@@ -59,8 +65,34 @@ export class MasterService {
     this.options.log?.(message, fields);
   }
 
-  /** Subscribes to the runtime, reconciles once, then periodically. */
+  /** Leads at once (one master), or joins the election and leads when elected. */
   async start(): Promise<void> {
+    const election = this.options.election;
+    if (!election) {
+      await this.lead();
+      return;
+    }
+    this.election = await election.elector.electLeader(election.name ?? 'weft-master', election.candidateId, {
+      onElected: () => {
+        this.log('elected leader', { candidate: election.candidateId });
+        void this.lead().catch((error) => this.log('starting as leader failed', { error: String(error) }));
+      },
+      onStepDown: (reason) => {
+        this.log('stepped down', { candidate: election.candidateId, reason });
+        this.stopLeading();
+      },
+    });
+  }
+
+  get isLeader(): boolean {
+    return this.leading;
+  }
+
+  /** Subscribes to the runtime, reconciles once, then periodically. */
+  private async lead(): Promise<void> {
+    if (this.leading || this.closed) return;
+    this.leading = true;
+    this.abort = new AbortController();
     this.unwatch = this.runtime.watch((status) => void this.record(status).catch((error) => this.log('recording a status failed', { runId: status.runId, error: String(error) })));
     await this.reconcile();
     const every = this.options.reconcileIntervalMs ?? 30_000;
@@ -68,11 +100,19 @@ export class MasterService {
     this.timer.unref();
   }
 
+  private stopLeading(): void {
+    this.leading = false;
+    this.unwatch?.();
+    this.unwatch = undefined;
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+    this.abort.abort();
+  }
+
   async close(): Promise<void> {
     this.closed = true;
-    this.unwatch?.();
-    if (this.timer) clearInterval(this.timer);
-    this.abort.abort();
+    this.stopLeading();
+    await this.election?.resign().catch(() => undefined);
     await this.reconciling?.catch(() => undefined);
     await Promise.allSettled([...this.archivers.values()]);
   }
@@ -126,8 +166,9 @@ export class MasterService {
 
   /** Archives a run's output into the store, resuming after the lines already archived per instance. */
   ensureArchiver(runId: string, state: RunStatus['state']): void {
-    if (this.closed || this.archivers.has(runId) || state === 'REJECTED') return;
-    const task = this.archive(runId, !isTerminal(state))
+    if (this.closed || !this.leading || this.archivers.has(runId) || state === 'REJECTED') return;
+    const signal = this.abort.signal;
+    const task = this.archive(runId, !isTerminal(state), signal)
       .catch((error) => this.log('archiving logs failed', { runId, error: String(error) }))
       .finally(() => {
         this.archivers.delete(runId);
@@ -140,7 +181,7 @@ export class MasterService {
     return this.archivers.has(runId);
   }
 
-  private async archive(runId: string, follow: boolean): Promise<void> {
+  private async archive(runId: string, follow: boolean, signal: AbortSignal): Promise<void> {
     const skip = new Map<string, number>();
     let buffer: Array<{ runnable: string; instance: string; line: string; stream?: 'stdout' | 'stderr' }> = [];
     // Flushes are chained so lines of one source are appended in order; a timer flushes a quiet stream's last lines.
@@ -165,7 +206,7 @@ export class MasterService {
       return chain;
     };
     try {
-      for await (const l of this.runtime.logs(runId, { follow, signal: this.abort.signal })) {
+      for await (const l of this.runtime.logs(runId, { follow, signal })) {
         const key = `${l.runnable}\u0000${l.instance}`;
         if (!skip.has(key)) skip.set(key, await this.store.archivedLineCount(runId, l.runnable, l.instance));
         const remaining = skip.get(key)!;
@@ -192,6 +233,7 @@ export class MasterService {
   }
 
   private async reconcileOnce(): Promise<void> {
+    if (!this.leading) return;
     const metrics = this.options.metrics;
     const live = await this.store.liveRuns();
     const known = new Map((await this.runtime.list()).map((s) => [s.runId, s]));

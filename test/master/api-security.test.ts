@@ -70,7 +70,7 @@ describe('the master API contract and security', () => {
 
   test('healthz, readyz, metrics and the OpenAPI document answer without a token', async () => {
     assert.deepEqual((await call(base, 'GET', '/healthz')).json, { status: 'ok' });
-    assert.deepEqual((await call(base, 'GET', '/readyz')).json, { status: 'ready' });
+    assert.deepEqual((await call(base, 'GET', '/readyz')).json, { status: 'ready', leader: true });
     const metrics = await call(base, 'GET', '/metrics');
     assert.equal(metrics.status, 200);
     assert.match(metrics.headers.get('content-type') ?? '', /text\/plain/);

@@ -30,6 +30,9 @@ export function register(program: Command): void {
     .option('--kubeconfig <file>', 'kubeconfig for --runtime kubernetes')
     .option('--context <name>', 'kubeconfig context')
     .option('-n, --namespace <name>', 'Kubernetes namespace for runs')
+    .option('--leader-election <backend>', 'several masters on one PostgreSQL store: elect the one that tracks runs, archives logs and reconciles (etcd or kubernetes)')
+    .option('--etcd-endpoints <urls>', 'comma-separated etcd URLs for --leader-election etcd (default: $WEFT_ETCD_ENDPOINTS)')
+    .option('--lease-duration <seconds>', 'how long followers wait for a silent leader before taking over (default 15)', positiveInt)
     .action(
       async (flags: {
         addr: string;
@@ -43,10 +46,27 @@ export function register(program: Command): void {
         kubeconfig?: string;
         context?: string;
         namespace?: string;
+        leaderElection?: string;
+        etcdEndpoints?: string;
+        leaseDuration?: number;
       }) => {
         if (flags.runtime !== 'local' && flags.runtime !== 'kubernetes') throw new Error(`unknown runtime "${flags.runtime}": use --runtime kubernetes or --runtime local`);
         if (!!flags.tlsCert !== !!flags.tlsKey) throw new Error('give both --tls-cert and --tls-key, or neither');
         const { startMaster, redactUrl } = await import('../../master/index.js');
+        let coordination: import('../../coord/index.js').Coordination | undefined;
+        if (flags.leaderElection) {
+          if (flags.leaderElection !== 'etcd' && flags.leaderElection !== 'kubernetes') throw new Error('--leader-election is etcd or kubernetes');
+          if (!flags.store?.startsWith('postgres')) throw new Error('several masters need one shared store: give --store postgres://...');
+          const { createCoordination } = await import('../../coord/index.js');
+          const lease = (flags.leaseDuration ?? 15) * 1000;
+          const timings = { leaseDurationMs: lease, renewDeadlineMs: Math.round(lease * 0.66), retryPeriodMs: Math.max(100, Math.round(lease / 7.5)) };
+          const endpoints = (flags.etcdEndpoints ?? process.env.WEFT_ETCD_ENDPOINTS ?? '').split(',').filter(Boolean);
+          if (flags.leaderElection === 'etcd' && endpoints.length === 0) throw new Error('--leader-election etcd needs --etcd-endpoints or $WEFT_ETCD_ENDPOINTS');
+          coordination =
+            flags.leaderElection === 'etcd'
+              ? await createCoordination({ backend: 'etcd', endpoints, timings })
+              : await createCoordination({ backend: 'kubernetes', kubeconfig: flags.kubeconfig, namespace: flags.namespace, timings });
+        }
         const master = await startMaster({
           addr: flags.addr,
           store: flags.store,
@@ -55,6 +75,7 @@ export function register(program: Command): void {
           admissionLimit: flags.admissionLimit,
           reconcileIntervalMs: flags.reconcileInterval * 1000,
           tls: flags.tlsCert ? { cert: readFileSync(flags.tlsCert), key: readFileSync(flags.tlsKey!) } : undefined,
+          election: coordination ? { elector: coordination.elector, candidateId: `${os.hostname()}-${process.pid}` } : undefined,
           log: (message, fields) => progress(JSON.stringify({ time: new Date().toISOString(), msg: message, ...fields })),
         });
         const store = flags.store?.startsWith('postgres') ? redactUrl(flags.store) : (flags.store ?? 'sqlite (default file)');
@@ -69,6 +90,7 @@ export function register(program: Command): void {
         });
         progress('weft master stopping');
         await master.close();
+        await coordination?.close();
       },
     );
 }
