@@ -17,6 +17,7 @@ const modules: CommandModule[] = [
   { names: ['registry'], load: () => import('./registry.js') },
   { names: ['run', 'status', 'logs', 'stop', 'kill', 'scale', 'list'], load: () => import('./run.js') },
   { names: ['coord'], load: () => import('./coord.js') },
+  { names: ['master'], load: () => import('./master.js') },
 ];
 
 /**

@@ -1,7 +1,7 @@
 // weft run | status | logs | stop | kill | scale | list: parse, call src/runtime, print.
 import type { Command } from 'commander';
 import { Option } from 'commander';
-import { createRunner, createRuntime, isTerminal, loadAppSpec, locateRun, type RunnerOptions, type RunStatus, type Runtime } from '../../runtime/index.js';
+import { createRunner, createRuntime, isTerminal, loadAppSpec, locateRun, Runner, type RunnerOptions, type RunStatus, type Runtime } from '../../runtime/index.js';
 import { bold, dim, green, printJson, progress, red } from '../output.js';
 
 interface RuntimeFlags {
@@ -10,6 +10,8 @@ interface RuntimeFlags {
   context?: string;
   namespace?: string;
   json?: boolean;
+  master?: string;
+  token?: string;
 }
 
 function runtimeOptions(flags: RuntimeFlags): RunnerOptions {
@@ -25,7 +27,19 @@ function withRuntimeFlags(cmd: Command): Command {
     .option('--kubeconfig <file>', 'kubeconfig file (default: $KUBECONFIG, ~/.kube/config, or in-cluster)')
     .option('--context <name>', 'kubeconfig context to use')
     .option('-n, --namespace <name>', 'Kubernetes namespace (default: the context\'s, or "default")')
-    .option('--json', 'print JSON');
+    .option('--json', 'print JSON')
+    .option('--master <url>', 'act through a weft master (default: $WEFT_MASTER); -n then names the master namespace')
+    .option('--token <token>', 'the master token (default: $WEFT_TOKEN, which keeps it out of the process list)');
+}
+
+/** The runtime the command acts on: a master's API when --master/WEFT_MASTER is set, else the backend itself. */
+async function openRuntime(flags: RuntimeFlags): Promise<Runtime> {
+  const master = flags.master ?? process.env.WEFT_MASTER;
+  if (master) {
+    const { MasterRuntime } = await import('../../master/client.js');
+    return new MasterRuntime({ url: master, token: flags.token ?? process.env.WEFT_TOKEN, namespace: flags.namespace });
+  }
+  return createRuntime(runtimeOptions(flags));
 }
 
 /**
@@ -35,8 +49,8 @@ function withRuntimeFlags(cmd: Command): Command {
 async function withRunRuntime<T>(runId: string, flags: RuntimeFlags, fn: (runtime: Runtime, status: RunStatus) => Promise<T>): Promise<T> {
   let runtime: Runtime;
   let status: RunStatus | undefined;
-  if (flags.runtime ?? process.env.WEFT_RUNTIME) {
-    runtime = await createRuntime(runtimeOptions(flags));
+  if (flags.master ?? process.env.WEFT_MASTER ?? flags.runtime ?? process.env.WEFT_RUNTIME) {
+    runtime = await openRuntime(flags);
     status = await runtime.status(runId).catch(async (error: unknown) => {
       await runtime.close();
       throw error;
@@ -56,7 +70,7 @@ async function withRunRuntime<T>(runId: string, flags: RuntimeFlags, fn: (runtim
 }
 
 async function withRuntime<T>(flags: RuntimeFlags, fn: (runtime: Runtime) => Promise<T>): Promise<T> {
-  const runtime = await createRuntime(runtimeOptions(flags));
+  const runtime = await openRuntime(flags);
   try {
     return await fn(runtime);
   } finally {
@@ -127,7 +141,7 @@ export function register(program: Command): void {
       .option('--wait', 'follow the run until it ends; exit 0 only if it COMPLETED'),
   ).action(async (file: string, flags: RuntimeFlags & { wait?: boolean }) => {
     const spec = await loadAppSpec(file);
-    const runner = await createRunner(runtimeOptions(flags));
+    const runner = new Runner(await openRuntime(flags));
     try {
       const controller = await runner.prepare(spec).start();
       // Refused or failed before anything ran (bad spec, image not pulled or unpacked): say why, exit non-zero.

@@ -517,8 +517,10 @@ export class LocalRuntime implements Runtime {
     const script = path.join(this.stateDir, 'supervisor.sh');
     if (readText(script) !== SUPERVISOR_SCRIPT.trim()) {
       await privateDir(this.stateDir);
-      await fs.writeFile(`${script}.tmp`, SUPERVISOR_SCRIPT, { mode: 0o755 });
-      await fs.rename(`${script}.tmp`, script);
+      // A temp name of this process's own: two weft processes on one state dir (the CLI twice, two masters) may write it at once.
+      const tmp = `${script}.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`;
+      await fs.writeFile(tmp, SUPERVISOR_SCRIPT, { mode: 0o755 });
+      await fs.rename(tmp, script);
     }
     const log = openSync(path.join(instDir, 'log'), 'a', PRIVATE_FILE);
     try {

@@ -1,0 +1,297 @@
+// The master's core: submits runs through the runtime, records every state the
+// runtime reports, archives logs, and reconciles the store with the runtime.
+import { EventEmitter } from 'node:events';
+import { isTerminal, newRunId, type AppSpec, type RunStatus, type Runtime } from '../runtime/index.js';
+import type { LeaderElector, LeaderHandle } from '../coord/index.js';
+import type { MasterMetrics } from './metrics.js';
+import type { RunRecord, Store } from './store/index.js';
+
+export interface ServiceOptions {
+  store: Store;
+  runtime: Runtime;
+  metrics: MasterMetrics;
+  /** Live runs allowed per namespace (unlimited when unset). */
+  admissionLimit?: number;
+  /** How often the reconciler runs (ms); default 30 s. */
+  reconcileIntervalMs?: number;
+  /** A STOPPING run is killed this long after its grace period ended (ms); default 5 s. */
+  stuckStoppingSlackMs?: number;
+  /** Runs younger than this are not declared lost (their submission may be in flight); default 15 s. */
+  submitGraceMs?: number;
+  /** Namespace for live runs the store did not know (adopted). */
+  adoptNamespace?: string;
+  log?: (message: string, fields?: Record<string, unknown>) => void;
+  /** With several masters on one store: only the elected leader watches the runtime, archives logs and reconciles. */
+  election?: { elector: LeaderElector; name?: string; candidateId: string };
+}
+
+export interface SubmitRequest {
+  namespace: string;
+  actor: string;
+  spec: AppSpec;
+  appVersion?: number;
+  idempotencyKey?: string;
+}
+
+export interface SubmitResult {
+  run: RunRecord;
+  created: boolean;
+  rejected: boolean;
+}
+
+export class MasterService {
+  readonly store: Store;
+  readonly runtime: Runtime;
+  /** Emits 'event' after any state change is stored (wakes watchers and log followers early). */
+  readonly changes = new EventEmitter();
+  private readonly inFlight = new Set<string>();
+  private readonly archivers = new Map<string, Promise<void>>();
+  /** Aborted when this master stops leading (or closes): ends its archivers. */
+  private abort = new AbortController();
+  private unwatch: (() => void) | undefined;
+  private leading = false;
+  private election: LeaderHandle | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private reconciling: Promise<void> | undefined;
+  private closed = false;
+
+  constructor(private readonly options: ServiceOptions) {
+    this.store = options.store;
+    this.runtime = options.runtime;
+    this.changes.setMaxListeners(0);
+  }
+
+  private log(message: string, fields?: Record<string, unknown>): void {
+    this.options.log?.(message, fields);
+  }
+
+  /** Leads at once (one master), or joins the election and leads when elected. */
+  async start(): Promise<void> {
+    const election = this.options.election;
+    if (!election) {
+      await this.lead();
+      return;
+    }
+    this.election = await election.elector.electLeader(election.name ?? 'weft-master', election.candidateId, {
+      onElected: () => {
+        this.log('elected leader', { candidate: election.candidateId });
+        void this.lead().catch((error) => this.log('starting as leader failed', { error: String(error) }));
+      },
+      onStepDown: (reason) => {
+        this.log('stepped down', { candidate: election.candidateId, reason });
+        this.stopLeading();
+      },
+    });
+  }
+
+  get isLeader(): boolean {
+    return this.leading;
+  }
+
+  /** Subscribes to the runtime, reconciles once, then periodically. */
+  private async lead(): Promise<void> {
+    if (this.leading || this.closed) return;
+    this.leading = true;
+    this.abort = new AbortController();
+    this.unwatch = this.runtime.watch((status) => void this.record(status).catch((error) => this.log('recording a status failed', { runId: status.runId, error: String(error) })));
+    await this.reconcile();
+    const every = this.options.reconcileIntervalMs ?? 30_000;
+    this.timer = setInterval(() => void this.reconcile().catch((error) => this.log('reconcile failed', { error: String(error) })), every);
+    this.timer.unref();
+  }
+
+  private stopLeading(): void {
+    this.leading = false;
+    this.unwatch?.();
+    this.unwatch = undefined;
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+    this.abort.abort();
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    this.stopLeading();
+    await this.election?.resign().catch(() => undefined);
+    await this.reconciling?.catch(() => undefined);
+    await Promise.allSettled([...this.archivers.values()]);
+  }
+
+  /** Stores a run (idempotency and admission decided in the store), then submits it to the runtime. */
+  async submit(request: SubmitRequest): Promise<SubmitResult> {
+    const runId = newRunId(request.spec.name);
+    this.inFlight.add(runId);
+    try {
+      const result = await this.store.createRun(
+        { id: runId, namespace: request.namespace, app: request.spec.name, appVersion: request.appVersion, spec: request.spec, runtime: this.runtime.name, createdBy: request.actor },
+        { idempotencyKey: request.idempotencyKey, admissionLimit: this.options.admissionLimit },
+      );
+      if (!result.created) {
+        this.options.metrics.submissions.inc({ outcome: 'replayed' });
+        return result;
+      }
+      this.changes.emit('event');
+      if (result.rejected) {
+        this.options.metrics.submissions.inc({ outcome: 'rejected' });
+        return result;
+      }
+      try {
+        const status = await this.runtime.submit({ runId, spec: request.spec, files: [] });
+        await this.record(status);
+        this.options.metrics.submissions.inc({ outcome: 'started' });
+      } catch (error) {
+        await this.store.transition(runId, 'FAILED', { reason: 'SubmitFailed', message: `the ${this.runtime.name} runtime refused the run: ${(error as Error).message}` });
+        this.changes.emit('event');
+        this.options.metrics.submissions.inc({ outcome: 'failed' });
+      }
+      return { ...result, run: (await this.store.getRun(runId)) ?? result.run };
+    } finally {
+      this.inFlight.delete(runId);
+    }
+  }
+
+  /** Records a runtime status snapshot as a transition (the state machine drops stale or invalid ones). */
+  async record(status: RunStatus): Promise<void> {
+    const run = await this.store.getRun(status.runId);
+    if (!run) return; // not ours (yet): the reconciler adopts live unknown runs
+    if (status.state !== run.state) {
+      const event = await this.store.transition(run.id, status.state, { reason: status.reason, message: status.message });
+      if (event) {
+        this.changes.emit('event');
+        if (isTerminal(event.to)) this.options.metrics.runDuration.observe({ state: event.to }, Math.max(0, (event.at - run.createdAt) / 1000));
+      }
+    }
+    this.ensureArchiver(run.id, status.state);
+  }
+
+  /** Archives a run's output into the store, resuming after the lines already archived per instance. */
+  ensureArchiver(runId: string, state: RunStatus['state']): void {
+    if (this.closed || !this.leading || this.archivers.has(runId) || state === 'REJECTED') return;
+    const signal = this.abort.signal;
+    const task = this.archive(runId, !isTerminal(state), signal)
+      .catch((error) => this.log('archiving logs failed', { runId, error: String(error) }))
+      .finally(() => {
+        this.archivers.delete(runId);
+        this.changes.emit('logs-done', runId);
+      });
+    this.archivers.set(runId, task);
+  }
+
+  isArchiving(runId: string): boolean {
+    return this.archivers.has(runId);
+  }
+
+  private async archive(runId: string, follow: boolean, signal: AbortSignal): Promise<void> {
+    const skip = new Map<string, number>();
+    let buffer: Array<{ runnable: string; instance: string; line: string; stream?: 'stdout' | 'stderr' }> = [];
+    // Flushes are chained so lines of one source are appended in order; a timer flushes a quiet stream's last lines.
+    let chain: Promise<void> = Promise.resolve();
+    let timer: NodeJS.Timeout | undefined;
+    const flush = () => {
+      if (timer) clearTimeout(timer);
+      timer = undefined;
+      const batch = buffer;
+      buffer = [];
+      chain = chain.then(async () => {
+        if (batch.length === 0) return;
+        const bySource = new Map<string, typeof batch>();
+        for (const l of batch) {
+          const key = `${l.runnable}\u0000${l.instance}`;
+          if (!bySource.has(key)) bySource.set(key, []);
+          bySource.get(key)!.push(l);
+        }
+        for (const lines of bySource.values()) await this.store.appendLogs(runId, lines[0].runnable, lines[0].instance, lines);
+        this.changes.emit('logs', runId);
+      });
+      return chain;
+    };
+    try {
+      for await (const l of this.runtime.logs(runId, { follow, signal })) {
+        const key = `${l.runnable}\u0000${l.instance}`;
+        if (!skip.has(key)) skip.set(key, await this.store.archivedLineCount(runId, l.runnable, l.instance));
+        const remaining = skip.get(key)!;
+        if (remaining > 0) {
+          skip.set(key, remaining - 1);
+          continue;
+        }
+        buffer.push(l);
+        if (buffer.length >= 500) await flush();
+        else timer ??= setTimeout(() => void flush().catch((error) => this.log('archiving logs failed', { runId, error: String(error) })), 200);
+      }
+    } finally {
+      if (timer) clearTimeout(timer);
+    }
+    await flush();
+  }
+
+  /** One reconciliation pass (concurrent callers share it). */
+  reconcile(): Promise<void> {
+    if (!this.reconciling) {
+      this.reconciling = this.reconcileOnce().finally(() => (this.reconciling = undefined));
+    }
+    return this.reconciling;
+  }
+
+  private async reconcileOnce(): Promise<void> {
+    if (!this.leading) return;
+    const metrics = this.options.metrics;
+    const live = await this.store.liveRuns();
+    const known = new Map((await this.runtime.list()).map((s) => [s.runId, s]));
+    const now = Date.now();
+    for (const run of live) {
+      if (this.inFlight.has(run.id)) continue;
+      const status = known.get(run.id) ?? (await this.runtime.status(run.id));
+      if (!status) {
+        if (now - run.createdAt < (this.options.submitGraceMs ?? 15_000) && run.state === 'PENDING') continue;
+        const event = await this.store.transition(run.id, 'FAILED', {
+          reason: 'Lost',
+          message: `the run's objects are gone from the ${this.runtime.name} runtime (deleted while the master was not watching, or lost with a node); the master marked it FAILED`,
+        });
+        if (event) {
+          metrics.reconcilerActions.inc({ action: 'lost' });
+          this.changes.emit('event');
+          this.log('run lost', { runId: run.id });
+        }
+        continue;
+      }
+      if (status.state !== run.state) {
+        await this.record(status);
+        metrics.reconcilerActions.inc({ action: 'synced' });
+      } else {
+        this.ensureArchiver(run.id, status.state);
+      }
+      const stopping = status.state === 'STOPPING' ? await this.store.getRun(run.id) : undefined;
+      if (stopping?.stopRequestedAt !== undefined) {
+        const deadline = stopping.stopRequestedAt + (stopping.stopGraceMs ?? 0) + (this.options.stuckStoppingSlackMs ?? 5_000);
+        if (now > deadline) {
+          await this.runtime.kill(run.id).catch((error) => this.log('killing a stuck run failed', { runId: run.id, error: String(error) }));
+          metrics.stuckStoppingKills.inc();
+          metrics.reconcilerActions.inc({ action: 'killed_stuck_stopping' });
+          await this.store.addAudit({ actor: 'reconciler', namespace: run.namespace, action: 'run.kill', target: run.id, outcome: 'ok', detail: 'STOPPING past its grace period' });
+        }
+      }
+    }
+    // Live runs the store lacks (started by a CLI, or lost from the store): adopted so they are tracked.
+    const stored = new Set(live.map((r) => r.id));
+    for (const status of known.values()) {
+      if (isTerminal(status.state) || stored.has(status.runId) || this.inFlight.has(status.runId)) continue;
+      if (await this.store.getRun(status.runId)) continue;
+      const { created } = await this.store.createRun({
+        id: status.runId,
+        namespace: this.options.adoptNamespace ?? 'default',
+        app: status.app,
+        spec: { adopted: true, app: status.app },
+        runtime: this.runtime.name,
+        createdBy: 'reconciler',
+        state: status.state,
+        message: 'adopted: a live run the store did not know',
+        createdAt: status.createdAt ? Date.parse(status.createdAt) : undefined,
+      });
+      if (created) {
+        metrics.reconcilerActions.inc({ action: 'adopted' });
+        this.changes.emit('event');
+        this.ensureArchiver(status.runId, status.state);
+      }
+    }
+  }
+}

@@ -1,0 +1,414 @@
+// The Store written once over SqlDriver (SQLite and PostgreSQL share every query).
+import { canTransition, isTerminal, RUN_STATES, type RunState } from '../../runtime/index.js';
+import type { Querier, Row, SqlDriver } from './driver.js';
+import { MIGRATIONS, renderStatement } from './migrations.js';
+import {
+  StoreError,
+  type AppRecord,
+  type AuditRecord,
+  type CreateRunOptions,
+  type CreateRunResult,
+  type LogRecord,
+  type NewRun,
+  type Role,
+  type RunEvent,
+  type RunFilter,
+  type RunPage,
+  type RunRecord,
+  type Store,
+  type TokenRecord,
+  type TransitionOptions,
+} from './types.js';
+
+const TERMINAL = RUN_STATES.filter((s) => isTerminal(s));
+const LIVE = RUN_STATES.filter((s) => !isTerminal(s));
+const placeholders = (n: number) => Array.from({ length: n }, () => '?').join(', ');
+const opt = <T>(v: unknown): T | undefined => (v === null || v === undefined ? undefined : (v as T));
+const MAX_PAGE = 1000;
+// Serialises event inserts in PostgreSQL, so event ids become visible in increasing order (a watcher resuming from an id misses nothing).
+const EVENT_LOCK = 'weft:run-events';
+
+function toRun(r: Row): RunRecord {
+  return {
+    id: r.id as string,
+    namespace: r.namespace as string,
+    app: r.app as string,
+    appVersion: opt<number>(r.app_version),
+    state: r.state as RunState,
+    reason: opt<string>(r.reason),
+    message: opt<string>(r.message),
+    spec: JSON.parse(r.spec as string),
+    runtime: r.runtime as string,
+    createdAt: Number(r.created_at),
+    updatedAt: Number(r.updated_at),
+    finishedAt: opt<number>(r.finished_at),
+    createdBy: r.created_by as string,
+    idempotencyKey: opt<string>(r.idempotency_key),
+    stopRequestedAt: opt<number>(r.stop_requested_at),
+    stopGraceMs: opt<number>(r.stop_grace_ms),
+  };
+}
+
+function toEvent(r: Row): RunEvent {
+  return {
+    id: Number(r.id),
+    runId: r.run_id as string,
+    namespace: r.namespace as string,
+    from: opt<RunState>(r.from_state),
+    to: r.to_state as RunState,
+    at: Number(r.at),
+    reason: opt<string>(r.reason),
+    message: opt<string>(r.message),
+  };
+}
+
+function toToken(r: Row): TokenRecord {
+  return { id: r.id as string, name: r.name as string, roles: JSON.parse(r.roles as string) as Record<string, Role>, createdAt: Number(r.created_at), revokedAt: opt<number>(r.revoked_at) };
+}
+
+interface Cursor {
+  createdAt: number;
+  id: string;
+}
+
+export function encodeContinue(c: Cursor): string {
+  return Buffer.from(JSON.stringify([c.createdAt, c.id])).toString('base64url');
+}
+
+export function decodeContinue(token: string): Cursor {
+  try {
+    const [createdAt, id] = JSON.parse(Buffer.from(token, 'base64url').toString('utf8')) as [unknown, unknown];
+    if (typeof createdAt === 'number' && Number.isSafeInteger(createdAt) && typeof id === 'string') return { createdAt, id };
+  } catch {
+    // fall through
+  }
+  throw new StoreError('the continue token is not one this master issued: start the listing again without it', 'invalid');
+}
+
+export class SqlStore implements Store {
+  constructor(private readonly db: SqlDriver) {}
+
+  get kind(): 'sqlite' | 'postgres' {
+    return this.db.dialect;
+  }
+
+  async migrate(): Promise<number> {
+    return this.db.transaction(async (q) => {
+      await this.db.lock(q, 'weft:migrations');
+      await q.execute(`CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, description TEXT NOT NULL, applied_at ${this.db.dialect === 'sqlite' ? 'INTEGER' : 'BIGINT'} NOT NULL)`);
+      const done = new Set((await q.query('SELECT version FROM schema_migrations')).map((r) => Number(r.version)));
+      const newest = Math.max(0, ...done);
+      const known = Math.max(...MIGRATIONS.map((m) => m.version));
+      if (newest > known) throw new StoreError(`the store's schema is version ${newest}, newer than this weft knows (${known}): upgrade weft`, 'conflict');
+      for (const m of MIGRATIONS) {
+        if (done.has(m.version)) continue;
+        for (const statement of m.statements) await q.execute(renderStatement(statement, this.db.dialect));
+        await q.execute('INSERT INTO schema_migrations (version, description, applied_at) VALUES (?, ?, ?)', [m.version, m.description, Date.now()]);
+      }
+      return known;
+    });
+  }
+
+  async schemaVersion(): Promise<number> {
+    const rows = await this.db.query('SELECT MAX(version) AS v FROM schema_migrations');
+    return Number(rows[0]?.v ?? 0);
+  }
+
+  close(): Promise<void> {
+    return this.db.close();
+  }
+
+  // -- apps
+
+  async putApp(namespace: string, name: string, spec: unknown, actor: string): Promise<AppRecord> {
+    return this.db.transaction(async (q) => {
+      await this.db.lock(q, `weft:app:${namespace}/${name}`);
+      const rows = await q.query('SELECT MAX(version) AS v FROM apps WHERE namespace = ? AND name = ?', [namespace, name]);
+      const version = Number(rows[0]?.v ?? 0) + 1;
+      const createdAt = Date.now();
+      await q.execute('INSERT INTO apps (namespace, name, version, spec, created_at, created_by) VALUES (?, ?, ?, ?, ?, ?)', [namespace, name, version, JSON.stringify(spec), createdAt, actor]);
+      return { namespace, name, version, spec, createdAt, createdBy: actor };
+    });
+  }
+
+  async getApp(namespace: string, name: string, version?: number): Promise<AppRecord | undefined> {
+    const rows =
+      version === undefined
+        ? await this.db.query('SELECT * FROM apps WHERE namespace = ? AND name = ? ORDER BY version DESC LIMIT 1', [namespace, name])
+        : await this.db.query('SELECT * FROM apps WHERE namespace = ? AND name = ? AND version = ?', [namespace, name, version]);
+    const r = rows[0];
+    return r ? { namespace, name, version: Number(r.version), spec: JSON.parse(r.spec as string), createdAt: Number(r.created_at), createdBy: r.created_by as string } : undefined;
+  }
+
+  async listApps(namespace: string): Promise<AppRecord[]> {
+    const rows = await this.db.query(
+      'SELECT a.* FROM apps a WHERE a.namespace = ? AND a.version = (SELECT MAX(b.version) FROM apps b WHERE b.namespace = a.namespace AND b.name = a.name) ORDER BY a.name',
+      [namespace],
+    );
+    return rows.map((r) => ({ namespace, name: r.name as string, version: Number(r.version), spec: JSON.parse(r.spec as string), createdAt: Number(r.created_at), createdBy: r.created_by as string }));
+  }
+
+  // -- runs
+
+  private async insertEvent(q: Querier, e: Omit<RunEvent, 'id'>): Promise<RunEvent> {
+    await this.db.lock(q, EVENT_LOCK);
+    const rows = await q.query('INSERT INTO run_events (run_id, namespace, from_state, to_state, at, reason, message) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id', [
+      e.runId,
+      e.namespace,
+      e.from ?? null,
+      e.to,
+      e.at,
+      e.reason ?? null,
+      e.message ?? null,
+    ]);
+    return { ...e, id: Number(rows[0].id) };
+  }
+
+  async createRun(run: NewRun, options: CreateRunOptions = {}): Promise<CreateRunResult> {
+    return this.db.transaction(async (q) => {
+      // One lock per namespace makes the idempotency check and the admission count exact under concurrent submissions.
+      await this.db.lock(q, `weft:ns:${run.namespace}`);
+      if (options.idempotencyKey !== undefined) {
+        const existing = await q.query('SELECT * FROM runs WHERE namespace = ? AND idempotency_key = ?', [run.namespace, options.idempotencyKey]);
+        if (existing[0]) return { run: toRun(existing[0]), created: false, rejected: false };
+      }
+      let state: RunState = run.state ?? 'PENDING';
+      let reason = run.reason;
+      let message = run.message;
+      let rejected = false;
+      if (options.admissionLimit !== undefined && !isTerminal(state)) {
+        const live = await this.countLiveIn(q, run.namespace);
+        if (live >= options.admissionLimit) {
+          state = 'REJECTED';
+          reason = 'AdmissionLimit';
+          message = `namespace ${run.namespace} already has ${live} live run(s), its limit is ${options.admissionLimit}: wait for one to end or stop one`;
+          rejected = true;
+        }
+      }
+      const now = run.createdAt ?? Date.now();
+      const finishedAt = isTerminal(state) ? now : null;
+      await q.execute(
+        `INSERT INTO runs (id, namespace, app, app_version, state, reason, message, spec, runtime, created_at, updated_at, finished_at, created_by, idempotency_key)
+         VALUES (${placeholders(14)})`,
+        [run.id, run.namespace, run.app, run.appVersion ?? null, state, reason ?? null, message ?? null, JSON.stringify(run.spec), run.runtime, now, now, finishedAt, run.createdBy, options.idempotencyKey ?? null],
+      );
+      await this.insertEvent(q, { runId: run.id, namespace: run.namespace, to: state, at: now, reason, message });
+      const record: RunRecord = {
+        id: run.id,
+        namespace: run.namespace,
+        app: run.app,
+        appVersion: run.appVersion,
+        state,
+        reason,
+        message,
+        spec: run.spec,
+        runtime: run.runtime,
+        createdAt: now,
+        updatedAt: now,
+        finishedAt: finishedAt ?? undefined,
+        createdBy: run.createdBy,
+        idempotencyKey: options.idempotencyKey,
+      };
+      return { run: record, created: true, rejected };
+    });
+  }
+
+  async getRun(id: string): Promise<RunRecord | undefined> {
+    const rows = await this.db.query('SELECT * FROM runs WHERE id = ?', [id]);
+    return rows[0] ? toRun(rows[0]) : undefined;
+  }
+
+  async history(id: string): Promise<RunEvent[]> {
+    return (await this.db.query('SELECT * FROM run_events WHERE run_id = ? ORDER BY id', [id])).map(toEvent);
+  }
+
+  async transition(id: string, to: RunState, options: TransitionOptions = {}): Promise<RunEvent | undefined> {
+    return this.db.transaction(async (q) => {
+      const rows = await q.query(`SELECT id, namespace, state FROM runs WHERE id = ?${this.db.dialect === 'postgres' ? ' FOR UPDATE' : ''}`, [id]);
+      if (!rows[0]) throw new StoreError(`no run ${id}`, 'not_found');
+      const from = rows[0].state as RunState;
+      if (from === to || !canTransition(from, to)) return undefined;
+      const at = options.at ?? Date.now();
+      await q.execute('UPDATE runs SET state = ?, reason = ?, message = ?, updated_at = ?, finished_at = ? WHERE id = ?', [
+        to,
+        options.reason ?? null,
+        options.message ?? null,
+        at,
+        isTerminal(to) ? at : null,
+        id,
+      ]);
+      return this.insertEvent(q, { runId: id, namespace: rows[0].namespace as string, from, to, at, reason: options.reason, message: options.message });
+    });
+  }
+
+  async markStopRequested(id: string, graceMs: number, at = Date.now()): Promise<void> {
+    await this.db.execute('UPDATE runs SET stop_requested_at = ?, stop_grace_ms = ?, updated_at = ? WHERE id = ?', [at, graceMs, at, id]);
+  }
+
+  async listRuns(filter: RunFilter): Promise<RunPage> {
+    const where: string[] = [];
+    const params: Array<string | number> = [];
+    if (filter.namespace !== undefined) {
+      where.push('namespace = ?');
+      params.push(filter.namespace);
+    }
+    if (filter.app !== undefined) {
+      where.push('app = ?');
+      params.push(filter.app);
+    }
+    if (filter.states?.length) {
+      where.push(`state IN (${placeholders(filter.states.length)})`);
+      params.push(...filter.states);
+    }
+    if (filter.since !== undefined) {
+      where.push('created_at >= ?');
+      params.push(filter.since);
+    }
+    if (filter.until !== undefined) {
+      where.push('created_at < ?');
+      params.push(filter.until);
+    }
+    if (filter.continueToken) {
+      const c = decodeContinue(filter.continueToken);
+      // Newest first; the next page starts strictly after the last row of this one (keyset paging, stable under inserts).
+      where.push('(created_at < ? OR (created_at = ? AND id < ?))');
+      params.push(c.createdAt, c.createdAt, c.id);
+    }
+    const limit = Math.min(Math.max(1, filter.limit ?? 100), MAX_PAGE);
+    const sql = `SELECT * FROM runs${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at DESC, id DESC LIMIT ?`;
+    const rows = await this.db.query(sql, [...params, limit + 1]);
+    const items = rows.slice(0, limit).map(toRun);
+    const last = items[items.length - 1];
+    return { items, continueToken: rows.length > limit && last ? encodeContinue({ createdAt: last.createdAt, id: last.id }) : undefined };
+  }
+
+  async liveRuns(): Promise<RunRecord[]> {
+    return (await this.db.query(`SELECT * FROM runs WHERE state IN (${placeholders(LIVE.length)}) ORDER BY created_at`, [...LIVE])).map(toRun);
+  }
+
+  private async countLiveIn(q: Querier, namespace: string): Promise<number> {
+    const rows = await q.query(`SELECT COUNT(*) AS n FROM runs WHERE namespace = ? AND state NOT IN (${placeholders(TERMINAL.length)})`, [namespace, ...TERMINAL]);
+    return Number(rows[0].n);
+  }
+
+  countLive(namespace: string): Promise<number> {
+    return this.countLiveIn(this.db, namespace);
+  }
+
+  async countByState(): Promise<Partial<Record<RunState, number>>> {
+    const rows = await this.db.query('SELECT state, COUNT(*) AS n FROM runs GROUP BY state');
+    return Object.fromEntries(rows.map((r) => [r.state as RunState, Number(r.n)]));
+  }
+
+  async latestEventId(): Promise<number> {
+    const rows = await this.db.query('SELECT MAX(id) AS id FROM run_events');
+    return Number(rows[0]?.id ?? 0);
+  }
+
+  async events(after: number, options: { runId?: string; namespace?: string; limit?: number } = {}): Promise<RunEvent[]> {
+    const where = ['id > ?'];
+    const params: Array<string | number> = [after];
+    if (options.runId) {
+      where.push('run_id = ?');
+      params.push(options.runId);
+    }
+    if (options.namespace) {
+      where.push('namespace = ?');
+      params.push(options.namespace);
+    }
+    const rows = await this.db.query(`SELECT * FROM run_events WHERE ${where.join(' AND ')} ORDER BY id LIMIT ?`, [...params, Math.min(options.limit ?? 500, 5000)]);
+    return rows.map(toEvent);
+  }
+
+  // -- audit
+
+  async addAudit(record: Omit<AuditRecord, 'id' | 'at'> & { at?: number }): Promise<void> {
+    await this.db.execute('INSERT INTO audit (at, actor, namespace, action, target, outcome, detail) VALUES (?, ?, ?, ?, ?, ?, ?)', [
+      record.at ?? Date.now(),
+      record.actor,
+      record.namespace ?? null,
+      record.action,
+      record.target ?? null,
+      record.outcome,
+      record.detail ?? null,
+    ]);
+  }
+
+  async listAudit(options: { namespace?: string; limit?: number } = {}): Promise<AuditRecord[]> {
+    const limit = Math.min(options.limit ?? 100, MAX_PAGE);
+    const rows =
+      options.namespace === undefined
+        ? await this.db.query('SELECT * FROM audit ORDER BY id DESC LIMIT ?', [limit])
+        : await this.db.query('SELECT * FROM audit WHERE namespace = ? ORDER BY id DESC LIMIT ?', [options.namespace, limit]);
+    return rows.map((r) => ({
+      id: Number(r.id),
+      at: Number(r.at),
+      actor: r.actor as string,
+      namespace: opt<string>(r.namespace),
+      action: r.action as string,
+      target: opt<string>(r.target),
+      outcome: r.outcome as string,
+      detail: opt<string>(r.detail),
+    }));
+  }
+
+  // -- tokens
+
+  async addToken(token: { id: string; name: string; hash: string; roles: Record<string, Role> }): Promise<TokenRecord> {
+    const createdAt = Date.now();
+    await this.db.execute('INSERT INTO tokens (id, name, hash, roles, created_at) VALUES (?, ?, ?, ?, ?)', [token.id, token.name, token.hash, JSON.stringify(token.roles), createdAt]);
+    return { id: token.id, name: token.name, roles: token.roles, createdAt };
+  }
+
+  async tokenByHash(hash: string): Promise<TokenRecord | undefined> {
+    const rows = await this.db.query('SELECT * FROM tokens WHERE hash = ? AND revoked_at IS NULL', [hash]);
+    return rows[0] ? toToken(rows[0]) : undefined;
+  }
+
+  async listTokens(): Promise<TokenRecord[]> {
+    return (await this.db.query('SELECT * FROM tokens ORDER BY created_at, id')).map(toToken);
+  }
+
+  async revokeToken(id: string): Promise<boolean> {
+    return (await this.db.execute('UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL', [Date.now(), id])) > 0;
+  }
+
+  // -- logs
+
+  async appendLogs(runId: string, runnable: string, instance: string, lines: Array<{ line: string; stream?: 'stdout' | 'stderr'; at?: number }>): Promise<number> {
+    if (lines.length === 0) return 0;
+    const source = `${runnable}/${instance}`;
+    return this.db.transaction(async (q) => {
+      await this.db.lock(q, `weft:logs:${runId}`);
+      const rows = await q.query('SELECT MAX(seq) AS s FROM run_logs WHERE run_id = ?', [runId]);
+      let seq = Number(rows[0]?.s ?? 0);
+      // Multi-row inserts in chunks keep 10,000 lines a few statements.
+      for (let i = 0; i < lines.length; i += 200) {
+        const chunk = lines.slice(i, i + 200);
+        const values: Array<string | number | null> = [];
+        for (const l of chunk) values.push(runId, ++seq, runnable, instance, l.stream ?? null, l.at ?? Date.now(), l.line);
+        await q.execute(`INSERT INTO run_logs (run_id, seq, runnable, instance, stream, at, line) VALUES ${chunk.map(() => '(?, ?, ?, ?, ?, ?, ?)').join(', ')}`, values);
+      }
+      const updated = await q.execute('UPDATE run_log_sources SET lines = lines + ? WHERE run_id = ? AND source = ?', [lines.length, runId, source]);
+      if (updated === 0) await q.execute('INSERT INTO run_log_sources (run_id, source, lines) VALUES (?, ?, ?)', [runId, source, lines.length]);
+      return seq;
+    });
+  }
+
+  async archivedLineCount(runId: string, runnable: string, instance: string): Promise<number> {
+    const rows = await this.db.query('SELECT lines FROM run_log_sources WHERE run_id = ? AND source = ?', [runId, `${runnable}/${instance}`]);
+    return Number(rows[0]?.lines ?? 0);
+  }
+
+  async readLogs(runId: string, options: { after?: number; limit?: number } = {}): Promise<LogRecord[]> {
+    const rows = await this.db.query('SELECT * FROM run_logs WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?', [runId, options.after ?? 0, Math.min(options.limit ?? 1000, 10_000)]);
+    return rows.map((r) => ({
+      seq: Number(r.seq),
+      runnable: r.runnable as string,
+      instance: r.instance as string,
+      stream: opt<'stdout' | 'stderr'>(r.stream),
+      at: Number(r.at),
+      line: r.line as string,
+    }));
+  }
+}

@@ -1,0 +1,95 @@
+// A master on a temp store and a private local-runtime state dir, with a small HTTP client.
+import { promises as fs } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { startMaster, type MasterOptions, type RunningMaster } from '../../src/master/index.js';
+import { createLocalRuntime, type LocalRuntime } from '../../src/runtime/local/index.js';
+
+export interface TestMaster {
+  master: RunningMaster;
+  runtime: LocalRuntime;
+  adminToken: string;
+  dir: string;
+  tokenFile: string;
+  stateDir: string;
+  /** Restarts the master on the same store, runtime state and token file. */
+  restart(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export async function startTestMaster(options: { store?: string; mode?: 'host' | 'runc'; extra?: Partial<MasterOptions> } = {}): Promise<TestMaster> {
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'weft-master-test-'));
+  const stateDir = path.join(dir, 'local');
+  const tokenFile = path.join(dir, 'admin-token');
+  const store = options.store ?? `sqlite:${path.join(dir, 'master.db')}`;
+  const runtime = await createLocalRuntime({ stateDir, mode: options.mode ?? 'host', pollMs: 200 });
+  const start = () => startMaster({ addr: '127.0.0.1:0', store, runtime, adminTokenFile: tokenFile, reconcileIntervalMs: 60_000, ...options.extra });
+  const t: TestMaster = {
+    master: await start(),
+    runtime,
+    adminToken: (await fs.readFile(tokenFile, 'utf8')).trim(),
+    dir,
+    tokenFile,
+    stateDir,
+    async restart() {
+      await t.master.close();
+      t.master = await start();
+    },
+    async close() {
+      await t.master.close().catch(() => undefined);
+      for (const s of await runtime.list().catch(() => [])) if (!['COMPLETED', 'FAILED', 'KILLED', 'REJECTED'].includes(s.state)) await runtime.kill(s.runId).catch(() => undefined);
+      await runtime.close();
+      await fs.rm(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 200 });
+    },
+  };
+  return t;
+}
+
+export interface Reply {
+  status: number;
+  headers: Headers;
+  text: string;
+  json: any; // eslint-disable-line @typescript-eslint/no-explicit-any
+}
+
+export async function call(base: string, method: string, path: string, options: { token?: string; body?: unknown; rawBody?: string | Buffer; headers?: Record<string, string>; statusOnly?: boolean } = {}): Promise<Reply> {
+  const headers: Record<string, string> = { ...options.headers };
+  if (options.token) headers.authorization = `Bearer ${options.token}`;
+  let body: string | Buffer | undefined;
+  if (options.body !== undefined) {
+    body = JSON.stringify(options.body);
+    headers['content-type'] = 'application/json';
+  } else if (options.rawBody !== undefined) {
+    body = options.rawBody;
+    headers['content-type'] ??= 'application/json';
+  }
+  const res = await fetch(`${base}${path}`, { method, headers, body });
+  // A stream that answered 200 (watch) would never end: read only its status then.
+  if (options.statusOnly && res.status === 200) {
+    await res.body?.cancel();
+    return { status: res.status, headers: res.headers, text: '', json: undefined };
+  }
+  const text = await res.text();
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    json = undefined;
+  }
+  return { status: res.status, headers: res.headers, text, json };
+}
+
+export async function waitFor<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const v = await fn();
+      if (v !== undefined) return v;
+    } catch (error) {
+      last = error;
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`timed out waiting for ${what}${last ? `: ${last}` : ''}`);
+}

@@ -1,0 +1,206 @@
+// One store test suite, run against SQLite and PostgreSQL.
+import { after, before, describe, test as nodeTest } from 'node:test';
+import assert from 'node:assert/strict';
+import { canTransition, isTerminal } from '../../src/runtime/index.js';
+import { openStore, StoreError, type Store } from '../../src/master/index.js';
+import { storeTargets, type StoreTarget } from './stores.js';
+
+const run = (id: string, namespace = 'team-a', app = 'hello') => ({ id, namespace, app, spec: { name: app }, runtime: 'local', createdBy: 'tester' });
+
+for (const { kind, make } of storeTargets) {
+  describe(`the ${kind} store`, () => {
+    let target: StoreTarget | undefined;
+    let store: Store;
+    // A missing PostgreSQL fails every test with the reason (never a skip).
+    let setupError: unknown;
+    const test = (name: string, fn: () => Promise<void>) =>
+      nodeTest(name, async () => {
+        if (setupError) throw setupError;
+        await fn();
+      });
+
+    before(async () => {
+      try {
+        target = await make();
+        store = await openStore(target.location);
+      } catch (error) {
+        setupError = error;
+      }
+    });
+    after(async () => {
+      await store?.close();
+      await target?.drop();
+    });
+
+    test('migrations run once and record the schema version', async () => {
+      assert.equal(store.kind, kind);
+      assert.equal(await store.schemaVersion(), 1);
+      assert.equal(await store.migrate(), 1, 'a second migrate is a no-op');
+      assert.equal(await store.schemaVersion(), 1);
+    });
+
+    test('apps are versioned', async () => {
+      const v1 = await store.putApp('team-a', 'hello', { name: 'hello', v: 1 }, 'alice');
+      const v2 = await store.putApp('team-a', 'hello', { name: 'hello', v: 2 }, 'bob');
+      await store.putApp('team-b', 'hello', { name: 'hello', v: 9 }, 'carol');
+      assert.deepEqual([v1.version, v2.version], [1, 2]);
+      assert.deepEqual((await store.getApp('team-a', 'hello'))?.spec, { name: 'hello', v: 2 });
+      assert.deepEqual((await store.getApp('team-a', 'hello', 1))?.spec, { name: 'hello', v: 1 });
+      assert.equal((await store.getApp('team-a', 'hello', 1))?.createdBy, 'alice');
+      assert.equal(await store.getApp('team-a', 'nope'), undefined);
+      assert.deepEqual((await store.listApps('team-a')).map((a) => [a.name, a.version]), [['hello', 2]]);
+      assert.deepEqual((await store.getApp('team-b', 'hello'))?.spec, { name: 'hello', v: 9 });
+    });
+
+    test('runs keep every valid transition with timestamps; invalid ones are refused', async () => {
+      const { run: created, created: isNew } = await store.createRun(run('r-life'));
+      assert.equal(isNew, true);
+      assert.equal(created.state, 'PENDING');
+      assert.ok(await store.transition('r-life', 'STARTING'));
+      assert.equal(await store.transition('r-life', 'STARTING'), undefined, 'unchanged state is no event');
+      assert.ok(await store.transition('r-life', 'RUNNING', { message: 'all up' }));
+      assert.equal(await store.transition('r-life', 'PENDING'), undefined, 'RUNNING -> PENDING is not allowed');
+      const done = await store.transition('r-life', 'COMPLETED', { reason: 'Done' });
+      assert.equal(done?.from, 'RUNNING');
+      assert.equal(await store.transition('r-life', 'FAILED'), undefined, 'a terminal run stays terminal');
+      const history = await store.history('r-life');
+      assert.deepEqual(history.map((e) => e.to), ['PENDING', 'STARTING', 'RUNNING', 'COMPLETED']);
+      for (let i = 1; i < history.length; i++) {
+        assert.ok(canTransition(history[i - 1].to, history[i].to));
+        assert.equal(history[i].from, history[i - 1].to);
+        assert.ok(history[i].at >= history[i - 1].at && history[i].id > history[i - 1].id);
+      }
+      const final = await store.getRun('r-life');
+      assert.equal(final?.state, 'COMPLETED');
+      assert.equal(final?.reason, 'Done');
+      assert.ok(final?.finishedAt && final.finishedAt >= final.createdAt);
+      await assert.rejects(store.transition('no-such-run', 'RUNNING'), (e: unknown) => e instanceof StoreError && e.code === 'not_found');
+    });
+
+    test('an idempotency key returns the same run, also for concurrent submissions', async () => {
+      const results = await Promise.all(Array.from({ length: 20 }, (_, i) => store.createRun(run(`r-idem-${i}`, 'team-i'), { idempotencyKey: 'key-1' })));
+      const created = results.filter((r) => r.created);
+      assert.equal(created.length, 1, 'exactly one submission created a run');
+      assert.ok(results.every((r) => r.run.id === created[0].run.id));
+      assert.equal((await store.listRuns({ namespace: 'team-i' })).items.length, 1);
+      const other = await store.createRun(run('r-idem-other', 'team-j'), { idempotencyKey: 'key-1' });
+      assert.equal(other.created, true, 'keys are per namespace');
+    });
+
+    test('the admission limit admits exactly the limit under concurrency; the rest are REJECTED records', async () => {
+      const results = await Promise.all(Array.from({ length: 10 }, (_, i) => store.createRun(run(`r-adm-${i}`, 'team-adm'), { admissionLimit: 3 })));
+      assert.equal(results.filter((r) => !r.rejected).length, 3);
+      const rejected = results.filter((r) => r.rejected);
+      assert.equal(rejected.length, 7);
+      for (const r of rejected) {
+        assert.equal(r.run.state, 'REJECTED');
+        assert.match(r.run.message ?? '', /limit is 3/);
+        assert.equal((await store.getRun(r.run.id))?.state, 'REJECTED', 'the REJECTED record is stored');
+      }
+      assert.equal(await store.countLive('team-adm'), 3);
+      await store.transition(results.find((r) => !r.rejected)!.run.id, 'KILLED');
+      assert.equal((await store.createRun(run('r-adm-late', 'team-adm'), { admissionLimit: 3 })).rejected, false, 'a freed slot admits again');
+    });
+
+    test('list runs: filters, newest first, continue-token paging returns each run exactly once', async () => {
+      const base = Date.UTC(2026, 0, 1);
+      // 130 runs, some sharing a timestamp (the id breaks ties), two apps.
+      for (let i = 0; i < 130; i++) {
+        await store.createRun({ ...run(`p-${String(i).padStart(3, '0')}`, 'team-p', i % 2 ? 'odd' : 'even'), createdAt: base + Math.floor(i / 3) * 1000 });
+      }
+      for (let i = 0; i < 130; i += 5) await store.transition(`p-${String(i).padStart(3, '0')}`, 'FAILED');
+      const seen: string[] = [];
+      let token: string | undefined;
+      let pages = 0;
+      do {
+        const page = await store.listRuns({ namespace: 'team-p', limit: 50, continueToken: token });
+        seen.push(...page.items.map((r) => r.id));
+        token = page.continueToken;
+        pages++;
+      } while (token);
+      assert.equal(pages, 3);
+      assert.equal(seen.length, 130);
+      assert.equal(new Set(seen).size, 130, 'no run twice');
+      const all = (await store.listRuns({ namespace: 'team-p', limit: 1000 })).items;
+      assert.deepEqual(seen, all.map((r) => r.id));
+      for (let i = 1; i < all.length; i++) {
+        const [a, b] = [all[i - 1], all[i]];
+        assert.ok(a.createdAt > b.createdAt || (a.createdAt === b.createdAt && a.id > b.id), 'sorted newest first, then by id');
+      }
+      const odd = await store.listRuns({ namespace: 'team-p', app: 'odd', limit: 1000 });
+      assert.equal(odd.items.length, 65);
+      assert.ok(odd.items.every((r) => r.app === 'odd'));
+      const failed = await store.listRuns({ namespace: 'team-p', states: ['FAILED'], limit: 1000 });
+      assert.equal(failed.items.length, 26);
+      const window = await store.listRuns({ namespace: 'team-p', since: base + 10_000, until: base + 20_000, limit: 1000 });
+      assert.equal(window.items.length, 30);
+      assert.ok(window.items.every((r) => r.createdAt >= base + 10_000 && r.createdAt < base + 20_000));
+      assert.equal((await store.listRuns({ namespace: 'nobody' })).items.length, 0);
+      await assert.rejects(store.listRuns({ namespace: 'team-p', continueToken: 'garbage' }), /continue token/);
+    });
+
+    test('events are resumable from an id', async () => {
+      const start = (await store.events(0, { limit: 5000 })).at(-1)?.id ?? 0;
+      await store.createRun(run('r-ev', 'team-ev'));
+      await store.transition('r-ev', 'RUNNING');
+      await store.transition('r-ev', 'KILLED');
+      const events = await store.events(start, { namespace: 'team-ev' });
+      assert.deepEqual(events.map((e) => e.to), ['PENDING', 'RUNNING', 'KILLED']);
+      assert.deepEqual((await store.events(events[0].id, { runId: 'r-ev' })).map((e) => e.to), ['RUNNING', 'KILLED'], 'resumes after the given id');
+      assert.equal((await store.events(events[2].id, { runId: 'r-ev' })).length, 0);
+    });
+
+    test('tokens are found by hash only, and revoked', async () => {
+      const t = await store.addToken({ id: 'tok-1', name: 'ci', hash: 'a'.repeat(64), roles: { 'team-a': 'operator' } });
+      assert.deepEqual((await store.tokenByHash('a'.repeat(64)))?.roles, { 'team-a': 'operator' });
+      assert.equal(await store.tokenByHash('b'.repeat(64)), undefined);
+      assert.ok(!JSON.stringify(await store.listTokens()).includes('a'.repeat(64)), 'listing never returns the hash');
+      assert.equal(await store.revokeToken(t.id), true);
+      assert.equal(await store.tokenByHash('a'.repeat(64)), undefined);
+      assert.equal(await store.revokeToken(t.id), false);
+    });
+
+    test('audit records', async () => {
+      await store.addAudit({ actor: 'alice', namespace: 'team-a', action: 'run.start', target: 'r-1', outcome: 'ok' });
+      await store.addAudit({ actor: 'bob', namespace: 'team-b', action: 'run.kill', target: 'r-2', outcome: 'forbidden' });
+      const a = await store.listAudit({ namespace: 'team-a' });
+      assert.equal(a.length, 1);
+      assert.deepEqual([a[0].actor, a[0].action, a[0].target, a[0].outcome], ['alice', 'run.start', 'r-1', 'ok']);
+      assert.equal((await store.listAudit()).length, 2);
+    });
+
+    test('10,000 archived log lines page back exactly once each, with per-source counts', async () => {
+      const lines = Array.from({ length: 10_000 }, (_, i) => `line ${i + 1}`);
+      for (let i = 0; i < lines.length; i += 1000) {
+        await store.appendLogs('r-logs', 'main', String((i / 1000) % 2), lines.slice(i, i + 1000).map((line) => ({ line, stream: 'stdout' as const })));
+      }
+      assert.equal(await store.archivedLineCount('r-logs', 'main', '0'), 5000);
+      assert.equal(await store.archivedLineCount('r-logs', 'main', '1'), 5000);
+      assert.equal(await store.archivedLineCount('r-logs', 'main', '2'), 0);
+      const got: string[] = [];
+      let after = 0;
+      for (;;) {
+        const page = await store.readLogs('r-logs', { after, limit: 777 });
+        if (page.length === 0) break;
+        got.push(...page.map((l) => l.line));
+        after = page[page.length - 1].seq;
+      }
+      assert.deepEqual(got, lines);
+    });
+
+    test('data survives reopening the store', async () => {
+      await store.close();
+      store = await openStore(target!.location);
+      assert.equal((await store.getRun('r-life'))?.state, 'COMPLETED');
+      assert.equal((await store.history('r-life')).length, 4);
+      assert.ok(isTerminal((await store.getRun('r-life'))!.state));
+    });
+  });
+}
+
+describe('opening a store', () => {
+  nodeTest('unknown --store values are refused with what to write', async () => {
+    await assert.rejects(openStore('mysql://x'), /--store must be sqlite:<file> or postgres:\/\//);
+    await assert.rejects(openStore('sqlite:'), /needs a file/);
+  });
+});
