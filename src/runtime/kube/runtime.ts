@@ -324,8 +324,12 @@ export class KubeRuntime implements Runtime {
   }
 
   async kill(runId: string): Promise<void> {
-    await this.requireRoot(runId);
+    const root = await this.requireRoot(runId);
     await this.patchRootAnnotations(runId, { [ANN_STOP]: new Date().toISOString() });
+    // Workloads to 0 first, so no controller replaces the pods deleted next (a Deployment would).
+    await Promise.all((specOf(root)?.runnables ?? []).map((r) => this.scale(runId, r.name, 0).catch(() => undefined)));
+    // Grace 0: the pod objects go at once; the kubelet still gives the program its 2 s minimum
+    // between SIGTERM and SIGKILL (Kubernetes has no way to skip SIGTERM).
     await this.deletePods(await this.podsOf(runId), 0);
     try {
       await this.deleteRoot(runId, 0);
@@ -439,8 +443,10 @@ export class KubeRuntime implements Runtime {
       const port = r.ports.find((p) => p.name === service)!.port;
       for (const pod of objects.pods) {
         if (pod.metadata?.labels?.[LABEL_RUNNABLE] !== r.name || !pod.status?.podIP || pod.metadata?.deletionTimestamp) continue;
-        const running = pod.status.containerStatuses?.find((c) => c.name === MAIN_CONTAINER)?.state?.running;
-        if (running) out.push({ name: service, host: pod.status.podIP, port });
+        const main = pod.status.containerStatuses?.find((c) => c.name === MAIN_CONTAINER);
+        // With a readiness probe only ready instances are endpoints (as in the Service's EndpointSlices).
+        const probed = !!pod.spec?.containers?.find((c) => c.name === MAIN_CONTAINER)?.readinessProbe;
+        if (main?.state?.running && (!probed || main.ready)) out.push({ name: service, host: pod.status.podIP, port });
       }
     }
     return out.sort((a, b) => a.host.localeCompare(b.host));
