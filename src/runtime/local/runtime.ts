@@ -22,6 +22,7 @@ import type {
   Runtime,
   StatusListener,
 } from '../api.js';
+import { RunIdTakenError } from '../runid.js';
 import type { AppSpec, RunnableSpec } from '../spec.js';
 import { isTerminal, type InstanceState, type RunState } from '../state.js';
 import { hostProcess, PODINFO_PATH, FILES_PATH, runcConfig } from './bundle.js';
@@ -286,7 +287,8 @@ export class LocalRuntime implements Runtime {
   async submit(request: RunRequest): Promise<RunStatus> {
     const { runId, spec } = request;
     const dir = this.runDir(runId);
-    if (existsSync(dir)) throw new LocalRuntimeError(`run ${runId} already exists in ${this.runsDir}`);
+    // Checked again atomically below; this early check only saves preparing images for nothing.
+    if (existsSync(dir)) throw new RunIdTakenError(runId, `${dir} already exists`);
     const now = Date.now();
     const record: RunRecord = {
       version: 1,
@@ -316,7 +318,15 @@ export class LocalRuntime implements Runtime {
       const reason = error instanceof LocalRuntimeError ? 'InvalidSpec' : 'ErrImagePull';
       return this.baseStatus(record, reason === 'InvalidSpec' ? 'REJECTED' : 'FAILED', message, reason);
     }
-    await fs.mkdir(dir, { recursive: true });
+    // Claim the id: a plain mkdir fails when another submission (this or another process) got there
+    // first, where a check-then-create would let both write into one run directory.
+    await fs.mkdir(this.runsDir, { recursive: true });
+    try {
+      await fs.mkdir(dir);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'EEXIST') throw new RunIdTakenError(runId, `${dir} already exists`);
+      throw error;
+    }
     for (const r of spec.runnables) {
       record.runnables[r.name] = { desired: r.instances, instances: [], nextId: 0, image: images[r.name] };
       const filesDir = path.join(dir, 'files', r.name);
