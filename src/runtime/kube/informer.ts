@@ -27,6 +27,8 @@ export interface InformerOptions<T> {
   pageSize?: number;
   /** Counts API requests (for benchmarks). */
   onRequest?: (kind: 'list' | 'watch') => void;
+  /** Applied to every object before it is stored or handed on (like client-go's SetTransform): keep only what is read. */
+  transform?: (obj: T) => T;
   onError?: (error: unknown) => void;
 }
 
@@ -106,7 +108,8 @@ export class Informer<T extends KubernetesObject> {
     }
   }
 
-  private apply(event: 'ADDED' | 'MODIFIED' | 'DELETED', obj: T): void {
+  private apply(event: 'ADDED' | 'MODIFIED' | 'DELETED', raw: T): void {
+    const obj = this.options.transform ? this.options.transform(raw) : raw;
     const key = keyOf(obj as Meta);
     if (event === 'DELETED') {
       const old = this.store.get(key);
@@ -127,7 +130,9 @@ export class Informer<T extends KubernetesObject> {
     do {
       this.options.onRequest?.('list');
       const page = await this.options.list({ labelSelector: this.options.labelSelector, limit: this.options.pageSize ?? 500, _continue: cont });
-      items.push(...page.items);
+      // Transformed page by page, so the full objects of a page can be collected before the next one arrives.
+      const transform = this.options.transform;
+      for (const item of page.items) items.push(transform ? transform(item) : item);
       cont = page.metadata?._continue || undefined;
       rv = page.metadata?.resourceVersion ?? rv;
     } while (cont);
