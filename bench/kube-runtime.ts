@@ -31,6 +31,7 @@ const RUNS = Number(arg('runs', '20'));
 const TRACK = Number(arg('track', '1000'));
 const PODDED = Math.min(TRACK, Number(arg('podded', '250'))); // the nodes' pod capacity bounds this (docs/kubernetes-testenv.md)
 const CONCURRENCY = Number(arg('concurrency', '8'));
+const STEADY_MS = Number(arg('steady', '60')) * 1000;
 const RUNNING_TIMEOUT_MS = Number(arg('running-timeout', '1800')) * 1000;
 const NS = arg('namespace', `weft-bench-${process.pid}`);
 const KUBECTL = process.env.KUBECTL ?? 'kubectl';
@@ -186,7 +187,7 @@ try {
   const resultFile = join(dir, 'fresh.json');
   const child = join(dirname(fileURLToPath(import.meta.url)), 'kube-track-fresh.js');
   await new Promise<void>((resolve, reject) => {
-    const p = spawn(process.execPath, ['--expose-gc', child, NS, resultFile, '60000'], { stdio: ['ignore', 'inherit', 'inherit'] });
+    const p = spawn(process.execPath, ['--expose-gc', child, NS, resultFile, String(STEADY_MS)], { stdio: ['ignore', 'inherit', 'inherit'] });
     p.on('error', reject);
     p.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`the fresh tracker exited with ${code}`))));
   });
