@@ -6,7 +6,8 @@ import { Runner } from './runner.js';
 export * from './api.js';
 export * from './spec.js';
 export * from './state.js';
-export { Runner, RunError, newRunId } from './runner.js';
+export { Runner, RunError, type RunIdOptions } from './runner.js';
+export { createRunIdGenerator, isValidRunId, newRunId, RUN_ID_MAX_LENGTH, RunIdTakenError, runIdTime, type RunIdGenerator, type RunIdSource } from './runid.js';
 
 /** Creates the backend alone (for code that wants the SPI directly). */
 export async function createRuntime(options: RunnerOptions): Promise<Runtime> {

@@ -1,5 +1,4 @@
 // TwillRunner, Preparer and Controller, written once over the backend SPI.
-import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { basename } from 'node:path';
 import type {
@@ -15,13 +14,15 @@ import type {
   StatusListener,
   TwillRunner,
 } from './api.js';
+import { newRunId, RunIdTakenError, type RunIdGenerator } from './runid.js';
 import { parseDuration, SpecError, type AppSpec, type Resources } from './spec.js';
 import { isTerminal, type RunState } from './state.js';
 
-/** A run id: the app name (shortened) and 8 random hex digits; a valid DNS label of at most 29 characters. */
-export function newRunId(app: string): string {
-  const prefix = app.slice(0, 20).replace(/-+$/, '');
-  return `${prefix}-${randomBytes(4).toString('hex')}`;
+export interface RunIdOptions {
+  /** Makes run ids (default: newRunId); tests inject a generator that repeats. */
+  newRunId?: RunIdGenerator;
+  /** Ids tried per submission before giving up when the backend keeps finding them taken (default 5). */
+  runIdAttempts?: number;
 }
 
 export class RunError extends Error {
@@ -161,7 +162,11 @@ class RunPreparer implements Preparer {
   private readonly spec: AppSpec;
   private readonly files: Array<{ file: string | { name: string; data: Buffer | string }; runnable?: string }> = [];
 
-  constructor(private readonly runtime: Runtime, spec: AppSpec) {
+  constructor(
+    private readonly runtime: Runtime,
+    spec: AppSpec,
+    private readonly options: RunIdOptions,
+  ) {
     // A deep copy: the caller's spec is never changed. (Not re-parsed: durations are already in ms.)
     this.spec = structuredClone(spec);
     if (!this.spec?.name || !Array.isArray(this.spec.runnables) || this.spec.runnables.length === 0) {
@@ -226,16 +231,30 @@ class RunPreparer implements Preparer {
     for (const f of files) {
       if (!/^[-._a-zA-Z0-9]+$/.test(f.name)) throw new SpecError(`file name "${f.name}" must be letters, digits, ".", "-" or "_"`);
     }
-    const status = await this.runtime.submit({ runId: newRunId(this.spec.name), spec: this.spec, files });
-    return new RunController(this.runtime, status);
+    const makeId = this.options.newRunId ?? newRunId;
+    const attempts = this.options.runIdAttempts ?? 5;
+    for (let attempt = 1; ; attempt++) {
+      const runId = makeId(this.spec.name);
+      try {
+        const status = await this.runtime.submit({ runId, spec: this.spec, files });
+        return new RunController(this.runtime, status);
+      } catch (error) {
+        // Another run holds the id: the backend created nothing, so a new id is safe (never adopt the other run).
+        if (!(error instanceof RunIdTakenError)) throw error;
+        if (attempt >= attempts) throw new RunError(`no free run id after ${attempts} attempts (last: ${error.message}); is the clock or random source stuck?`);
+      }
+    }
   }
 }
 
 export class Runner implements TwillRunner {
-  constructor(readonly runtime: Runtime) {}
+  constructor(
+    readonly runtime: Runtime,
+    private readonly options: RunIdOptions = {},
+  ) {}
 
   prepare(spec: AppSpec): Preparer {
-    return new RunPreparer(this.runtime, spec);
+    return new RunPreparer(this.runtime, spec, this.options);
   }
 
   async lookup(app: string): Promise<Controller[]> {

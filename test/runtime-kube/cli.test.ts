@@ -36,7 +36,7 @@ test('run --wait exits 0 for COMPLETED and 1 for FAILED, with JSON', async () =>
   assert.equal(r.code, 0, r.stderr + r.stdout);
   const out = JSON.parse(r.stdout);
   assert.equal(out.state, 'COMPLETED');
-  assert.match(out.runId, /^demo-[0-9a-f]{8}$/);
+  assert.match(out.runId, /^demo-[0-9a-hjkmnp-tv-z]{17}$/);
 
   const bad = join(dir, 'bad.yaml');
   await writeFile(bad, `name: bad\nrunnables:\n  - name: main\n    kind: batch\n    image: registry.example/demo:1\n    kubernetes:\n      podLabels: { ${KWOK.failed}: "true" }\n      podAnnotations: { ${KWOK.failed}/exit-code: "2" }\n`);

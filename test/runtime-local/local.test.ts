@@ -12,7 +12,7 @@ import { promisify } from 'node:util';
 import { openImage, parseDockerReference } from '../../src/image/index.js';
 import { createRemoteTransport } from '../../src/registry/client/index.js';
 import { startRegistry, type RunningRegistry } from '../../src/registry/server/index.js';
-import { createRunner, isTerminal, parseAppSpec, type AppSpecInput, type Controller, type TwillRunner } from '../../src/runtime/index.js';
+import { createRunIdGenerator, createRunner, isTerminal, parseAppSpec, Runner, RunIdTakenError, type AppSpecInput, type Controller, type TwillRunner } from '../../src/runtime/index.js';
 import { createLocalRuntime, LocalRuntime } from '../../src/runtime/local/index.js';
 import { buildProbeImage, weftMain, type ProbeImage } from '../twill/fixtures/probe-image.js';
 import { logLines, readLine, waitForLogs } from '../twill/local-target.js';
@@ -226,6 +226,39 @@ describe('the local runtime in host-process mode', () => {
       assert.ok(host.argv.some((a: string) => a.includes(path.join(stateDir, 'images', 'unpacked'))), `/app rewritten into the rootfs: ${host.argv.join(' ')}`);
       assert.ok(!host.argv.includes('/opt/java/bin/java'), 'the host JVM replaces the image one');
       assert.ok((await logLines(c)).includes('[job/0] batch done'));
+    } finally {
+      await runner.close();
+    }
+  });
+
+  test('a repeated run id is never reused: the second submission gets a new id and both runs keep their own state', { timeout: 120_000 }, async () => {
+    const dir = path.join(stateDir, 'repeat');
+    const runtime = await createLocalRuntime({ stateDir: dir, mode: 'host' });
+    // A stopped clock and a random source that repeats its first draw once.
+    const draws = [Uint8Array.of(5, 5, 5, 5, 5), Uint8Array.of(5, 5, 5, 5, 5), Uint8Array.of(6, 6, 6, 6, 6)];
+    const made: string[] = [];
+    const generate = createRunIdGenerator({ now: () => 1_764_000_000_000, randomBytes: () => draws.shift()! });
+    const runner = new Runner(runtime, { newRunId: (app) => (made.push(generate(app)), made[made.length - 1]) });
+    try {
+      const job = (arg: string) => parseAppSpec({ name: 'lh-repeat', runnables: [{ name: 'job', kind: 'batch', image: probe.reference, args: ['batch', arg] }] });
+      const first = await runner.prepare(job('first')).start();
+      const second = await runner.prepare(job('second')).start();
+      assert.deepEqual(made, [first.runId, first.runId, second.runId], 'the second submission met the first id, then drew a new one');
+      assert.notEqual(second.runId, first.runId);
+      for (const [c, arg] of [
+        [first, 'first'],
+        [second, 'second'],
+      ] as const) {
+        assert.equal((await c.awaitTerminated(60_000)).state, 'COMPLETED');
+        const record = JSON.parse(await fs.readFile(path.join(dir, 'runs', c.runId, 'run.json'), 'utf8'));
+        assert.equal(record.runId, c.runId);
+        assert.deepEqual(record.spec.runnables[0].args, ['batch', arg], `run ${c.runId} kept its own record`);
+        assert.ok((await logLines(c)).some((l) => l.includes(`args=batch,${arg}`)), `run ${c.runId} ran its own program`);
+      }
+      // The backend itself refuses a taken id before writing anything.
+      const before = await fs.readFile(path.join(dir, 'runs', first.runId, 'run.json'), 'utf8');
+      await assert.rejects(runtime.submit({ runId: first.runId, spec: job('third'), files: [] }), (e: unknown) => e instanceof RunIdTakenError && e.runId === first.runId);
+      assert.equal(await fs.readFile(path.join(dir, 'runs', first.runId, 'run.json'), 'utf8'), before);
     } finally {
       await runner.close();
     }

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import type { V1ConfigMap, V1Job, V1Pod } from '@kubernetes/client-node';
 import { parseAppSpecYaml } from '../../src/runtime/index.js';
 import { deriveRun, renderRun } from '../../src/runtime/kube/index.js';
+import { slimJob, slimPod, slimRoot, slimWorkload } from '../../src/runtime/kube/tracker.js';
 
 const spec = parseAppSpecYaml(`
 name: demo
@@ -116,9 +117,52 @@ test('with a readiness probe, a running main container that is not ready is STAR
   const s = deriveRun('demo-1', { root, jobs: [job], deployments: [], statefulSets: [], pods: [notReady] }, at);
   assert.equal(s.state, 'STARTING');
   assert.equal(s.runnables[0].instances[0].reason, 'NotReady');
+  // The tracker's slim copy keeps the fact that a probe exists.
+  assert.equal(deriveRun('demo-1', { root, jobs: [job], deployments: [], statefulSets: [], pods: [slimPod(notReady)] }, at).state, 'STARTING');
   const ready = pod(status(true), { nodeName: 'n1', containers: [{ name: 'main', readinessProbe: probe }] });
   assert.equal(deriveRun('demo-1', { root, jobs: [job], deployments: [], statefulSets: [], pods: [ready] }, at).state, 'RUNNING');
   // Without a probe, readiness is not waited for.
   const noProbe = pod(status(false), { nodeName: 'n1' });
   assert.equal(deriveRun('demo-1', { root, jobs: [job], deployments: [], statefulSets: [], pods: [noProbe] }, at).state, 'RUNNING');
+});
+
+test("the tracker's slim copies (no managedFields, pod specs, templates or files) derive exactly what the full objects do", () => {
+  const multi = parseAppSpecYaml(`
+name: multi
+startTimeout: 60s
+runnables:
+  - { name: job, kind: batch, image: r/job:1, instances: 2 }
+  - { name: web, kind: service, image: r/web:1, instances: 2 }
+  - { name: db, kind: stateful, image: r/db:1, instances: 1, storage: { size: 1Gi } }
+`);
+  const run = renderRun({ runId: 'multi-1', spec: multi, files: [{ name: 'big.bin', data: Buffer.alloc(4096, 1) }] }, { namespace: 'ns', now: created });
+  const managedFields = [{ manager: 'kube-controller-manager', operation: 'Update', fieldsType: 'FieldsV1', fieldsV1: { 'f:status': { '.': {} } } }];
+  const withMeta = <T extends { metadata?: object }>(o: T, extra: object = {}): T => ({ ...o, metadata: { ...o.metadata, uid: 'uid-x', resourceVersion: '7', managedFields, ...extra } });
+  const fullRoot = withMeta(run.root);
+  const labelsOf = (runnable: string, extra: Record<string, string> = {}) => ({ 'weft.io/run-id': 'multi-1', 'weft.io/runnable': runnable, ...extra });
+  const podOf = (name: string, runnable: string, status: V1Pod['status'], extra: Partial<V1Pod> = {}): V1Pod => ({
+    metadata: { name, labels: labelsOf(runnable), annotations: { 'batch.kubernetes.io/job-completion-index': name.endsWith('1') ? '1' : '0' }, managedFields },
+    spec: { nodeName: 'n1', containers: [{ name: 'main', image: `r/${runnable}:1`, env: [{ name: 'A', value: 'x'.repeat(500) }] }], volumes: [{ name: 'podinfo' }] },
+    status,
+    ...extra,
+  });
+  const running = (image: string): V1Pod['status'] => ({ phase: 'Running', podIP: '10.0.0.1', conditions: [{ type: 'Ready', status: 'True', lastTransitionTime: new Date(at) }], containerStatuses: [{ name: 'main', image, imageID: '', ready: true, restartCount: 0, state: { running: { startedAt: new Date(at) } } }] });
+  const cases: Array<{ what: string; root: V1ConfigMap; jobs: V1Job[]; pods: V1Pod[]; replicas?: number }> = [
+    { what: 'all running', root: fullRoot, jobs: run.jobs.map((j) => withMeta(j)), pods: [podOf('j-0', 'job', running('r/job:1')), podOf('j-1', 'job', running('r/job:1')), podOf('w-a', 'web', running('r/web:1')), podOf('w-b', 'web', running('r/web:1')), podOf('db-0', 'db', running('r/db:1'))] },
+    { what: 'image pull (image only in the pod spec)', root: fullRoot, jobs: run.jobs, pods: [podOf('w-a', 'web', { phase: 'Pending', containerStatuses: [{ name: 'main', image: undefined as unknown as string, imageID: '', ready: false, restartCount: 0, state: { waiting: { reason: 'ImagePullBackOff', message: 'back-off' } } }] })] },
+    { what: 'unschedulable', root: fullRoot, jobs: run.jobs, pods: [podOf('w-a', 'web', { phase: 'Pending', conditions: [{ type: 'PodScheduled', status: 'False', reason: 'Unschedulable', message: '0/3 nodes are available' }] }, { spec: { containers: [{ name: 'main' }] } })] },
+    { what: 'a failed Job', root: fullRoot, jobs: [{ ...withMeta(run.jobs[0]), status: { conditions: [{ type: 'Failed', status: 'True', reason: 'BackoffLimitExceeded', message: 'too many', lastTransitionTime: new Date(at) }] } }], pods: [] },
+    { what: 'suspended, scaled', root: fullRoot, jobs: [{ ...run.jobs[0], spec: { ...run.jobs[0].spec!, suspend: true, parallelism: 5 } }], pods: [], replicas: 3 },
+    { what: 'stopping, a pod being deleted', root: withMeta(run.root, { annotations: { ...run.root.metadata!.annotations, 'weft.io/stop-requested': 'now' } }), jobs: run.jobs, pods: [podOf('w-a', 'web', running('r/web:1'), { metadata: { name: 'w-a', labels: labelsOf('web'), deletionTimestamp: new Date(at) } })] },
+    { what: 'a recorded verdict', root: withMeta(run.root, { annotations: { 'weft.io/state': 'FAILED', 'weft.io/message': 'm', 'weft.io/exit-code': '3' } }), jobs: run.jobs, pods: [] },
+  ];
+  for (const c of cases) {
+    const deployments = run.deployments.map((d) => withMeta({ ...d, spec: { ...d.spec!, replicas: c.replicas ?? d.spec!.replicas } }));
+    const statefulSets = run.statefulSets.map((s) => withMeta(s));
+    const full = { root: c.root, jobs: c.jobs, deployments, statefulSets, pods: c.pods };
+    const slim = { root: slimRoot(c.root), jobs: c.jobs.map(slimJob), deployments: deployments.map(slimWorkload), statefulSets: statefulSets.map(slimWorkload), pods: c.pods.map(slimPod) };
+    for (const now of [at, created + 120_000]) assert.deepEqual(deriveRun('multi-1', slim, now), deriveRun('multi-1', full, now), `${c.what} at +${now - created} ms`);
+    const text = JSON.stringify(slim);
+    assert.ok(!text.includes('managedFields') && !text.includes('binaryData') && !text.includes('"template"') && !text.includes('"volumes"'), `${c.what}: the slim copies drop the heavy parts`);
+  }
 });

@@ -1,9 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
+  createRunIdGenerator,
   parseAppSpecYaml,
   Runner,
   RunError,
+  RunIdTakenError,
   type LogLine,
   type RunRequest,
   type RunStatus,
@@ -20,6 +22,8 @@ class FakeRuntime implements Runtime {
   statuses = new Map<string, RunStatus>();
   async submit(request: RunRequest): Promise<RunStatus> {
     this.requests.push(request);
+    // Like the real backends: an id another run holds is refused, and nothing of that run changes.
+    if (this.statuses.has(request.runId)) throw new RunIdTakenError(request.runId, 'the fake backend has it');
     const s: RunStatus = { runId: request.runId, app: request.spec.name, runtime: 'local', state: 'PENDING', runnables: [] };
     this.statuses.set(s.runId, s);
     return s;
@@ -86,7 +90,7 @@ test('the preparer applies arguments, env, resources, instances, files and the s
     .setStartTimeout('90s')
     .start();
   const req = fake.requests[0];
-  assert.match(c.runId, /^app-[0-9a-f]{8}$/);
+  assert.match(c.runId, /^app-[0-9a-hjkmnp-tv-z]{17}$/);
   const w = req.spec.runnables[0];
   const b = req.spec.runnables[1];
   assert.deepEqual(w.args, ['a', '--port', '1', '--all']);
@@ -142,4 +146,43 @@ test('lookupLive and lookup find runs through the backend', async () => {
   assert.equal(live.length, 1);
   assert.equal((await runner.lookupRun(live[0].runId))!.runId, live[0].runId);
   assert.equal(await runner.lookupRun('none'), undefined);
+});
+
+test('a submission that meets a taken id retries with a new one; both runs exist, each with its own request', async () => {
+  const fake = new FakeRuntime();
+  // The random source repeats its first draw once, with the clock standing still: the second run's first id is the first run's.
+  const draws = [Uint8Array.of(7, 7, 7, 7, 7), Uint8Array.of(7, 7, 7, 7, 7), Uint8Array.of(8, 8, 8, 8, 8)];
+  const runner = new Runner(fake, { newRunId: createRunIdGenerator({ now: () => 1_764_000_000_000, randomBytes: () => draws.shift()! }) });
+  const first = await runner.prepare(spec).withEnv({ RUN: 'first' }).start();
+  const second = await runner.prepare(spec).withEnv({ RUN: 'second' }).start();
+  assert.notEqual(second.runId, first.runId);
+  assert.deepEqual(
+    fake.requests.map((r) => r.runId),
+    [first.runId, first.runId, second.runId],
+    'the second submission was refused once with the first id, then used a new one',
+  );
+  assert.equal(fake.statuses.size, 2);
+  assert.equal(fake.requests[0].spec.runnables[0].env.RUN, 'first');
+  assert.equal(fake.requests[2].spec.runnables[0].env.RUN, 'second');
+  assert.equal(first.state, 'PENDING');
+  assert.equal(second.state, 'PENDING');
+});
+
+test('a generator stuck on one id gives up after the configured attempts with a clear error', async () => {
+  const fake = new FakeRuntime();
+  const runner = new Runner(fake, { newRunId: () => 'app-stuck', runIdAttempts: 3 });
+  await runner.prepare(spec).start();
+  await assert.rejects(runner.prepare(spec).start(), (e: unknown) => e instanceof RunError && /no free run id after 3 attempts.*app-stuck is taken/.test(e.message));
+  assert.equal(fake.requests.length, 4);
+  assert.equal(fake.statuses.size, 1);
+});
+
+test('other submit errors are not retried', async () => {
+  const fake = new FakeRuntime();
+  fake.submit = async (request) => {
+    fake.requests.push(request);
+    throw new Error('registry down');
+  };
+  await assert.rejects(new Runner(fake).prepare(spec).start(), /registry down/);
+  assert.equal(fake.requests.length, 1);
 });

@@ -27,6 +27,8 @@ export interface InformerOptions<T> {
   pageSize?: number;
   /** Counts API requests (for benchmarks). */
   onRequest?: (kind: 'list' | 'watch') => void;
+  /** Applied to every object before it is stored or handed on (like client-go's SetTransform): keep only what is read. */
+  transform?: (obj: T) => T;
   onError?: (error: unknown) => void;
 }
 
@@ -52,6 +54,8 @@ export class Informer<T extends KubernetesObject> {
   readonly synced: Promise<void>;
   private hasSynced = false;
   private relistRunning: Promise<void> | undefined;
+  /** Keys the watch changed while a resync's list was in flight: the watch is newer than that list's snapshot. */
+  private touchedDuringResync: Set<string> | undefined;
   /** Number of relists caused by 410 Gone (for tests and benchmarks). */
   relists = 0;
 
@@ -106,47 +110,64 @@ export class Informer<T extends KubernetesObject> {
     }
   }
 
-  private apply(event: 'ADDED' | 'MODIFIED' | 'DELETED', obj: T): void {
+  private apply(event: 'ADDED' | 'MODIFIED' | 'DELETED', raw: T): void {
+    const obj = this.options.transform ? this.options.transform(raw) : raw;
     const key = keyOf(obj as Meta);
     if (event === 'DELETED') {
+      this.touchedDuringResync?.add(key);
       const old = this.store.get(key);
       this.store.delete(key);
       this.emit('delete', old && (old as Meta).metadata?.uid !== (obj as Meta).metadata?.uid ? old : obj);
       return;
     }
+    this.touchedDuringResync?.add(key);
     const existed = this.store.has(key);
     this.store.set(key, obj);
     this.emit(existed ? 'update' : 'add', obj);
   }
 
-  /** Lists every page and replaces the store, emitting the differences (deletes for vanished objects). */
-  private async relist(): Promise<void> {
+  /**
+   * Lists every page and replaces the store, emitting the differences (deletes for vanished objects).
+   * A resync lists while the watch keeps running: objects the watch added, changed or deleted since
+   * the list began are newer than the list's snapshot, so the list neither overwrites nor deletes
+   * them (else a run created during a resync would be reported gone), and the watch keeps its place.
+   */
+  private async relist(resync = false): Promise<void> {
     const items: T[] = [];
     let cont: string | undefined;
     let rv = '';
-    do {
-      this.options.onRequest?.('list');
-      const page = await this.options.list({ labelSelector: this.options.labelSelector, limit: this.options.pageSize ?? 500, _continue: cont });
-      items.push(...page.items);
-      cont = page.metadata?._continue || undefined;
-      rv = page.metadata?.resourceVersion ?? rv;
-    } while (cont);
+    const touched = resync ? new Set<string>() : undefined;
+    this.touchedDuringResync = touched;
+    try {
+      do {
+        this.options.onRequest?.('list');
+        const page = await this.options.list({ labelSelector: this.options.labelSelector, limit: this.options.pageSize ?? 500, _continue: cont });
+        // Transformed page by page, so the full objects of a page can be collected before the next one arrives.
+        const transform = this.options.transform;
+        for (const item of page.items) items.push(transform ? transform(item) : item);
+        cont = page.metadata?._continue || undefined;
+        rv = page.metadata?.resourceVersion ?? rv;
+      } while (cont);
+    } finally {
+      if (this.touchedDuringResync === touched) this.touchedDuringResync = undefined;
+    }
     const seen = new Set<string>();
     for (const item of items) {
       const key = keyOf(item as Meta);
       seen.add(key);
+      if (touched?.has(key)) continue;
       const old = this.store.get(key);
       this.store.set(key, item);
       // A resync re-delivers unchanged objects as updates too, so derived state is recomputed.
       this.emit(old ? 'update' : 'add', item);
     }
     for (const [key, old] of [...this.store]) {
-      if (!seen.has(key)) {
+      if (!seen.has(key) && !touched?.has(key)) {
         this.store.delete(key);
         this.emit('delete', old);
       }
     }
-    this.resourceVersion = rv;
+    if (!resync) this.resourceVersion = rv;
     if (!this.hasSynced) {
       this.hasSynced = true;
       this.syncedResolve();
@@ -155,7 +176,7 @@ export class Informer<T extends KubernetesObject> {
 
   private async resync(): Promise<void> {
     if (this.stopped || this.relistRunning) return;
-    this.relistRunning = this.relist().catch((error) => this.options.onError?.(error));
+    this.relistRunning = this.relist(true).catch((error) => this.options.onError?.(error));
     await this.relistRunning;
     this.relistRunning = undefined;
   }

@@ -25,6 +25,7 @@ import type {
   Runtime,
   StatusListener,
 } from '../api.js';
+import { RunIdTakenError } from '../runid.js';
 import { startTimeoutOf } from '../spec.js';
 import { isTerminal } from '../state.js';
 import { instanceIdOf, specOf, type Derived } from './derive.js';
@@ -69,6 +70,18 @@ export function apiMessage(error: unknown): string {
 
 function isNotFound(error: unknown): boolean {
   return error instanceof ApiException && error.code === 404;
+}
+
+/** A create refused because the name is taken (409 AlreadyExists, not a 409 Conflict on an update). */
+function isAlreadyExists(error: unknown): boolean {
+  if (!(error instanceof ApiException) || error.code !== 409) return false;
+  const body = error.body as unknown;
+  try {
+    const parsed = typeof body === 'string' ? JSON.parse(body) : body;
+    return (parsed as { reason?: string } | undefined)?.reason === 'AlreadyExists';
+  } catch {
+    return false;
+  }
 }
 
 /** Loads a kubeconfig the way kubectl does: --kubeconfig, else KUBECONFIG (a list), else ~/.kube/config, else in-cluster. */
@@ -207,6 +220,8 @@ export class KubeRuntime implements Runtime {
       this.count('create');
       root = await this.core.createNamespacedConfigMap({ namespace: this.namespace, body: rendered.root });
     } catch (error) {
+      // Another run's root: never touch it; the runner retries with a new id.
+      if (isAlreadyExists(error)) throw new RunIdTakenError(request.runId, `ConfigMap ${request.runId} already exists in namespace ${this.namespace}`);
       if (isNotFound(error)) return rejected(`namespace ${this.namespace} does not exist: create it (kubectl create namespace ${this.namespace}) or pass --namespace`);
       return rejected(`the cluster refused the run: ${apiMessage(error)}`);
     }
@@ -229,8 +244,11 @@ export class KubeRuntime implements Runtime {
         await this.batch.createNamespacedJob({ namespace: this.namespace, body: job });
       }
     } catch (error) {
-      // Nothing partial stays behind: the root owns whatever was created.
-      await this.deleteRoot(request.runId, 0).catch(() => undefined);
+      // Nothing partial stays behind: the root owns whatever was created. The uid precondition
+      // makes sure only this submission's root is deleted, never a run that took the name since.
+      await this.deleteRoot(request.runId, 0, root.metadata?.uid).catch(() => undefined);
+      // A leftover object of an earlier run with this id (e.g. still being garbage-collected): not ours to adopt.
+      if (isAlreadyExists(error)) throw new RunIdTakenError(request.runId, `an object of the run already exists: ${apiMessage(error)}`);
       return rejected(`the cluster refused an object of the run: ${apiMessage(error)}`);
     }
     return {
@@ -281,13 +299,14 @@ export class KubeRuntime implements Runtime {
     );
   }
 
-  private async deleteRoot(runId: string, gracePeriodSeconds?: number): Promise<void> {
+  private async deleteRoot(runId: string, gracePeriodSeconds?: number, uid?: string): Promise<void> {
     this.count('delete');
     await this.core.deleteNamespacedConfigMap({
       name: runId,
       namespace: this.namespace,
       gracePeriodSeconds,
       propagationPolicy: 'Foreground',
+      body: uid ? { preconditions: { uid } } : undefined,
     });
   }
 

@@ -2,7 +2,7 @@
 // (root ConfigMaps, Jobs, Deployments, StatefulSets, Pods), never one watch
 // per run. Each run's state goes through a RunStateMachine, so late events
 // cannot move it backwards. A new process rebuilds every run from the cluster.
-import type { KubeConfig, KubernetesObject, V1ConfigMap, V1Deployment, V1Job, V1Pod, V1StatefulSet } from '@kubernetes/client-node';
+import type { KubeConfig, KubernetesObject, V1ConfigMap, V1Deployment, V1Job, V1ObjectMeta, V1Pod, V1StatefulSet } from '@kubernetes/client-node';
 import { AppsV1Api, BatchV1Api, CoreV1Api } from '@kubernetes/client-node';
 import type { RunStatus, StatusListener } from '../api.js';
 import { isTerminal, RunStateMachine } from '../state.js';
@@ -42,6 +42,58 @@ type Kind = 'root' | 'jobs' | 'deployments' | 'statefulSets' | 'pods';
 
 const nameOf = (o: KubernetesObject) => o.metadata?.name ?? '';
 
+// What the tracker keeps of each object: only the fields deriveRun and the runtime read (see
+// derive.ts and runtime.ts). managedFields, pod specs, workload pod templates and the run's files
+// are most of an object's bytes, and client-node's list models carry a property for every field of
+// the schema; plain slim objects keep tracking 10,000 runs well inside a few hundred MB.
+function slimMeta(m: V1ObjectMeta | undefined): V1ObjectMeta {
+  return {
+    name: m?.name,
+    namespace: m?.namespace,
+    uid: m?.uid,
+    resourceVersion: m?.resourceVersion,
+    creationTimestamp: m?.creationTimestamp,
+    deletionTimestamp: m?.deletionTimestamp,
+    labels: m?.labels,
+    annotations: m?.annotations,
+  };
+}
+
+/** The root without its files (binaryData): the spec and the annotations are all that is read. */
+export function slimRoot(cm: V1ConfigMap): V1ConfigMap {
+  return { metadata: slimMeta(cm.metadata), data: cm.data };
+}
+
+export function slimJob(job: V1Job): V1Job {
+  const spec = job.spec;
+  return {
+    metadata: slimMeta(job.metadata),
+    spec: spec && ({ parallelism: spec.parallelism, completions: spec.completions, suspend: spec.suspend } as V1Job['spec']),
+    status: job.status && { conditions: job.status.conditions },
+  };
+}
+
+export function slimWorkload<T extends V1Deployment | V1StatefulSet>(workload: T): T {
+  return { metadata: slimMeta(workload.metadata), spec: workload.spec && { replicas: workload.spec.replicas } } as T;
+}
+
+// A probe is kept only as a marker: derivation needs to know one exists (then RUNNING waits for ready).
+export function slimPod(pod: V1Pod): V1Pod {
+  const status = pod.status;
+  return {
+    metadata: slimMeta(pod.metadata),
+    spec: pod.spec && { nodeName: pod.spec.nodeName, containers: pod.spec.containers?.map((c) => ({ name: c.name, image: c.image, ...(c.readinessProbe ? { readinessProbe: {} } : {}) })) },
+    status: status && {
+      phase: status.phase,
+      reason: status.reason,
+      message: status.message,
+      podIP: status.podIP,
+      conditions: status.conditions?.map((c) => ({ type: c.type, status: c.status, reason: c.reason, message: c.message })),
+      containerStatuses: status.containerStatuses,
+    },
+  };
+}
+
 export class Tracker {
   private readonly runs = new Map<string, RunEntry>();
   private readonly listeners = new Set<StatusListener>();
@@ -68,18 +120,24 @@ export class Tracker {
       onRequest: this.options.onRequest,
       onError: this.options.onError,
     };
-    const add = <T extends KubernetesObject>(kind: Kind, path: string, selector: string, list: (p: { labelSelector?: string; limit: number; _continue?: string }) => Promise<ListPage<T>>) => {
-      const informer = new Informer<T>({ ...common, path, labelSelector: selector, list });
+    const add = <T extends KubernetesObject>(
+      kind: Kind,
+      path: string,
+      selector: string,
+      list: (p: { labelSelector?: string; limit: number; _continue?: string }) => Promise<ListPage<T>>,
+      transform: (obj: T) => T,
+    ) => {
+      const informer = new Informer<T>({ ...common, path, labelSelector: selector, list, transform });
       informer.on((event, obj) => this.onEvent(kind, event, obj));
       this.informers.push(informer as unknown as Informer<KubernetesObject>);
       return informer;
     };
     const ns = encodeURIComponent(namespace);
-    add<V1ConfigMap>('root', `/api/v1/namespaces/${ns}/configmaps`, `${MANAGED_SELECTOR},${LABEL_ROLE}=root`, (p) => core.listNamespacedConfigMap({ namespace, ...p }) as Promise<ListPage<V1ConfigMap>>);
-    add<V1Job>('jobs', `/apis/batch/v1/namespaces/${ns}/jobs`, MANAGED_SELECTOR, (p) => batch.listNamespacedJob({ namespace, ...p }) as Promise<ListPage<V1Job>>);
-    add<V1Deployment>('deployments', `/apis/apps/v1/namespaces/${ns}/deployments`, MANAGED_SELECTOR, (p) => apps.listNamespacedDeployment({ namespace, ...p }) as Promise<ListPage<V1Deployment>>);
-    add<V1StatefulSet>('statefulSets', `/apis/apps/v1/namespaces/${ns}/statefulsets`, MANAGED_SELECTOR, (p) => apps.listNamespacedStatefulSet({ namespace, ...p }) as Promise<ListPage<V1StatefulSet>>);
-    add<V1Pod>('pods', `/api/v1/namespaces/${ns}/pods`, MANAGED_SELECTOR, (p) => core.listNamespacedPod({ namespace, ...p }) as Promise<ListPage<V1Pod>>);
+    add<V1ConfigMap>('root', `/api/v1/namespaces/${ns}/configmaps`, `${MANAGED_SELECTOR},${LABEL_ROLE}=root`, (p) => core.listNamespacedConfigMap({ namespace, ...p }) as Promise<ListPage<V1ConfigMap>>, slimRoot);
+    add<V1Job>('jobs', `/apis/batch/v1/namespaces/${ns}/jobs`, MANAGED_SELECTOR, (p) => batch.listNamespacedJob({ namespace, ...p }) as Promise<ListPage<V1Job>>, slimJob);
+    add<V1Deployment>('deployments', `/apis/apps/v1/namespaces/${ns}/deployments`, MANAGED_SELECTOR, (p) => apps.listNamespacedDeployment({ namespace, ...p }) as Promise<ListPage<V1Deployment>>, slimWorkload);
+    add<V1StatefulSet>('statefulSets', `/apis/apps/v1/namespaces/${ns}/statefulsets`, MANAGED_SELECTOR, (p) => apps.listNamespacedStatefulSet({ namespace, ...p }) as Promise<ListPage<V1StatefulSet>>, slimWorkload);
+    add<V1Pod>('pods', `/api/v1/namespaces/${ns}/pods`, MANAGED_SELECTOR, (p) => core.listNamespacedPod({ namespace, ...p }) as Promise<ListPage<V1Pod>>, slimPod);
     this.started = (async () => {
       await Promise.all(this.informers.map((i) => i.start()));
       this.synced = true;

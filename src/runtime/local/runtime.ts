@@ -22,6 +22,7 @@ import type {
   Runtime,
   StatusListener,
 } from '../api.js';
+import { RunIdTakenError } from '../runid.js';
 import { portEnvName, type AppSpec, type RunnableSpec } from '../spec.js';
 import { isTerminal, type InstanceState, type RunState } from '../state.js';
 import { hostProcess, PODINFO_PATH, FILES_PATH, runcConfig } from './bundle.js';
@@ -324,7 +325,8 @@ export class LocalRuntime implements Runtime {
   async submit(request: RunRequest): Promise<RunStatus> {
     const { runId, spec } = request;
     const dir = this.runDir(runId);
-    if (existsSync(dir)) throw new LocalRuntimeError(`run ${runId} already exists in ${this.runsDir}`);
+    // Checked again atomically below; this early check only saves preparing images for nothing.
+    if (existsSync(dir)) throw new RunIdTakenError(runId, `${dir} already exists`);
     const now = Date.now();
     const record: RunRecord = {
       version: 1,
@@ -357,6 +359,14 @@ export class LocalRuntime implements Runtime {
       return this.recordNotStarted(record, images, reason === 'InvalidSpec' ? 'REJECTED' : 'FAILED', reason, message);
     }
     await this.privateStateDirs();
+    // Claim the id: a plain mkdir fails when another submission (this or another process) got there
+    // first, where a check-then-create would let both write into one run directory.
+    try {
+      await fs.mkdir(dir, { mode: PRIVATE_DIR });
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'EEXIST') throw new RunIdTakenError(runId, `${dir} already exists`);
+      throw error;
+    }
     await privateDir(dir);
     for (const r of spec.runnables) {
       record.runnables[r.name] = { desired: r.instances, instances: [], nextId: 0, image: images[r.name] };
