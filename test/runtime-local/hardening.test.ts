@@ -188,14 +188,14 @@ describe('local runtime hardening (issue 13)', () => {
     // --wait returns (it used to follow a run that did not exist forever), non-zero.
     const waited = await weft(['run', yaml, '--runtime', 'local', '--wait'], env());
     assert.equal(waited.code, 1);
-    assert.match(waited.stderr, /failed: run hd-unpack-[0-9a-f]+ \(ErrImageUnpack\): cannot unpack image/);
+    assert.match(waited.stderr, /failed: run hd-unpack-[0-9a-z]+ \(ErrImageUnpack\): cannot unpack image/);
 
     // A hostile layer's refusal reaches the user the same way.
     const hostile = await unpackableImage(path.join(work, 'hostile-image'), await tarLayer('../escaped'));
     await fs.writeFile(yaml, `name: hd-hostile\nrunnables:\n  - name: job\n    kind: batch\n    image: ${hostile}\n`);
     const refused = await weft(['run', yaml, '--runtime', 'local'], env());
     assert.equal(refused.code, 1, refused.stdout);
-    assert.match(refused.stderr, /failed: run hd-hostile-[0-9a-f]+ \(ErrImageUnpack\): cannot unpack image .*\.\./);
+    assert.match(refused.stderr, /failed: run hd-hostile-[0-9a-z]+ \(ErrImageUnpack\): cannot unpack image .*\.\./);
   });
 
   test('finding 8: restarting an instance while others read the status does not fail the run; kill leaves nothing behind', { timeout: 240_000 }, async () => {
