@@ -19,6 +19,7 @@ import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import { createRunner, parseAppSpec, type TwillRunner } from '../src/runtime/index.js';
+import { toolBinary } from '../test/support/tools.js';
 import { copyDistinctSystemJars } from './inputs.js';
 import { median } from './stats.js';
 
@@ -35,7 +36,8 @@ const kubeconfig = process.env.KUBECONFIG;
 const registry = process.env.WEFT_NODE_REGISTRY;
 if (!kubeconfig || !registry) throw new Error('KUBECONFIG and WEFT_NODE_REGISTRY must be set (see the header of bench/kube-real-node.ts)');
 const containerdSocket = join(dirname(kubeconfig), 'node', 'containerd', 'containerd.sock');
-const kubectlBin = join(process.env.WEFT_TOOLS ?? join(process.env.XDG_CACHE_HOME ?? join(process.env.HOME ?? '/root', '.cache'), 'weft', 'tools'), `kubernetes-${process.env.WEFT_K8S_VERSION ?? 'v1.35.4'}`, 'bin', 'kubectl');
+// kubectl of the version the set-up built (it records the version it resolved).
+const kubectlBin = toolBinary('kubernetes', 'bin/kubectl', 'scripts/k8s/build.sh');
 const onRealNode = {
   nodeSelector: { 'weft.io/real-node': 'true' },
   tolerations: [{ key: 'weft.io/real-node', operator: 'Exists' as const, effect: 'NoSchedule' as const }],

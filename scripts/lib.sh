@@ -5,6 +5,15 @@ WEFT_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 WEFT_TOOLS="${WEFT_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/weft/tools}"
 export WEFT_ROOT WEFT_TOOLS
 mkdir -p "$WEFT_TOOLS"
+# stop_pid_file FILE: ends the process whose pid FILE records (TERM, then KILL after 5 s); quiet if gone.
+stop_pid_file() {
+  [[ -f "$1" ]] || return 0
+  local pid i
+  pid="$(cat "$1")"
+  kill "$pid" 2>/dev/null || true
+  for ((i = 0; i < 50; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -9 "$pid" 2>/dev/null || true
+}
 log() { printf '[weft] %s\n' "$*" >&2; }
 die() { printf '[weft] error: %s\n' "$*" >&2; exit 1; }
 

@@ -253,8 +253,7 @@ real_node_up() {
   start containerd unshare --mount --propagation unchanged "$NODE_DIR/shield/enter" \
     containerd --config "$NODE_DIR/containerd/config.toml"
   wait_for "containerd on $CONTAINERD_SOCK" 60 containerd ctr_ version
-  ctr_ images import --no-unpack=false "$pause_tar" >/dev/null 2>&1 || ctr_ images import "$pause_tar" >/dev/null ||
-    die "could not import the pause image into containerd"
+  ctr_ images import "$pause_tar" >/dev/null || die "could not import the pause image into containerd"
   start kubelet unshare --mount --propagation unchanged "$NODE_DIR/shield/enter" \
     "$K8S_BIN/kubelet" --config="$NODE_DIR/kubelet-config/config.yaml" \
     --kubeconfig="$NODE_DIR/kubelet-config/kubeconfig" --root-dir="$NODE_DIR/kubelet" \

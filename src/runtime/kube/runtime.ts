@@ -28,7 +28,7 @@ import type {
 import { RunIdTakenError } from '../runid.js';
 import { startTimeoutOf } from '../spec.js';
 import { isTerminal } from '../state.js';
-import { instanceIdOf, specOf, type Derived } from './derive.js';
+import { instanceIdOf, podInstance, specOf, type Derived } from './derive.js';
 import {
   adopt,
   ANN_COMMAND_PREFIX,
@@ -462,10 +462,9 @@ export class KubeRuntime implements Runtime {
       const port = r.ports.find((p) => p.name === service)!.port;
       for (const pod of objects.pods) {
         if (pod.metadata?.labels?.[LABEL_RUNNABLE] !== r.name || !pod.status?.podIP || pod.metadata?.deletionTimestamp) continue;
-        const main = pod.status.containerStatuses?.find((c) => c.name === MAIN_CONTAINER);
-        // With a readiness probe only ready instances are endpoints (as in the Service's EndpointSlices).
-        const probed = !!pod.spec?.containers?.find((c) => c.name === MAIN_CONTAINER)?.readinessProbe;
-        if (main?.state?.running && (!probed || main.ready)) out.push({ name: service, host: pod.status.podIP, port });
+        // An endpoint is an instance the status calls RUNNING: its main container runs and, with a
+        // readiness probe, is ready (as in the Service's EndpointSlices).
+        if (podInstance(pod, r.kind).state === 'RUNNING') out.push({ name: service, host: pod.status.podIP, port });
       }
     }
     return out.sort((a, b) => a.host.localeCompare(b.host));
