@@ -16,7 +16,7 @@ import tar from 'tar-stream';
 import { createRunner, isTerminal, parseAppSpec, type AppSpecInput, type Controller, type RunStatus, type TwillRunner } from '../../src/runtime/index.js';
 import { createLocalRuntime, LocalRuntime } from '../../src/runtime/local/index.js';
 import { buildProbeImage, weftMain, type ProbeImage } from '../twill/fixtures/probe-image.js';
-import { readLine, waitForLogs } from '../twill/local-target.js';
+import { readLine, readLineWhenListening, waitForLogs } from '../twill/local-target.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -233,10 +233,12 @@ describe('local runtime hardening (issue 13)', () => {
       return s && s.runnables[0].running === 2 && s.runnables[0].instances.find((i) => i.id === '1')?.restarts === 1 ? s : undefined;
     });
     assert.equal(back.state, 'RUNNING');
-    await waitForLogs(c, 'the second start of instance 1', (l) => l.filter((x) => x.startsWith('[web/1] probe service')).length === 2);
+    // RUNNING means the process runs, not that it listens (no readiness probe here): wait for
+    // the restarted instance to say it listens before dialling it.
+    await waitForLogs(c, 'the second start of instance 1 listening', (l) => l.filter((x) => x.startsWith('[web/1] listening on')).length === 2);
     // Both answer on their published ports, the restarted one included.
     const endpoints = await c.discoverService('http');
-    assert.deepEqual((await Promise.all(endpoints.map((e) => readLine(e.host, e.port)))).sort(), ['instance 0', 'instance 1']);
+    assert.deepEqual((await Promise.all(endpoints.map((e) => readLineWhenListening(e.host, e.port)))).sort(), ['instance 0', 'instance 1']);
 
     const pids = await supervisorPids(stateDir, c.runId);
     assert.equal(pids.length, 2);
@@ -342,7 +344,7 @@ describe('local runtime hardening (issue 13)', () => {
       });
       const endpoints = await service.discoverService('http');
       assert.equal(endpoints.length, 2);
-      assert.deepEqual((await Promise.all(endpoints.map((e) => readLine(e.host, e.port)))).sort(), ['instance 0', 'instance 1'], 'each instance answers on its published port');
+      assert.deepEqual((await Promise.all(endpoints.map((e) => readLineWhenListening(e.host, e.port)))).sort(), ['instance 0', 'instance 1'], 'each instance answers on its published port');
       const ids = s.runnables[0].instances.map((i) => i.name!);
       await service.kill();
       assert.equal((await service.awaitTerminated(60_000)).state, 'KILLED');

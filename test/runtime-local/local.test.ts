@@ -15,7 +15,7 @@ import { startRegistry, type RunningRegistry } from '../../src/registry/server/i
 import { createRunIdGenerator, createRunner, isTerminal, parseAppSpec, Runner, RunIdTakenError, type AppSpecInput, type Controller, type TwillRunner } from '../../src/runtime/index.js';
 import { createLocalRuntime, LocalRuntime } from '../../src/runtime/local/index.js';
 import { buildProbeImage, weftMain, type ProbeImage } from '../twill/fixtures/probe-image.js';
-import { logLines, readLine, waitForLogs } from '../twill/local-target.js';
+import { logLines, readLineWhenListening, waitForLogs } from '../twill/local-target.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -99,7 +99,7 @@ describe('the local runtime with runc', () => {
     }
     assert.ok(config.mounts.some((m: { destination: string }) => m.destination === '/etc/weft/podinfo'), 'the command directory is mounted');
     const [endpoint] = await c.discoverService('http');
-    assert.equal(await readLine(endpoint.host, endpoint.port), 'instance 0', 'the announced port answers on 127.0.0.1');
+    assert.equal(await readLineWhenListening(endpoint.host, endpoint.port), 'instance 0', 'the announced port answers on 127.0.0.1');
     await assert.rejects(c.discoverService('nope'), /announces no service "nope": it announces http/);
   });
 

@@ -40,6 +40,20 @@ export function readLine(host: string, port: number): Promise<string> {
   });
 }
 
+/**
+ * Reads one line from an instance that runs but may not listen yet: the local runtime reports
+ * RUNNING when the process starts (it has no readiness gate), and its port proxy accepts and
+ * closes while nothing listens behind it. Retries for up to 30 s.
+ */
+export async function readLineWhenListening(host: string, port: number): Promise<string> {
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    const answer = await readLine(host, port).catch((error: Error) => `(${error.message})`);
+    if (/^instance /.test(answer) || Date.now() > deadline) return answer;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
 export async function localTarget(mode: 'runc' | 'host'): Promise<TwillTarget> {
   const image = await buildProbeImage();
   const stateDir = await fs.mkdtemp(path.join(os.tmpdir(), `weft-local-${mode}-`));
@@ -69,7 +83,7 @@ export async function localTarget(mode: 'runc' | 'host'): Promise<TwillTarget> {
     },
     async checkEndpoints(c, endpoints, instances) {
       assert.equal(endpoints.length, instances);
-      const answers = await Promise.all(endpoints.map((e) => readLine(e.host, e.port)));
+      const answers = await Promise.all(endpoints.map((e) => readLineWhenListening(e.host, e.port)));
       assert.deepEqual(answers.sort(), Array.from({ length: instances }, (_, i) => `instance ${i}`));
     },
     async close() {
