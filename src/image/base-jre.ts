@@ -11,18 +11,18 @@
 //   3. libs: /app/libs/*.jar (only with --add-jars)
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { createReadStream, promises as fs } from 'node:fs';
+import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { BlobStore, sha256 } from './blobstore.js';
-import { LayerCache } from './cache.js';
-import { jsonBytes, StaticImage } from './image.js';
+import { assembleImage, hostArchitecture, type AssembledLayerReport } from './assemble.js';
+import type { LayerCache } from './cache.js';
+import type { StaticImage } from './image.js';
 import { writeImage } from './images.js';
 import { formatImageReference, parseImageReference } from './reference.js';
 import type { RemoteTransport } from './transport.js';
-import { MediaType, type Descriptor, type ImageConfig, type ImageManifest } from './oci.js';
-import { defaultEpoch, directoryEntries, mapBounded, writeLayer, type LayerEntry } from './layer.js';
+import type { ImageConfig } from './oci.js';
+import { directoryEntries, type LayerEntry } from './layer.js';
 
 const run = promisify(execFile);
 
@@ -271,15 +271,29 @@ async function isElf(file: string): Promise<boolean> {
 
 /** Host paths of the shared libraries the runtime's ELF files need (outside the runtime itself), via ldd. */
 export async function sharedLibraries(runtimeDir: string): Promise<string[]> {
-  const elves: string[] = [];
-  for (const file of await walkFiles(runtimeDir)) if (await isElf(file)) elves.push(file);
-  const found = new Set<string>();
-  const missing: string[] = [];
-  const root = await fs.realpath(runtimeDir);
+  const elves = await elfFilesIn(runtimeDir);
   // The runtime's libraries find each other at run time (libjli loads lib/server/libjvm.so by
   // path); tell ldd where they are so it reports only what must come from the host.
   const ownDirs = [...new Set(elves.filter((f) => f.endsWith('.so')).map((f) => path.dirname(f)))];
-  const env = { ...process.env, LD_LIBRARY_PATH: ownDirs.join(':') };
+  return sharedLibrariesOf(elves, { libraryPath: ownDirs, exclude: await fs.realpath(runtimeDir) });
+}
+
+/** The ELF files under a directory (sorted). */
+export async function elfFilesIn(dir: string): Promise<string[]> {
+  const elves: string[] = [];
+  for (const file of await walkFiles(dir)) if (await isElf(file)) elves.push(file);
+  return elves;
+}
+
+/**
+ * Host paths of the shared libraries some ELF files need, via ldd. `libraryPath` is searched
+ * first (LD_LIBRARY_PATH); libraries under `exclude` (the files' own tree) are left out.
+ */
+export async function sharedLibrariesOf(elves: readonly string[], options: { libraryPath?: string[]; exclude?: string } = {}): Promise<string[]> {
+  const found = new Set<string>();
+  const missing: string[] = [];
+  const env = options.libraryPath?.length ? { ...process.env, LD_LIBRARY_PATH: options.libraryPath.join(':') } : process.env;
+  const root = options.exclude;
   for (const elf of elves) {
     let stdout: string;
     try {
@@ -296,19 +310,19 @@ export async function sharedLibraries(runtimeDir: string): Promise<string[]> {
       if (!text || text.startsWith('linux-vdso') || text.includes('statically linked')) continue;
       const notFound = /^(\S+) => not found/.exec(text);
       if (notFound) {
-        missing.push(`${notFound[1]} (needed by ${path.relative(runtimeDir, elf)})`);
+        missing.push(`${notFound[1]} (needed by ${root ? path.relative(root, elf) : elf})`);
         continue;
       }
       const m = /=>\s+(\/\S+)\s+\(/.exec(text) ?? /^(\/\S+)\s+\(/.exec(text);
       if (!m) continue;
       const lib = path.normalize(m[1]);
       const real = await fs.realpath(lib).catch(() => lib);
-      if (real === root || real.startsWith(root + path.sep)) continue; // the runtime's own libraries
+      if (root && (real === root || real.startsWith(root + path.sep))) continue; // the tree's own libraries
       found.add(lib);
     }
   }
   if (missing.length) {
-    throw new JreBaseError(`shared libraries the runtime needs are missing on this machine: ${[...new Set(missing)].join(', ')}; install them and retry`);
+    throw new JreBaseError(`shared libraries needed are missing on this machine: ${[...new Set(missing)].join(', ')}; install them and retry`);
   }
   return [...found].sort();
 }
@@ -348,6 +362,17 @@ const ETC_PASSWD = 'root:x:0:0:root:/root:/sbin/nologin\nnobody:x:65534:65534:no
 const ETC_GROUP = 'root:x:0:\nnogroup:x:65534:\n';
 const ETC_NSSWITCH = 'passwd: files\ngroup: files\nshadow: files\nhosts: files dns\nnetworks: files\nservices: files\nprotocols: files\n';
 
+/** The minimal /etc (root and nobody; files then DNS for hosts), /tmp and /root every weft-made base has. */
+export function minimalSystemEntries(): LayerEntry[] {
+  return [
+    { type: 'file', path: '/etc/passwd', data: ETC_PASSWD },
+    { type: 'file', path: '/etc/group', data: ETC_GROUP },
+    { type: 'file', path: '/etc/nsswitch.conf', data: ETC_NSSWITCH },
+    { type: 'directory', path: '/tmp' },
+    { type: 'directory', path: '/root' },
+  ];
+}
+
 async function jarEntries(dir: string): Promise<{ entries: LayerEntry[]; jars: string[] }> {
   const stat = await fs.stat(dir).catch(() => undefined);
   if (!stat?.isDirectory()) throw new JreBaseError(`--add-jars ${dir} is not a directory: pass a directory that holds the .jar files to bake in`);
@@ -376,7 +401,7 @@ async function jarEntries(dir: string): Promise<{ entries: LayerEntry[]; jars: s
 /** Everything needed to write a JRE base image: layer entries, config, annotations. Nothing is written to the output. */
 export async function planJreBase(options: JreBaseOptions = {}): Promise<JreBasePlan> {
   if (process.platform !== 'linux') throw new JreBaseError('weft base jre copies Linux shared libraries from this machine: run it on Linux');
-  const arch = ({ x64: 'amd64', arm64: 'arm64', ppc64: 'ppc64le', s390x: 's390x' } as Record<string, string>)[process.arch];
+  const arch = hostArchitecture();
   if (!arch) throw new JreBaseError(`unsupported architecture ${process.arch}`);
   const temps: string[] = [];
   const cleanup = async (): Promise<void> => {
@@ -397,11 +422,7 @@ export async function planJreBase(options: JreBaseOptions = {}): Promise<JreBase
     const libs = await hostFileEntries(await sharedLibraries(runtime.dir));
     const osEntries: LayerEntry[] = [
       ...libs.entries,
-      { type: 'file', path: '/etc/passwd', data: ETC_PASSWD },
-      { type: 'file', path: '/etc/group', data: ETC_GROUP },
-      { type: 'file', path: '/etc/nsswitch.conf', data: ETC_NSSWITCH },
-      { type: 'directory', path: '/tmp' },
-      { type: 'directory', path: '/root' },
+      ...minimalSystemEntries(),
     ];
     const layers: JreBaseLayerPlan[] = [
       { name: 'os', description: `dynamic loader and ${libs.paths.length} shared-library paths from the host, minimal /etc`, entries: osEntries },
@@ -452,16 +473,7 @@ export async function planJreBase(options: JreBaseOptions = {}): Promise<JreBase
   }
 }
 
-export interface JreBaseLayerReport {
-  name: JreBasePlan['layers'][number]['name'];
-  description: string;
-  digest: string;
-  diffId: string;
-  size: number;
-  uncompressedSize: number;
-  files: number;
-  cached: boolean;
-}
+export type JreBaseLayerReport = AssembledLayerReport<JreBaseLayerPlan['name']>;
 
 export interface JreBaseImage {
   image: StaticImage;
@@ -485,68 +497,27 @@ export async function buildJreBaseImage(options: JreBaseBuildOptions = {}): Prom
     throw new JreBaseError(`--gzip-level must be a whole number from 0 to 9, got ${level}`);
   }
   const plan = await planJreBase(options);
-  const temps: string[] = [];
-  const cleanup = async (): Promise<void> => {
-    await plan.cleanup();
-    for (const t of temps) await fs.rm(t, { recursive: true, force: true });
-  };
   try {
-    let store: BlobStore;
-    let cache: LayerCache | undefined;
-    if (options.layerCache === false || options.cache === false) {
-      const tmp = await fs.mkdtemp(path.join(os.tmpdir(), 'weft-jre-blobs-'));
-      temps.push(tmp);
-      store = new BlobStore(tmp);
-    } else {
-      cache = options.layerCache ?? new LayerCache();
-      store = cache.store;
-    }
-    const epoch = defaultEpoch();
-    const results = await mapBounded(plan.layers, 2, async (layer) => {
-      options.onProgress?.(`layer ${layer.name}: ${layer.description}`);
-      return writeLayer(layer.entries, { store, cache, gzipLevel: options.gzipLevel, mtime: epoch });
-    });
-    const created = new Date(epoch * 1000).toISOString();
-    const config: ImageConfig = {
-      created,
-      architecture: plan.config.architecture,
-      os: plan.config.os,
-      config: plan.config.config,
-      rootfs: { type: 'layers', diff_ids: results.map((r) => r.diffId) },
-      history: plan.layers.map((l) => ({ created, created_by: `weft base jre: ${l.name}`, comment: l.description })),
-    };
-    const configBytes = jsonBytes(config);
-    const configDescriptor: Descriptor = { mediaType: MediaType.ociConfig, digest: sha256(configBytes), size: configBytes.length };
-    const manifest: ImageManifest = {
-      schemaVersion: 2,
-      mediaType: MediaType.ociManifest,
-      config: configDescriptor,
-      layers: results.map((r) => r.descriptor),
-      annotations: { ...plan.annotations, 'org.opencontainers.image.created': created },
-    };
-    const blobPaths = new Map(results.map((r) => [r.descriptor.digest, r.blobPath]));
-    const image = new StaticImage('weft base jre', jsonBytes(manifest), configBytes, async (descriptor) => {
-      const file = blobPaths.get(descriptor.digest);
-      if (!file) throw new JreBaseError(`blob ${descriptor.digest} is not part of the JRE base image`);
-      return createReadStream(file);
+    const assembled = await assembleImage({
+      source: 'weft base jre',
+      layers: plan.layers,
+      config: plan.config,
+      annotations: plan.annotations,
+      gzipLevel: level,
+      layerCache: options.cache === false ? false : options.layerCache,
+      onProgress: options.onProgress,
     });
     return {
-      image,
+      image: assembled.image,
       plan,
-      layers: results.map((r, i) => ({
-        name: plan.layers[i].name,
-        description: plan.layers[i].description,
-        digest: r.descriptor.digest,
-        diffId: r.diffId,
-        size: r.descriptor.size,
-        uncompressedSize: r.uncompressedSize,
-        files: r.fileCount,
-        cached: r.cached,
-      })),
-      cleanup,
+      layers: assembled.layers,
+      cleanup: async () => {
+        await plan.cleanup();
+        await assembled.cleanup();
+      },
     };
   } catch (error) {
-    await cleanup();
+    await plan.cleanup();
     throw error;
   }
 }

@@ -26,3 +26,5 @@ export { writeDockerArchive, readDockerArchive, normaliseArchiveName, ArchiveErr
 export { openImage, writeImage, type OpenImageOptions, type WriteImageOptions } from './images.js';
 export { buildJvmImage, DEFAULT_JVM_FLAGS, type JvmBuildOptions, type JvmBuildResult, type LayerReport } from './build.js';
 export * from './base-jre.js';
+export { assembleImage, hostArchitecture, type AssembleOptions, type AssembledImage, type AssembledLayerReport, type PlannedImageLayer } from './assemble.js';
+export * from './self-image.js';

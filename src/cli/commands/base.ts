@@ -1,4 +1,5 @@
-// `weft base jre`: parses options, prints the result. The work is in src/image/base-jre.ts.
+// `weft base jre` and `weft self-image`: parse options, print the result. The work is in
+// src/image/base-jre.ts and src/image/self-image.ts.
 import { InvalidArgumentError, type Command } from 'commander';
 import { DEFAULT_GZIP_LEVEL } from '../../image/layer.js';
 import { printJson, progress } from '../output.js';
@@ -12,10 +13,7 @@ export function register(program: Command): void {
     .option('--jdk <path>', 'JDK home with bin/jlink and jmods/ (default: $JAVA_HOME, else the JDK of jlink on PATH)')
     .option('--modules <list>', 'comma-separated modules to include (default: a small server-side set, see docs/base-images.md)')
     .option('--add-jars <dir>', 'bake the *.jar files of this directory into /app/libs (common dependencies)')
-    .option('--gzip-level <n>', `gzip level 0-9 for the layers (default ${DEFAULT_GZIP_LEVEL})`, (v: string) => {
-      if (!/^[0-9]$/.test(v)) throw new InvalidArgumentError('give a whole number from 0 to 9');
-      return Number(v);
-    })
+    .option('--gzip-level <n>', `gzip level 0-9 for the layers (default ${DEFAULT_GZIP_LEVEL})`, gzipLevel)
     .option('--no-cache', 'do not reuse a cached jlink runtime or cached layers')
     .option('--json', 'print a JSON description instead of the digest')
     .action(async (opts: { output: string; jdk?: string; modules?: string; addJars?: string; gzipLevel?: number; cache: boolean; json?: boolean }) => {
@@ -39,4 +37,34 @@ export function register(program: Command): void {
         process.stdout.write(`${result.digest}\n`);
       }
     });
+
+  program
+    .command('self-image')
+    .description("Package this weft (its Node.js runtime, production dependencies and compiled code) as a reproducible image: the image of weft's in-cluster components")
+    .requiredOption('--output <dest>', 'where to write it: oci:<dir>:<tag>, docker-archive:<file>:<name:tag> or docker://<host>/<repo>:<tag>')
+    .option('--gzip-level <n>', `gzip level 0-9 for the layers (default ${DEFAULT_GZIP_LEVEL})`, gzipLevel)
+    .option('--no-cache', 'rewrite every layer instead of reusing cached ones')
+    .option('--json', 'print a JSON description instead of the digest')
+    .action(async (opts: { output: string; gzipLevel?: number; cache: boolean; json?: boolean }) => {
+      const { buildSelfImage } = await import('../../image/self-image.js');
+      const { createRemoteTransport } = await import('../../registry/client/index.js');
+      const result = await buildSelfImage({
+        output: opts.output,
+        gzipLevel: opts.gzipLevel,
+        layerCache: opts.cache ? undefined : false,
+        remote: opts.output.startsWith('docker://') ? createRemoteTransport() : undefined,
+        onProgress: opts.json ? undefined : (line) => progress(line),
+      });
+      if (opts.json) {
+        printJson(result);
+      } else {
+        progress(`wrote ${result.reference} (weft ${result.weftVersion}, Node.js ${result.nodeVersion}, ${result.packages} packages, ${result.size} bytes compressed)`);
+        process.stdout.write(`${result.digest}\n`);
+      }
+    });
+}
+
+function gzipLevel(v: string): number {
+  if (!/^[0-9]$/.test(v)) throw new InvalidArgumentError('give a whole number from 0 to 9');
+  return Number(v);
 }

@@ -13,7 +13,7 @@ interface CommandModule {
 const modules: CommandModule[] = [
   { names: ['build'], load: () => import('./build.js') },
   { names: ['copy', 'inspect', 'login', 'logout'], load: () => import('./copy.js') },
-  { names: ['base'], load: () => import('./base.js') },
+  { names: ['base', 'self-image'], load: () => import('./base.js') },
   { names: ['registry'], load: () => import('./registry.js') },
   { names: ['run', 'status', 'logs', 'stop', 'kill', 'scale', 'list'], load: () => import('./run.js') },
   { names: ['coord'], load: () => import('./coord.js') },
