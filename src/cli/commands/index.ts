@@ -18,6 +18,7 @@ const modules: CommandModule[] = [
   { names: ['run', 'status', 'logs', 'stop', 'kill', 'scale', 'list'], load: () => import('./run.js') },
   { names: ['coord'], load: () => import('./coord.js') },
   { names: ['master'], load: () => import('./master.js') },
+  { names: ['cluster'], load: () => import('./cluster.js') },
 ];
 
 /**

@@ -46,13 +46,15 @@ export function register(program: Command): void {
     .option('--min-body-rate <size>', 'after --body-idle-timeout, cut off bodies slower than this per second (0: off)', '4KiB')
     .option('--headers-timeout <duration>', 'time a client has to send its request headers', '20s')
     .option('--request-timeout <duration>', 'time a client has to send a whole request, body included (0: no limit)', '0')
+    .option('--anonymous-pull', 'with --htpasswd: let anyone pull; pushes and deletes still need a login (a registry the nodes pull from)')
     .option('--enable-delete', 'allow deleting manifests, tags and blobs (off: 405; anyone may delete without --htpasswd)')
     .option('--json', 'print the address as JSON')
-    .action(async (opts: { readOnly?: boolean; maxConcurrentUploads: string; maxUploadsPerClient?: string; bodyIdleTimeout: string; minBodyRate: string; headersTimeout: string; requestTimeout: string; enableDelete?: boolean; root: string; addr: string; htpasswd?: string; tlsCert?: string; tlsKey?: string; logLevel: string; maxManifestSize: string; uploadTimeout: string; gcInterval?: string; gcGrace: string; json?: boolean }) => {
+    .action(async (opts: { readOnly?: boolean; maxConcurrentUploads: string; maxUploadsPerClient?: string; bodyIdleTimeout: string; minBodyRate: string; headersTimeout: string; requestTimeout: string; enableDelete?: boolean; anonymousPull?: boolean; root: string; addr: string; htpasswd?: string; tlsCert?: string; tlsKey?: string; logLevel: string; maxManifestSize: string; uploadTimeout: string; gcInterval?: string; gcGrace: string; json?: boolean }) => {
       const running = await startRegistry({
         root: opts.root,
         addr: opts.addr,
         htpasswd: opts.htpasswd,
+        anonymousPull: opts.anonymousPull === true,
         tlsCert: opts.tlsCert,
         tlsKey: opts.tlsKey,
         logLevel: opts.logLevel,

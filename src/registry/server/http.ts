@@ -16,6 +16,8 @@ export interface HandlerOptions {
   lock: RwLock;
   logger: Logger;
   htpasswd?: Htpasswd;
+  /** With htpasswd: reads (GET, HEAD) need no credentials, writes do (a registry nodes pull from). */
+  anonymousPull?: boolean;
   realm: string;
   maxManifestBytes: number;
   /** Refuse every write with 403 DENIED. */
@@ -148,6 +150,7 @@ export function createHandler(options: HandlerOptions): (req: IncomingMessage, r
 
   async function authorize(req: IncomingMessage): Promise<void> {
     if (!htpasswd) return;
+    if (options.anonymousPull && (req.method === 'GET' || req.method === 'HEAD')) return;
     if (await htpasswd.check(req.headers.authorization, clientKey(req))) return;
     throw new RegistryError('UNAUTHORIZED', 'authentication required: log in with a user of the registry\'s htpasswd file', {
       headers: { 'WWW-Authenticate': `Basic realm="${options.realm}", charset="UTF-8"` },

@@ -24,6 +24,8 @@ export interface RegistryOptions {
   /** host:port to listen on (default 127.0.0.1:0, i.e. a free loopback port). */
   addr?: string;
   htpasswd?: string;
+  /** With htpasswd: pulls need no credentials, pushes and deletes do. */
+  anonymousPull?: boolean;
   tlsCert?: string;
   tlsKey?: string;
   /** pino level: fatal, error, warn (default), info, debug, trace, silent. */
@@ -96,6 +98,7 @@ export async function startRegistry(options: RegistryOptions = {}): Promise<Runn
   const uploadTimeoutMs = options.uploadTimeoutMs ?? defaultUploadTimeoutMs;
   const handler = createHandler({ storage, lock, logger, htpasswd, realm: 'weft-registry', maxManifestBytes: options.maxManifestBytes ?? 4 * 1024 * 1024,
     readOnly: options.readOnly,
+    anonymousPull: options.anonymousPull === true,
     maxConcurrentUploads,
     maxUploadsPerClient: options.maxUploadsPerClient ?? Math.max(1, Math.ceil(maxConcurrentUploads / 8)),
     body: { idleTimeoutMs: options.bodyIdleTimeoutMs ?? 30_000, minBytesPerSecond: options.minBodyBytesPerSecond ?? 4096 },
