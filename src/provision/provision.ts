@@ -180,7 +180,13 @@ export interface DeprovisionReport {
   steps: StepReport[];
 }
 
-export async function deprovision(options: { cluster: string; journalDir?: string; log?: (line: string) => void }): Promise<DeprovisionReport> {
+export async function deprovision(options: {
+  cluster: string;
+  journalDir?: string;
+  log?: (line: string) => void;
+  /** Remove what the hooks made but leave the cluster itself running (testenv). */
+  keepCluster?: boolean;
+}): Promise<DeprovisionReport> {
   const log = options.log ?? (() => undefined);
   const journal = await Journal.open(options.journalDir ?? defaultJournalDir(), options.cluster);
   const record = journal.current;
@@ -217,7 +223,7 @@ export async function deprovision(options: { cluster: string; journalDir?: strin
   } else if (health.state === 'NOT_READY') {
     throw new ProvisionError(`cannot deprovision ${options.cluster}: ${health.message}`);
   }
-  await step('delete', () => provisioner.delete(config, log));
+  if (!options.keepCluster) await step('delete', () => provisioner.delete(config, log));
   await journal.remove();
   return { cluster: options.cluster, resumed, steps };
 }

@@ -49,6 +49,36 @@ test('htpasswd: 401 with a Basic challenge, wrong password refused, right one ac
   }
 });
 
+test('htpasswd with anonymous pull: anyone pulls, pushes and deletes still need a login (a registry nodes pull from)', { timeout: 120_000 }, async () => {
+  const dir = await tempDir('registry-anon');
+  const file = join(dir.path, 'htpasswd');
+  const made = await run('htpasswd', ['-B', '-b', '-c', file, 'alice', 's3cret']);
+  assert.equal(made.code, 0, `htpasswd (apache2-utils) failed: ${made.stderr}`);
+  const registry = await startRegistry({ root: join(dir.path, 'root'), htpasswd: file, anonymousPull: true, enableDelete: true, logLevel: 'silent' });
+  try {
+    const ping = await raw(registry.url, 'GET', '/v2/');
+    assert.equal(ping.status, 401, 'the /v2/ ping still challenges (clients learn to send credentials for pushes)');
+    assert.match(String(ping.headers['www-authenticate']), /^Basic realm=/);
+    const image = await makeImage(1, 10_000, 'anon');
+    await assert.rejects(pushImage(registry.url, 'anon/app', 'v1', image), /401/, 'an anonymous push is refused');
+    assert.equal(await pushImage(registry.url, 'anon/app', 'v1', image, { Authorization: basic('alice', 's3cret') }), 201);
+    const pulled = await raw(registry.url, 'GET', '/v2/anon/app/manifests/v1', { headers: { Accept: 'application/vnd.oci.image.manifest.v1+json' } });
+    assert.equal(pulled.status, 200, 'an anonymous pull works');
+    assert.equal(pulled.headers['docker-content-digest'], image.manifestDigest);
+    const host = `127.0.0.1:${registry.port}`;
+    const inspect = await run('skopeo', ['inspect', '--tls-verify=false', `docker://${host}/anon/app:v1`]);
+    assert.equal(inspect.code, 0, `skopeo pulls without credentials: ${inspect.stderr}`);
+    await writeLayout(join(dir.path, 'layout'), image, 'v1');
+    const copied = await run('skopeo', ['copy', '--dest-tls-verify=false', '--dest-creds', 'alice:s3cret', `oci:${join(dir.path, 'layout')}:v1`, `docker://${host}/anon/skopeo:v1`]);
+    assert.equal(copied.code, 0, `skopeo pushes with credentials: ${copied.stderr}`);
+    const del = await raw(registry.url, 'DELETE', `/v2/anon/app/manifests/${image.manifestDigest}`);
+    assert.equal(del.status, 401, 'an anonymous delete is refused');
+  } finally {
+    await registry.close();
+    await dir.cleanup();
+  }
+});
+
 test('TLS: the registry serves HTTPS with the given certificate', { timeout: 120_000 }, async () => {
   const dir = await tempDir('registry-tls');
   const cert = join(dir.path, 'cert.pem');

@@ -112,10 +112,11 @@ export function register(program: Command): void {
     .command('deprovision')
     .description('Remove what provisioning made (and stop a testenv cluster); resumes after a kill')
     .argument('[name]', 'the cluster name used at provisioning', 'default')
+    .option('--keep-cluster', 'remove what the hooks made but leave the cluster itself running (testenv)')
     .option('--json', 'print JSON')
-    .action(async (name: string, opts: { json?: boolean }) => {
+    .action(async (name: string, opts: { json?: boolean; keepCluster?: boolean }) => {
       const { deprovision } = await import('../../provision/index.js');
-      const report = await deprovision({ cluster: name, log: (line) => progress(line) });
+      const report = await deprovision({ cluster: name, keepCluster: opts.keepCluster === true, log: (line) => progress(line) });
       if (opts.json) printJson(report);
       else progress(`${name}: deprovisioned (${report.steps.map((s) => s.name).join(', ')})`);
     });

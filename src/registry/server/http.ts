@@ -150,7 +150,10 @@ export function createHandler(options: HandlerOptions): (req: IncomingMessage, r
 
   async function authorize(req: IncomingMessage): Promise<void> {
     if (!htpasswd) return;
-    if (options.anonymousPull && (req.method === 'GET' || req.method === 'HEAD')) return;
+    // Anonymous reads, except the /v2/ ping: it still challenges, because that is how clients
+    // (containers/image, docker) learn that they must send their credentials for a push.
+    const ping = /^\/v2\/?(\?|$)/.test(req.url ?? '');
+    if (options.anonymousPull && (req.method === 'GET' || req.method === 'HEAD') && !ping) return;
     if (await htpasswd.check(req.headers.authorization, clientKey(req))) return;
     throw new RegistryError('UNAUTHORIZED', 'authentication required: log in with a user of the registry\'s htpasswd file', {
       headers: { 'WWW-Authenticate': `Basic realm="${options.realm}", charset="UTF-8"` },

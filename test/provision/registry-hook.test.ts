@@ -1,0 +1,123 @@
+// The registry hook on the real node: weft's own image (`weft self-image`) deployed by
+// `weft cluster provision --registry-image` as a StatefulSet, pulled and started by the node's
+// containerd, Ready by its probe; anonymous pulls, pushes only with the credentials from its
+// Secret; the example program pushed to it and run on the node from it (the seed's path through
+// an in-cluster registry); deprovisioning removes it.
+//
+// Checks less than the whole issue: the node pulls from the registry pod's address, not from
+// its ClusterIP, because the test environment runs no kube-proxy yet (said in the output).
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { existsSync, promises as fs } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { AppsV1Api, CoreV1Api, KubeConfig } from '@kubernetes/client-node';
+import { stringify } from 'yaml';
+import { deprovision, provision, provisionerFor, REGISTRY_CREDENTIALS, REGISTRY_NAME, testenvState, WEFT_NAMESPACE, type ClusterConfig } from '../../src/provision/index.js';
+import { nodeRegistry, onRealNode } from '../support/real-node.js';
+import { helloBuild, mustRun, mustWeft, requireExampleBuild, weft } from '../e2e/harness.js';
+
+describe('the registry hook on the real node', () => {
+  let kc: KubeConfig;
+  let work: string;
+  let journalDir: string;
+  let config: ClusterConfig;
+  let podAddress: string | undefined;
+  const cluster = `pv-registry-${randomBytes(2).toString('hex')}`;
+
+  before(async () => {
+    requireExampleBuild();
+    const node = nodeRegistry();
+    kc = new KubeConfig();
+    kc.loadFromDefault();
+    work = await fs.mkdtemp(path.join(os.tmpdir(), 'weft-registry-hook-'));
+    journalDir = path.join(work, 'journal');
+    const image = `${node}/weft/self:${randomBytes(3).toString('hex')}`;
+    await mustWeft(['self-image', '--output', `docker://${image}`, '--json']);
+    // The testenv provisioner: its node-pull step writes the real node's containerd configuration.
+    config = {
+      provisioner: 'testenv',
+      testenvState: testenvState({ provisioner: 'testenv', rbac: false, tenants: [] }),
+      rbac: true,
+      tenants: [],
+      registry: { image, nodeSelector: onRealNode.nodeSelector, tolerations: onRealNode.tolerations as NonNullable<ClusterConfig['registry']>['tolerations'] },
+    };
+  });
+
+  after(async () => {
+    if (podAddress) await provisionerFor('testenv').removeNodePull({ provisioner: 'testenv', rbac: false, tenants: [] }, podAddress).catch(() => undefined);
+    await deprovision({ cluster, journalDir, keepCluster: true }).catch(() => undefined);
+    if (work) await fs.rm(work, { recursive: true, force: true });
+  });
+
+  test('provisioned: the node pulls and runs weft\'s image; pulls are anonymous, pushes need the Secret\'s credentials; a program pushed there runs on the node', { timeout: 600_000 }, async (t) => {
+    const report = await provision({ cluster, config, journalDir, log: (line) => t.diagnostic(line), polling: { intervalMs: 1000, factor: 1.2, maxIntervalMs: 5000, timeoutMs: 300_000 } });
+    assert.ok(report.registry, 'the report names the registry');
+    assert.match(report.registry.address, /^\d+\.\d+\.\d+\.\d+:5000$/, 'the Service has a ClusterIP');
+    const hosts = path.join(testenvState(config), 'node', 'containerd', 'certs.d', report.registry.address, 'hosts.toml');
+    assert.match(await fs.readFile(hosts, 'utf8'), new RegExp(`server = "http://${report.registry.address}"`), "the hook configured the node's containerd for the ClusterIP");
+    const core = kc.makeApiClient(CoreV1Api);
+    const pods = await core.listNamespacedPod({ namespace: WEFT_NAMESPACE, labelSelector: `app.kubernetes.io/name=${REGISTRY_NAME}` });
+    assert.equal(pods.items.length, 1);
+    const pod = pods.items[0];
+    assert.equal(pod.spec?.nodeName, process.env.WEFT_REAL_NODE_NAME ?? 'localhost', 'it runs on the real node');
+    assert.ok(pod.status?.containerStatuses?.[0]?.ready, 'Ready by its probe');
+    assert.ok(pod.status?.containerStatuses?.[0]?.imageID, 'the node pulled the image');
+    const sts = await kc.makeApiClient(AppsV1Api).readNamespacedStatefulSet({ name: REGISTRY_NAME, namespace: WEFT_NAMESPACE });
+    assert.equal(sts.status?.readyReplicas, 1);
+
+    // The registry pod's address (inside the node's pod network, which the test environment made).
+    podAddress = `${pod.status?.podIP}:5000`;
+    t.diagnostic(`the node pulls from the registry pod's address ${podAddress}, NOT through the Service's ClusterIP ${report.registry.address}: no kube-proxy in the test environment yet`);
+    const secret = await core.readNamespacedSecret({ name: REGISTRY_CREDENTIALS, namespace: WEFT_NAMESPACE });
+    const cred = (k: string) => Buffer.from(secret.data![k], 'base64').toString('utf8');
+    const ping = await fetch(`http://${podAddress}/v2/`);
+    assert.equal(ping.status, 401, 'the /v2/ ping challenges (reads are anonymous: the node pulls below without credentials)');
+
+    const layout = path.join(work, 'hello');
+    await mustWeft(['base', 'jre', '--output', `oci:${path.join(work, 'jre')}:17`, '--json']);
+    await mustWeft(['build', path.join(helloBuild, 'hello.jar'), '--lib', path.join(helloBuild, 'libs'), '--base', `oci:${path.join(work, 'jre')}:17`, '--output', `oci:${layout}:hello`]);
+    const target = `docker://${podAddress}/demo/hello:1`;
+    const anonymous = await mustRun('skopeo', ['copy', '--dest-tls-verify=false', `oci:${layout}:hello`, target]).then(
+      () => 'pushed',
+      (e: Error) => e.message,
+    );
+    assert.match(anonymous, /401|unauthorized|authentication required/i, 'an anonymous push is refused');
+    await mustRun('skopeo', ['copy', '--dest-tls-verify=false', '--dest-creds', `${cred('username')}:${cred('password')}`, `oci:${layout}:hello`, target]);
+
+    // The node learns to pull from it (the hook's own step does this for the ClusterIP), and runs the program from it.
+    const note = await provisionerFor('testenv').configureNodePull({ provisioner: 'testenv', rbac: false, tenants: [], testenvState: testenvState({ provisioner: 'testenv', rbac: false, tenants: [] }) }, podAddress);
+    assert.match(note, /pulls from/, note);
+    const namespace = `pv-run-${randomBytes(2).toString('hex')}`;
+    await core.createNamespace({ body: { metadata: { name: namespace } } });
+    try {
+      const spec = path.join(work, 'hello.yaml');
+      await fs.writeFile(
+        spec,
+        stringify({ name: 'hello-in-cluster', kubernetes: onRealNode, runnables: [{ name: 'hello', kind: 'batch', image: `${podAddress}/demo/hello:1`, args: ['in', 'cluster'], resources: { cpu: '250m', memory: '256Mi' } }] }),
+      );
+      const run = await weft(['run', spec, '--runtime', 'kubernetes', '--namespace', namespace, '--wait', '--json'], { timeoutMs: 300_000 });
+      assert.equal(run.code, 0, `${run.stdout}\n${run.stderr}`);
+      const runId = (JSON.parse(run.stdout) as { runId: string }).runId;
+      const logs = await weft(['logs', runId, '--runtime', 'kubernetes', '--namespace', namespace]);
+      assert.match(logs.stdout, /hello from weft: World/, logs.stdout + logs.stderr);
+    } finally {
+      await core.deleteNamespace({ name: namespace }).catch(() => undefined);
+    }
+  });
+
+  test('deprovisioning removes the registry, its Secret and namespace, and the node pull configuration', { timeout: 300_000 }, async () => {
+    const ip = (await kc.makeApiClient(CoreV1Api).readNamespacedService({ name: REGISTRY_NAME, namespace: WEFT_NAMESPACE })).spec?.clusterIP;
+    const down = await deprovision({ cluster, journalDir, keepCluster: true });
+    assert.ok(!down.steps.some((s) => s.name === 'delete'), 'the test environment itself keeps running');
+    assert.ok(existsSync(path.join(testenvState(config), 'kubeconfig')));
+    const ns = await kc.makeApiClient(CoreV1Api).readNamespace({ name: WEFT_NAMESPACE }).then(
+      () => 'still there',
+      (e: { code?: number }) => e.code,
+    );
+    assert.equal(ns, 404, `namespace ${WEFT_NAMESPACE} is gone`);
+    const hosts = path.join(testenvState({ provisioner: 'testenv', rbac: false, tenants: [] }), 'node', 'containerd', 'certs.d', `${ip}:5000`);
+    assert.ok(!existsSync(hosts), `${hosts} is removed`);
+  });
+});
