@@ -52,7 +52,9 @@ describe('the registry hook on the real node', () => {
   });
 
   test('provisioned: the node pulls and runs weft\'s image; pulls are anonymous, pushes need the Secret\'s credentials; a program pushed there runs on the node', { timeout: 600_000 }, async (t) => {
+    const provisionStart = Date.now();
     const report = await provision({ cluster, config, journalDir, log: (line) => t.diagnostic(line), polling: { intervalMs: 1000, factor: 1.2, maxIntervalMs: 5000, timeoutMs: 300_000 } });
+    t.diagnostic(`measured: provisioning with the registry hook (image pulled by the node, Ready) took ${((Date.now() - provisionStart) / 1000).toFixed(1)} s`);
     assert.ok(report.registry, 'the report names the registry');
     assert.match(report.registry.address, /^\d+\.\d+\.\d+\.\d+:5000$/, 'the Service has a ClusterIP');
     const hosts = path.join(testenvState(config), 'node', 'containerd', 'certs.d', report.registry.address, 'hosts.toml');
@@ -97,8 +99,10 @@ describe('the registry hook on the real node', () => {
         spec,
         stringify({ name: 'hello-in-cluster', kubernetes: onRealNode, runnables: [{ name: 'hello', kind: 'batch', image: `${podAddress}/demo/hello:1`, args: ['in', 'cluster'], resources: { cpu: '250m', memory: '256Mi' } }] }),
       );
+      const runStart = Date.now();
       const run = await weft(['run', spec, '--runtime', 'kubernetes', '--namespace', namespace, '--wait', '--json'], { timeoutMs: 300_000 });
       assert.equal(run.code, 0, `${run.stdout}\n${run.stderr}`);
+      t.diagnostic(`measured: weft run --wait of the example pulled from the in-cluster registry: ${((Date.now() - runStart) / 1000).toFixed(1)} s to COMPLETED`);
       const runId = (JSON.parse(run.stdout) as { runId: string }).runId;
       const logs = await weft(['logs', runId, '--runtime', 'kubernetes', '--namespace', namespace]);
       assert.match(logs.stdout, /hello from weft: World/, logs.stdout + logs.stderr);
