@@ -10,6 +10,9 @@ import { LayerCache } from './cache.js';
 import { jsonBytes, StaticImage } from './image.js';
 import { defaultEpoch, mapBounded, writeLayer, type LayerEntry } from './layer.js';
 import { MediaType, type Descriptor, type ImageConfig, type ImageManifest } from './oci.js';
+import { writeImage } from './images.js';
+import { formatImageReference, parseImageReference, type ImageReference } from './reference.js';
+import type { RemoteTransport } from './transport.js';
 
 export interface PlannedImageLayer<Name extends string = string> {
   name: Name;
@@ -116,6 +119,30 @@ export async function assembleImage<Name extends string>(options: AssembleOption
     await cleanup();
     throw error;
   }
+}
+
+/** Checks a destination before the slow build: oci:, docker-archive:, or docker:// (which needs `remote`). */
+export function outputReference(output: string, remote: RemoteTransport | undefined, fail: (message: string) => Error): ImageReference {
+  const ref = parseImageReference(output);
+  if (ref.transport === 'scratch') throw fail('--output scratch is not a destination: use oci:<dir>:<tag>, docker-archive:<file>:<name:tag> or docker://<host>/<repo>:<tag>');
+  if (ref.transport === 'docker' && !remote) throw fail('writing to docker:// needs the registry client; use the weft CLI');
+  return ref;
+}
+
+/** Writes an assembled image to its destination; returns where, its digest and its sizes. */
+export async function writeAssembledImage(
+  assembled: Pick<AssembledImage, 'image' | 'layers'>,
+  ref: ImageReference,
+  options: { remote?: RemoteTransport; onProgress?: (message: string) => void },
+): Promise<{ reference: string; digest: string; size: number; uncompressedSize: number }> {
+  options.onProgress?.(`writing ${formatImageReference(ref)}`);
+  const written = await writeImage(assembled.image, ref, { remote: options.remote });
+  return {
+    reference: written.reference,
+    digest: written.digest,
+    size: assembled.layers.reduce((n, l) => n + l.size, 0),
+    uncompressedSize: assembled.layers.reduce((n, l) => n + l.uncompressedSize, 0),
+  };
 }
 
 /** The image architecture name of this machine (OCI/Go spelling), or undefined. */

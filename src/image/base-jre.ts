@@ -15,11 +15,9 @@ import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { assembleImage, hostArchitecture, type AssembledLayerReport } from './assemble.js';
+import { assembleImage, hostArchitecture, outputReference, writeAssembledImage, type AssembledLayerReport } from './assemble.js';
 import type { LayerCache } from './cache.js';
 import type { StaticImage } from './image.js';
-import { writeImage } from './images.js';
-import { formatImageReference, parseImageReference } from './reference.js';
 import type { RemoteTransport } from './transport.js';
 import type { ImageConfig } from './oci.js';
 import { directoryEntries, type LayerEntry } from './layer.js';
@@ -540,29 +538,23 @@ export interface JreBaseResult {
 
 /** Builds the JRE base image and writes it to `output` (oci:, docker-archive:, or docker:// with `remote`). */
 export async function buildJreBase(options: JreBaseBuildOptions & { output: string; remote?: RemoteTransport }): Promise<JreBaseResult> {
-  const ref = parseImageReference(options.output);
-  if (ref.transport === 'scratch') throw new JreBaseError('--output scratch is not a destination: use oci:<dir>:<tag>, docker-archive:<file>:<name:tag> or docker://<host>/<repo>:<tag>');
-  if (ref.transport === 'docker' && !options.remote) throw new JreBaseError('writing to docker:// needs the registry client; use the weft CLI');
+  const ref = outputReference(options.output, options.remote, (m) => new JreBaseError(m));
   const built = await buildJreBaseImage(options);
   try {
-    options.onProgress?.(`writing ${formatImageReference(ref)}`);
-    const written = await writeImage(built.image, ref, { remote: options.remote });
+    const written = await writeAssembledImage(built, ref, options);
+    const { plan } = built;
     return {
-      reference: written.reference,
-      digest: written.digest,
-      javaVersion: built.plan.javaVersion,
-      jdk: built.plan.jdk,
-      modules: built.plan.modules,
-      resolvedModules: built.plan.resolvedModules,
-      libraries: built.plan.libraries,
-      jars: built.plan.jars,
-      runtimeCached: built.plan.cached,
-      size: built.layers.reduce((n, l) => n + l.size, 0),
-      uncompressedSize: built.layers.reduce((n, l) => n + l.uncompressedSize, 0),
+      ...written,
+      javaVersion: plan.javaVersion,
+      jdk: plan.jdk,
+      modules: plan.modules,
+      resolvedModules: plan.resolvedModules,
+      libraries: plan.libraries,
+      jars: plan.jars,
+      runtimeCached: plan.cached,
       layers: built.layers,
     };
   } finally {
     await built.cleanup();
   }
 }
-

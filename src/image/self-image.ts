@@ -13,14 +13,12 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { assembleImage, hostArchitecture, type AssembledLayerReport } from './assemble.js';
+import { assembleImage, hostArchitecture, outputReference, writeAssembledImage, type AssembledLayerReport } from './assemble.js';
 import { hostFileEntries, minimalSystemEntries, sharedLibrariesOf } from './base-jre.js';
 import type { LayerCache } from './cache.js';
 import type { StaticImage } from './image.js';
-import { writeImage } from './images.js';
 import { directoryEntries, type LayerEntry } from './layer.js';
 import type { ImageConfig } from './oci.js';
-import { formatImageReference, parseImageReference } from './reference.js';
 import type { RemoteTransport } from './transport.js';
 
 export const WEFT_HOME_IN_IMAGE = '/app/weft';
@@ -239,25 +237,12 @@ export interface SelfImageResult {
 
 /** Builds weft's own image and writes it to `output` (oci:, docker-archive:, or docker:// with `remote`). */
 export async function buildSelfImage(options: SelfImageOptions & { output: string; remote?: RemoteTransport }): Promise<SelfImageResult> {
-  const ref = parseImageReference(options.output);
-  if (ref.transport === 'scratch') throw new SelfImageError('--output scratch is not a destination: use oci:<dir>:<tag>, docker-archive:<file>:<name:tag> or docker://<host>/<repo>:<tag>');
-  if (ref.transport === 'docker' && !options.remote) throw new SelfImageError('writing to docker:// needs the registry client; use the weft CLI');
+  const ref = outputReference(options.output, options.remote, (m) => new SelfImageError(m));
   const built = await buildSelfImageHandle(options);
   try {
-    options.onProgress?.(`writing ${formatImageReference(ref)}`);
-    const written = await writeImage(built.image, ref, { remote: options.remote });
-    return {
-      reference: written.reference,
-      digest: written.digest,
-      weftVersion: built.plan.weftVersion,
-      nodeVersion: built.plan.nodeVersion,
-      packages: built.plan.packages.length,
-      nativeAddons: built.plan.nativeAddons,
-      libraries: built.plan.libraries,
-      size: built.layers.reduce((n, l) => n + l.size, 0),
-      uncompressedSize: built.layers.reduce((n, l) => n + l.uncompressedSize, 0),
-      layers: built.layers,
-    };
+    const written = await writeAssembledImage(built, ref, options);
+    const { plan } = built;
+    return { ...written, weftVersion: plan.weftVersion, nodeVersion: plan.nodeVersion, packages: plan.packages.length, nativeAddons: plan.nativeAddons, libraries: plan.libraries, layers: built.layers };
   } finally {
     await built.cleanup();
   }
