@@ -57,16 +57,37 @@ export async function poll<T>(what: string, strategy: PollingStrategy, check: ()
   }
 }
 
-/** The registry's push credentials: the existing Secret's (so re-provisioning changes nothing), else new ones. */
-async function registryCredentials(kc: KubeConfig): Promise<RegistryCredentials> {
+/** The in-cluster registry's credentials, from its Secret. */
+export async function registryCredentialsOf(kc: KubeConfig): Promise<RegistryCredentials> {
+  const found = await readRegistryCredentials(kc);
+  if (!found) throw new ProvisionError(`no Secret ${WEFT_NAMESPACE}/${REGISTRY_CREDENTIALS}: provision the cluster with --registry-image first`);
+  return found;
+}
+
+async function readRegistryCredentials(kc: KubeConfig): Promise<RegistryCredentials | undefined> {
   const core = kc.makeApiClient(CoreV1Api);
   try {
     const secret = await core.readNamespacedSecret({ name: REGISTRY_CREDENTIALS, namespace: WEFT_NAMESPACE });
     const get = (k: string) => Buffer.from(secret.data?.[k] ?? '', 'base64').toString('utf8');
     if (get('username') && get('password') && get('htpasswd')) return { username: get('username'), password: get('password'), htpasswd: get('htpasswd') };
+    return undefined;
   } catch (error) {
-    if ((error as { code?: number }).code !== 404) throw new ProvisionError(`cannot read ${WEFT_NAMESPACE}/${REGISTRY_CREDENTIALS}: ${(error as Error).message}`);
+    if ((error as { code?: number }).code === 404) return undefined;
+    throw new ProvisionError(`cannot read ${WEFT_NAMESPACE}/${REGISTRY_CREDENTIALS}: ${(error as Error).message}`);
   }
+}
+
+/** The kubeconfig of a provisioned cluster (from its journal). */
+export async function clusterKubeConfig(options: { cluster: string; journalDir?: string }): Promise<KubeConfig> {
+  const journal = await Journal.open(options.journalDir ?? defaultJournalDir(), options.cluster);
+  if (!journal.current) throw new ProvisionError(`no cluster named ${options.cluster} was provisioned here: run weft cluster provision ${options.cluster} first`);
+  return provisionerFor(journal.current.config.provisioner).kubeConfig(journal.current.config);
+}
+
+/** The registry's push credentials: the existing Secret's (so re-provisioning changes nothing), else new ones. */
+async function registryCredentials(kc: KubeConfig): Promise<RegistryCredentials> {
+  const existing = await readRegistryCredentials(kc);
+  if (existing) return existing;
   const username = 'weft';
   const password = randomBytes(24).toString('base64url');
   return { username, password, htpasswd: `${username}:${await bcrypt.hash(password, 10)}\n` };

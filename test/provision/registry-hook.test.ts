@@ -14,9 +14,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { AppsV1Api, CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import { stringify } from 'yaml';
-import { deprovision, provision, provisionerFor, REGISTRY_CREDENTIALS, REGISTRY_NAME, testenvState, WEFT_NAMESPACE, type ClusterConfig } from '../../src/provision/index.js';
+import { deprovision, forwardToRegistry, provision, provisionerFor, REGISTRY_CREDENTIALS, REGISTRY_NAME, testenvState, WEFT_NAMESPACE, type ClusterConfig } from '../../src/provision/index.js';
 import { nodeRegistry, onRealNode } from '../support/real-node.js';
-import { helloBuild, mustRun, mustWeft, requireExampleBuild, weft } from '../e2e/harness.js';
+import { helloBuild, mustWeft, requireExampleBuild, runCommand, weft } from '../e2e/harness.js';
 
 describe('the registry hook on the real node', () => {
   let kc: KubeConfig;
@@ -69,24 +69,32 @@ describe('the registry hook on the real node', () => {
     const sts = await kc.makeApiClient(AppsV1Api).readNamespacedStatefulSet({ name: REGISTRY_NAME, namespace: WEFT_NAMESPACE });
     assert.equal(sts.status?.readyReplicas, 1);
 
-    // The registry pod's address (inside the node's pod network, which the test environment made).
+    // The registry pod's address (inside the node's pod network, which the test environment made):
+    // what the node pulls from below.
     podAddress = `${pod.status?.podIP}:5000`;
     t.diagnostic(`the node pulls from the registry pod's address ${podAddress}, NOT through the Service's ClusterIP ${report.registry.address}: no kube-proxy in the test environment yet`);
     const secret = await core.readNamespacedSecret({ name: REGISTRY_CREDENTIALS, namespace: WEFT_NAMESPACE });
     const cred = (k: string) => Buffer.from(secret.data![k], 'base64').toString('utf8');
-    const ping = await fetch(`http://${podAddress}/v2/`);
-    assert.equal(ping.status, 401, 'the /v2/ ping challenges (reads are anonymous: the node pulls below without credentials)');
 
     const layout = path.join(work, 'hello');
     await mustWeft(['base', 'jre', '--output', `oci:${path.join(work, 'jre')}:17`, '--json']);
     await mustWeft(['build', path.join(helloBuild, 'hello.jar'), '--lib', path.join(helloBuild, 'libs'), '--base', `oci:${path.join(work, 'jre')}:17`, '--output', `oci:${layout}:hello`]);
-    const target = `docker://${podAddress}/demo/hello:1`;
-    const anonymous = await mustRun('skopeo', ['copy', '--dest-tls-verify=false', `oci:${layout}:hello`, target]).then(
-      () => 'pushed',
-      (e: Error) => e.message,
-    );
-    assert.match(anonymous, /401|unauthorized|authentication required/i, 'an anonymous push is refused');
-    await mustRun('skopeo', ['copy', '--dest-tls-verify=false', '--dest-creds', `${cred('username')}:${cred('password')}`, `oci:${layout}:hello`, target]);
+    // From outside the cluster through a port-forward weft opens itself (loopback: weft sends credentials there).
+    const forward = await forwardToRegistry(kc);
+    try {
+      const ping = await fetch(`http://${forward.address}/v2/`);
+      assert.equal(ping.status, 401, 'the /v2/ ping challenges (reads are anonymous: the node pulls below without credentials)');
+      const anonymous = await runCommand('skopeo', ['copy', '--dest-tls-verify=false', `oci:${layout}:hello`, `docker://${forward.address}/demo/hello:1`]);
+      assert.notEqual(anonymous.code, 0, 'an anonymous push is refused');
+      assert.match(anonymous.stderr, /401|unauthorized|authentication required/i);
+      const dockerConfig = path.join(work, 'docker');
+      await fs.mkdir(dockerConfig);
+      const env = { DOCKER_CONFIG: dockerConfig };
+      await mustWeft(['login', forward.address, '-u', cred('username'), '-p', cred('password')], { env });
+      await mustWeft(['copy', `oci:${layout}:hello`, `docker://${forward.address}/demo/hello:1`], { env });
+    } finally {
+      await forward.close();
+    }
 
     // The node learns to pull from it (the hook's own step does this for the ClusterIP), and runs the program from it.
     const note = await provisionerFor('testenv').configureNodePull({ provisioner: 'testenv', rbac: false, tenants: [], testenvState: testenvState({ provisioner: 'testenv', rbac: false, tenants: [] }) }, podAddress);

@@ -120,4 +120,34 @@ export function register(program: Command): void {
       if (opts.json) printJson(report);
       else progress(`${name}: deprovisioned (${report.steps.map((s) => s.name).join(', ')})`);
     });
+  cluster
+    .command('port-forward')
+    .description("Forward a port on 127.0.0.1 to the in-cluster registry (through the API server), so that weft can push to it from outside the cluster")
+    .argument('[name]', 'the cluster name used at provisioning', 'default')
+    .option('--port <n>', 'local port (default: a free one)')
+    .option('--login', "store the registry's credentials (from its Secret) for the forwarded address in $DOCKER_CONFIG/config.json")
+    .option('--json', 'print the address as JSON')
+    .action(async (name: string, opts: { port?: string; login?: boolean; json?: boolean }) => {
+      const { forwardToRegistry, registryCredentialsOf, clusterKubeConfig } = await import('../../provision/index.js');
+      const port = opts.port === undefined ? undefined : Number(opts.port);
+      if (port !== undefined && !(Number.isInteger(port) && port > 0 && port < 65536)) throw new Error(`--port must be a port number, got "${opts.port}"`);
+      const kc = await clusterKubeConfig({ cluster: name });
+      const forward = await forwardToRegistry(kc, { localPort: port });
+      if (opts.login) {
+        const { login } = await import('../../registry/client/index.js');
+        const credentials = await registryCredentialsOf(kc);
+        const { storedIn } = await login(forward.address, credentials.username, credentials.password);
+        progress(`logged in to ${forward.address} (stored in ${storedIn})`);
+      }
+      if (opts.json) printJson({ address: forward.address, pod: forward.pod });
+      else {
+        process.stdout.write(`${forward.address}\n`);
+        progress(`forwarding ${forward.address} to pod ${forward.pod}; push with weft build --output docker://${forward.address}/<repo>:<tag>; Ctrl-C stops`);
+      }
+      await new Promise<void>((resolve) => {
+        process.once('SIGINT', resolve);
+        process.once('SIGTERM', resolve);
+      });
+      await forward.close();
+    });
 }
