@@ -43,23 +43,35 @@ async function must(file: string, args: string[], options: { env?: Record<string
 }
 
 /** What the environment could leave behind on the machine, as values to compare. */
+function cmdline(pid: string): string {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ');
+  } catch {
+    return '';
+  }
+}
+
 async function machineState(state: string, names: string[], subnet: string) {
   const processes = readdirSync('/proc')
     .filter((p) => /^\d+$/.test(p))
-    .map((p) => {
-      try {
-        return readFileSync(`/proc/${p}/cmdline`, 'utf8').replace(/\0/g, ' ');
-      } catch {
-        return '';
-      }
-    })
+    .map(cmdline)
     .filter((c) => c.includes(state));
   const mounts = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter((l) => l.includes(state));
   const links = (await sh('ip', ['-o', 'link', 'show'])).stdout.split('\n').map((l) => l.split(':')[1]?.trim().split('@')[0]).filter((l) => l && names.includes(l));
   const routes = (await sh('ip', ['route', 'show'])).stdout.split('\n').filter((l) => l.trim()).sort();
   const iptables = await sh('iptables-save', []);
   const nft = await sh('nft', ['list', 'ruleset']);
+  // Sockets of the environment's processes listening in the host's namespace on anything but loopback.
+  const ours = new Set(readdirSync('/proc').filter((p) => /^\d+$/.test(p) && cmdline(p).includes(state)));
+  const ownListeners = (await sh('ss', ['-ltunpH'])).stdout
+    .split('\n')
+    .filter((l) => l.trim())
+    .map((l) => l.trim().split(/\s+/))
+    .filter((f) => [...f.slice(6).join(' ').matchAll(/pid=(\d+)/g)].some((m) => ours.has(m[1])))
+    .map((f) => `${f[0]} ${f[4]} ${f.slice(6).join(' ')}`);
   return {
+    ownListeners,
+    listeners: ownListeners.filter((l) => !/^\S+ (127\.|\[::1\]|\[::ffff:127\.)/.test(l)),
     processes,
     mounts,
     links,
@@ -196,11 +208,14 @@ describe('in-cluster networking on the real node', () => {
     assert.match(log, new RegExp(`^fetched 200 ${text} `, 'm'), `the Service answered through its DNS name:\n${log}`);
   });
 
-  test('while up, the node\'s rules live in its own namespace; down leaves no namespace, veth, route, mount or process, and host rules and sysctls unchanged', { timeout: TIMEOUT }, async () => {
+  test('while up, the node\'s rules live in its own namespace; down leaves no namespace, veth, route, mount or process, and host rules and sysctls unchanged', { timeout: TIMEOUT }, async (t) => {
     const during = await machineState(state, names, subnet);
     assert.deepEqual(during.iptables, before_.iptables, 'no netfilter rule was added on the host (iptables)');
     assert.equal(during.nft, before_.nft, 'no netfilter rule was added on the host (nft)');
     assert.deepEqual(during.sysctls, before_.sysctls, 'no host sysctl changed');
+    assert.ok(during.ownListeners.length > 0, `the environment's listeners are seen (the API server's, the kubelet's on loopback)`);
+    t.diagnostic(`listeners of the environment in the host's namespace: ${during.ownListeners.join('; ')}`);
+    assert.deepEqual(during.listeners, [], 'no process of the environment listens on a non-loopback address of the host\'s namespace');
     assert.deepEqual(during.links, [`${bridge.slice(0, 12)}-h`], 'only the host end of the veth pair is in the host namespace');
     assert.ok(during.subnetRouted, `the host routes ${subnet} into the namespace`);
     const netns = join(state, 'node', 'netns');
