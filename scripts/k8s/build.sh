@@ -3,6 +3,8 @@
 # the Go module k8s.io/kubernetes (through a generated wrapper module), etcd from
 # go.etcd.io/etcd/server/v3, and installs kwok + kwokctl, all into
 # $WEFT_TOOLS/<name>-<version>/bin. Skips what is already built. See docs/kubernetes-testenv.md.
+# With WEFT_IN_CLUSTER=1 (scripts/k8s-testenv up --real-node --in-cluster) also CoreDNS from
+# github.com/coredns/coredns.
 # Usage: scripts/k8s/build.sh            (versions from scripts/k8s/versions.sh)
 source "$(dirname "$0")/../lib.sh"
 source "$WEFT_ROOT/scripts/k8s/versions.sh"
@@ -11,12 +13,18 @@ command -v go >/dev/null || die "go is not on PATH: install Go >= 1.25 (https://
 ver="$(tool_version kubernetes k8s.io/kubernetes "$WEFT_K8S_CANDIDATES")" || die "no served version of k8s.io/kubernetes (see above)"
 k8s_dir="$WEFT_TOOLS/kubernetes-$ver"
 bin="$k8s_dir/bin"
-# The kubelet of the real test node comes from the same module and the same go build.
-cmds=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet)
+# The kubelet and kube-proxy of the real test node come from the same module and the same go build.
+cmds=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy)
+
+# missing_cmds: the commands not (yet) in $bin; a cache built before a command joined the list
+# gets only the missing ones added (same wrapper module, same flags).
+missing_cmds() {
+  local c
+  for c in "${cmds[@]}"; do [[ -x "$bin/$c" ]] || echo "$c"; done
+}
 
 k8s_built() {
-  local c
-  for c in "${cmds[@]}"; do [[ -x "$bin/$c" ]] || return 1; done
+  [[ -z "$(missing_cmds)" ]] || return 1
   [[ "$("$bin/kube-apiserver" --version 2>/dev/null)" == "Kubernetes $ver" ]]
 }
 
@@ -64,6 +72,7 @@ import (
 	_ "k8s.io/kubernetes/cmd/kube-scheduler"
 	_ "k8s.io/kubernetes/cmd/kubectl"
 	_ "k8s.io/kubernetes/cmd/kubelet"
+	_ "k8s.io/kubernetes/cmd/kube-proxy"
 )
 GO
   log "kubernetes $ver: $(wc -w <<<"$staging") staging modules replaced; go mod tidy"
@@ -74,16 +83,27 @@ GO
     ld+=" -X $p.gitVersion=$ver -X $p.gitMajor=$major -X $p.gitMinor=$minor -X $p.gitTreeState=clean"
     ld+=" -X $p.buildDate=1970-01-01T00:00:00Z"
   done
-  log "kubernetes $ver: compiling ${cmds[*]} (a cold build takes tens of minutes)"
+  # A complete earlier build of this version (its apiserver answers with $ver) keeps its binaries:
+  # only the missing commands are compiled and added.
+  local todo=("${cmds[@]}") keep=0
+  if [[ -x "$bin/kube-apiserver" && "$("$bin/kube-apiserver" --version 2>/dev/null)" == "Kubernetes $ver" ]]; then
+    mapfile -t todo < <(missing_cmds); keep=1
+  fi
+  local pkgs=() c
+  for c in "${todo[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$c"); done
+  log "kubernetes $ver: compiling ${todo[*]} (a cold build takes tens of minutes)"
   local t0=$SECONDS
-  mkdir -p "$bin.tmp"
-  (cd "$mod" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w$ld" -o "$bin.tmp/" \
-    k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
-    k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl k8s.io/kubernetes/cmd/kubelet) \
-    || die "go build failed for kubernetes $ver (see above); try another WEFT_K8S_VERSION"
-  rm -rf "$bin"; mv "$bin.tmp" "$bin"
+  rm -rf "$bin.tmp.$$"; mkdir -p "$bin.tmp.$$"
+  (cd "$mod" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w$ld" -o "$bin.tmp.$$/" "${pkgs[@]}") \
+    || { rm -rf "$bin.tmp.$$"; die "go build failed for kubernetes $ver (see above); try another WEFT_K8S_VERSION"; }
+  if ((keep)); then
+    for c in "${todo[@]}"; do mv -f "$bin.tmp.$$/$c" "$bin/$c"; done
+    rm -rf "$bin.tmp.$$"
+  else
+    rm -rf "$bin"; mv "$bin.tmp.$$" "$bin"
+  fi
   touch "$k8s_dir/.ok"
-  log "kubernetes $ver: built in $((SECONDS - t0))s into $bin"
+  log "kubernetes $ver: built ${todo[*]} in $((SECONDS - t0))s into $bin"
 }
 
 if k8s_built; then
@@ -149,4 +169,24 @@ else
     "sigs.k8s.io/kwok/cmd/kwok@$WEFT_KWOK_VERSION" "sigs.k8s.io/kwok/cmd/kwokctl@$WEFT_KWOK_VERSION" \
     || die "go install of kwok $WEFT_KWOK_VERSION failed (see above)"
   touch "$WEFT_TOOLS/kwok-$WEFT_KWOK_VERSION/.ok"
+fi
+
+# CoreDNS: the cluster DNS of the real node's in-cluster networking (only when asked for).
+if [[ "${WEFT_IN_CLUSTER:-0}" == 1 ]]; then
+  WEFT_COREDNS_VERSION="$(tool_version coredns github.com/coredns/coredns "$WEFT_COREDNS_CANDIDATES")" ||
+    die "no served version of github.com/coredns/coredns (see above)"
+  coredns_dir="$WEFT_TOOLS/coredns-$WEFT_COREDNS_VERSION"
+  if [[ -x "$coredns_dir/bin/coredns" && -e "$coredns_dir/.ok" ]]; then
+    log "coredns $WEFT_COREDNS_VERSION: already built in $coredns_dir/bin"
+  else
+    log "coredns $WEFT_COREDNS_VERSION: go install (a cold build takes minutes)"
+    t0=$SECONDS
+    tmp="$(mktemp -d "$WEFT_TOOLS/.coredns-build.XXXXXX")"
+    CGO_ENABLED=0 GOBIN="$tmp" go install -trimpath -ldflags "-s -w" "github.com/coredns/coredns@$WEFT_COREDNS_VERSION" ||
+      { rm -rf "$tmp"; die "go install of coredns $WEFT_COREDNS_VERSION failed (see above)"; }
+    mkdir -p "$coredns_dir/bin"
+    mv -f "$tmp/coredns" "$coredns_dir/bin/coredns"; rm -rf "$tmp"
+    touch "$coredns_dir/.ok"
+    log "coredns $WEFT_COREDNS_VERSION: built in $((SECONDS - t0))s into $coredns_dir/bin"
+  fi
 fi

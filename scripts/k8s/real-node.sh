@@ -8,6 +8,15 @@
 # net.ipv4.ip_forward) are stub files, and whose iptables binary is a stub that exits 3, so no host
 # sysctl and no netfilter rule changes. `down` removes processes, mounts, cgroups, the bridge and
 # the pod network namespaces.
+#
+# In-cluster networking (up --real-node --in-cluster, or WEFT_IN_CLUSTER=1): containerd (so the CNI
+# bridge and every pod), kube-proxy and CoreDNS run in a network namespace this script creates (a
+# file under the node dir, not /run/netns); the kubelet stays in the host's. Pods then reach the API
+# server through the `kubernetes` Service (10.96.0.1:443, kube-proxy's iptables rules inside the
+# namespace) and resolve Service names through kube-dns (10.96.0.10). The API server and the
+# registries on the host's loopback are bridged into the namespace through unix sockets
+# (scripts/k8s/unix-bridge.mjs): nothing listens on a non-loopback address of the host. Facts
+# behind it: docs/kubernetes-testenv.md "In-cluster networking".
 
 NODE_DIR="$STATE/node"
 REAL_NODE_NAME="${WEFT_REAL_NODE_NAME:-localhost}"
@@ -17,6 +26,19 @@ REAL_NODE_LABEL="weft.io/real-node"
 PAUSE_IMAGE="weft.local/pause:3.10"
 CNI_BIN_DIR="${WEFT_CNI_BIN_DIR:-/usr/lib/cni}"
 CONTAINERD_SOCK="$NODE_DIR/containerd/containerd.sock"
+# In-cluster networking: the node's network namespace, the veth pair to it (names from the bridge
+# name, so that several environments on one machine do not collide) and its /30 (from the third
+# octet of the pod subnet unless WEFT_REAL_NODE_LINK_NET=a.b.c.d names the /30's first address).
+IN_CLUSTER="${WEFT_IN_CLUSTER:-0}"
+NETNS_FILE="$NODE_DIR/netns"
+LINK_HOST="${REAL_NODE_BRIDGE:0:12}-h" LINK_NODE="${REAL_NODE_BRIDGE:0:12}-n"
+LINK_SVC="${REAL_NODE_BRIDGE:0:12}-s" LINK_SVC_PEER="${REAL_NODE_BRIDGE:0:12}-p"
+_link_base="${WEFT_REAL_NODE_LINK_NET:-10.201.$(cut -d. -f3 <<<"$REAL_NODE_SUBNET").0}"
+LINK_HOST_ADDR="${_link_base%.*}.$((${_link_base##*.} + 1))" LINK_NODE_ADDR="${_link_base%.*}.$((${_link_base##*.} + 2))"
+CLUSTER_DNS_IP=10.96.0.10
+BRIDGE_DIR="$NODE_DIR/bridge"
+
+in_ns() { nsenter --net="$NETNS_FILE" "$@"; }
 
 ctr_() { ctr --address "$CONTAINERD_SOCK" --namespace k8s.io "$@"; }
 
@@ -36,6 +58,24 @@ real_node_preflight() {
   [[ "$addr" == 127.* ]] || die "node name $REAL_NODE_NAME resolves to '${addr:-nothing}', not a loopback address: set WEFT_REAL_NODE_NAME=localhost"
   if ip link show "$REAL_NODE_BRIDGE" >/dev/null 2>&1 && ! [[ -e "$NODE_DIR" ]]; then
     die "a network interface $REAL_NODE_BRIDGE exists that this environment did not create: set WEFT_REAL_NODE_BRIDGE to another name"
+  fi
+  if [[ "$IN_CLUSTER" == 1 ]]; then
+    for b in nsenter iptables iptables-restore node; do
+      command -v "$b" >/dev/null || die "$b is missing (in-cluster networking needs util-linux, iptables and node)"
+    done
+    if ip link show "$LINK_HOST" >/dev/null 2>&1; then
+      die "a network interface $LINK_HOST exists that this environment did not create: set WEFT_REAL_NODE_BRIDGE to another name"
+    fi
+    if [[ -n "$(ip route show "$REAL_NODE_SUBNET" 2>/dev/null)" || -n "$(ip route show to match "$LINK_HOST_ADDR" | grep -v '^default')" ]]; then
+      die "the host already routes $REAL_NODE_SUBNET or $LINK_HOST_ADDR: set WEFT_REAL_NODE_SUBNET (and WEFT_REAL_NODE_LINK_NET) to free ranges"
+    fi
+    if [[ ! -x "$K8S_BIN/kube-proxy" || ! -x "$WEFT_TOOLS/coredns-$WEFT_COREDNS_VERSION/bin/coredns" ]]; then
+      WEFT_IN_CLUSTER=1 bash "$WEFT_ROOT/scripts/k8s/build.sh" || die "kube-proxy or CoreDNS could not be built (see above)"
+      source "$WEFT_ROOT/scripts/k8s/versions.sh"
+    fi
+    [[ -x "$K8S_BIN/kube-proxy" ]] || die "kube-proxy is not built in $K8S_BIN: run scripts/k8s/build.sh"
+    COREDNS_BIN="$WEFT_TOOLS/coredns-$WEFT_COREDNS_VERSION/bin/coredns"
+    [[ -x "$COREDNS_BIN" ]] || die "coredns is not built in $COREDNS_BIN: run WEFT_IN_CLUSTER=1 scripts/k8s/build.sh"
   fi
 }
 
@@ -77,6 +117,15 @@ EOF
 
 write_containerd_config() {
   mkdir -p "$NODE_DIR/containerd" "$NODE_DIR/cni/net.d" "$NODE_DIR/cni/ipam"
+  # The kubelet (host namespace) reaches exec/attach/port-forward on the stream server.
+  local stream_addr=127.0.0.1 ipam_routes=""
+  if [[ "$IN_CLUSTER" == 1 ]]; then
+    stream_addr="$LINK_NODE_ADDR"
+    # Pods need a route off their subnet (the Service CIDR, the namespace's own address); the
+    # namespace itself has no default route, so nothing leaves the machine.
+    ipam_routes=',
+        "routes": [{ "dst": "0.0.0.0/0" }]'
+  fi
   cat >"$NODE_DIR/containerd/config.toml" <<EOF
 version = 2
 root = "$NODE_DIR/containerd/root"
@@ -91,7 +140,7 @@ state = "$NODE_DIR/containerd/state"
   # every pause container, so without this every pod fails.
   restrict_oom_score_adj = true
   netns_mounts_under_state_dir = true
-  stream_server_address = "127.0.0.1"
+  stream_server_address = "$stream_addr"
   stream_server_port = "0"
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
@@ -122,7 +171,7 @@ EOF
         "type": "host-local",
         "subnet": "$REAL_NODE_SUBNET",
         "gateway": "$gw",
-        "dataDir": "$NODE_DIR/cni/ipam"
+        "dataDir": "$NODE_DIR/cni/ipam"$ipam_routes
       }
     }
   ]
@@ -160,8 +209,11 @@ contexts:
   context: { cluster: weft-testenv, user: kubelet }
 current-context: weft-testenv
 EOF
-  # Pods get no cluster DNS here (in-cluster networking is another layer); a harmless resolv.conf.
+  # Pods get cluster DNS only with in-cluster networking; otherwise a harmless resolv.conf.
   printf 'nameserver 127.0.0.1\noptions ndots:1\n' >"$k/resolv.conf"
+  local dns=""
+  if [[ "$IN_CLUSTER" == 1 ]]; then dns="clusterDNS: [$CLUSTER_DNS_IP]
+clusterDomain: cluster.local"; fi
   cat >"$k/config.yaml" <<EOF
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
@@ -195,6 +247,7 @@ imageGCHighThresholdPercent: 95
 imageGCLowThresholdPercent: 90
 syncFrequency: 10s
 nodeStatusReportFrequency: 10s
+$dns
 EOF
 }
 
@@ -222,7 +275,211 @@ EOF
   chmod 755 "$s/enter"
 }
 
-real_node_running() { alive containerd && alive kubelet; }
+# ---- In-cluster networking ---------------------------------------------------------------------
+
+# The node's network namespace (a bind-mounted nsfs file under the node dir), a veth pair to the
+# host (the host routes the pod subnet through it, so the kubelet's probes and tests reach pod IPs)
+# and, inside, a second veth pair that carries the route to the Service CIDR (the kernel has no
+# dummy module here): processes of the namespace (containerd pulling from a ClusterIP, hostNetwork
+# pods) need a route before kube-proxy's OUTPUT DNAT applies. No default route: nothing a pod
+# sends leaves the machine. IP forwarding is switched on inside the namespace only.
+in_cluster_net_up() {
+  : >"$NETNS_FILE"
+  unshare --net="$NETNS_FILE" true || die "could not create the node's network namespace at $NETNS_FILE"
+  ip link add "$LINK_HOST" type veth peer name "$LINK_NODE" || die "could not create the veth pair $LINK_HOST/$LINK_NODE"
+  ip link set "$LINK_NODE" netns "$NETNS_FILE"
+  ip addr add "$LINK_HOST_ADDR/30" dev "$LINK_HOST"
+  ip link set "$LINK_HOST" up
+  in_ns ip link set lo up
+  in_ns ip addr add "$LINK_NODE_ADDR/30" dev "$LINK_NODE"
+  in_ns ip link set "$LINK_NODE" up
+  in_ns ip link add "$LINK_SVC" type veth peer name "$LINK_SVC_PEER"
+  in_ns ip link set "$LINK_SVC" up
+  in_ns ip link set "$LINK_SVC_PEER" up
+  in_ns ip route add "$SERVICE_CIDR" dev "$LINK_SVC"
+  in_ns sh -c 'echo 1 >/proc/sys/net/ipv4/ip_forward'
+  ip route add "$REAL_NODE_SUBNET" via "$LINK_NODE_ADDR" dev "$LINK_HOST" || die "could not route $REAL_NODE_SUBNET to the node's namespace"
+}
+
+# The loopback registries the node pulls from (certs.d), as host:port lines.
+loopback_registries() {
+  local d
+  for d in "$NODE_DIR/containerd/certs.d"/*; do
+    d="$(basename "$d")"
+    [[ "$d" =~ ^127\.[0-9.]+:[0-9]+$ ]] && echo "$d"
+  done
+  return 0
+}
+
+# The unix-socket bridge: on the host, a forwarder serves $BRIDGE_DIR/*.sock and connects to the
+# API server and the loopback registries on 127.0.0.1; in the namespace, a forwarder listens on
+# the namespace's address (API server) and its loopback (registries, where containerd pulls from)
+# and connects to those sockets. Restarted when the registry list changes.
+in_cluster_bridges_up() {
+  stop unix-bridge-netns
+  stop unix-bridge-host
+  mkdir -p "$BRIDGE_DIR"; chmod 700 "$BRIDGE_DIR"
+  local host=("$BRIDGE_DIR/api.sock" "127.0.0.1:$API_PORT") netns=("$LINK_NODE_ADDR:$API_PORT" "$BRIDGE_DIR/api.sock") r i=0
+  for r in $(loopback_registries); do
+    host+=("$BRIDGE_DIR/reg$i.sock" "$r"); netns+=("$r" "$BRIDGE_DIR/reg$i.sock"); i=$((i + 1))
+  done
+  start unix-bridge-host node "$WEFT_ROOT/scripts/k8s/unix-bridge.mjs" serve-unix "${host[@]}"
+  wait_for "the host end of the unix-socket bridge" 30 unix-bridge-host test -S "$BRIDGE_DIR/api.sock"
+  start unix-bridge-netns nsenter --net="$NETNS_FILE" node "$WEFT_ROOT/scripts/k8s/unix-bridge.mjs" serve-tcp "${netns[@]}"
+  wait_for "the API server through the bridge at https://$LINK_NODE_ADDR:$API_PORT (inside the node's namespace)" 30 unix-bridge-netns \
+    in_ns curl -sfk --max-time 3 -H "Authorization: Bearer $ADMIN_TOKEN" -o /dev/null "https://$LINK_NODE_ADDR:$API_PORT/readyz"
+}
+
+# sign_client NAME CN [O]: a client certificate and a kubeconfig for a component in the namespace,
+# which reaches the API server through the bridge on the namespace's address (the serving
+# certificate has no SAN for it: the name checked is "kubernetes").
+sign_client() {
+  local name="$1" cn="$2" org="${3:-}" d="$NODE_DIR/$1"
+  mkdir -p "$d"
+  openssl req -newkey rsa:2048 -nodes -sha256 -subj "${org:+/O=$org}/CN=$cn" -keyout "$d/client.key" -out "$d/client.csr" 2>/dev/null
+  printf '%s\n' "basicConstraints=CA:FALSE" "keyUsage=critical,digitalSignature,keyEncipherment" "extendedKeyUsage=clientAuth" >"$d/client.ext"
+  openssl x509 -req -sha256 -days 3650 -in "$d/client.csr" -CA "$PKI/ca.crt" -CAkey "$PKI/ca.key" \
+    -CAcreateserial -extfile "$d/client.ext" -out "$d/client.crt" 2>/dev/null
+  [[ -s "$d/client.crt" ]] || die "openssl could not sign the $name client certificate"
+  chmod 600 "$d/client.key"
+  cat >"$d/kubeconfig" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: weft-testenv
+  cluster:
+    server: https://$LINK_NODE_ADDR:$API_PORT
+    certificate-authority: $PKI/ca.crt
+    tls-server-name: kubernetes
+users:
+- name: $name
+  user:
+    client-certificate: $d/client.crt
+    client-key: $d/client.key
+contexts:
+- name: weft-testenv
+  context: { cluster: weft-testenv, user: $name }
+current-context: weft-testenv
+EOF
+}
+
+# Objects the in-cluster layout needs: the API server runs with --endpoint-reconciler-type=none,
+# so the `kubernetes` Service gets its endpoint (the bridge) by hand; kube-dns is a selector-less
+# Service at a fixed ClusterIP whose endpoint is CoreDNS on the namespace's address; CoreDNS's
+# read-only RBAC.
+in_cluster_objects() {
+  kubectl_ apply -f - >/dev/null <<EOF || die "could not create the Services, EndpointSlices and RBAC of in-cluster networking"
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: kubernetes-weft-testenv
+  namespace: default
+  labels: { kubernetes.io/service-name: kubernetes, endpointslice.kubernetes.io/managed-by: weft-testenv }
+addressType: IPv4
+endpoints: [{ addresses: ["$LINK_NODE_ADDR"], conditions: { ready: true } }]
+ports: [{ name: https, port: $API_PORT, protocol: TCP }]
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: kube-dns
+  namespace: kube-system
+  labels: { k8s-app: kube-dns, kubernetes.io/name: CoreDNS }
+spec:
+  clusterIP: $CLUSTER_DNS_IP
+  ports:
+  - { name: dns, port: 53, protocol: UDP, targetPort: 53 }
+  - { name: dns-tcp, port: 53, protocol: TCP, targetPort: 53 }
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: kube-dns-weft-testenv
+  namespace: kube-system
+  labels: { kubernetes.io/service-name: kube-dns, endpointslice.kubernetes.io/managed-by: weft-testenv }
+addressType: IPv4
+endpoints: [{ addresses: ["$LINK_NODE_ADDR"], conditions: { ready: true } }]
+ports:
+- { name: dns, port: 53, protocol: UDP }
+- { name: dns-tcp, port: 53, protocol: TCP }
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: { name: "weft-testenv:coredns" }
+rules:
+- { apiGroups: [""], resources: [endpoints, services, pods, namespaces], verbs: [list, watch] }
+- { apiGroups: [discovery.k8s.io], resources: [endpointslices], verbs: [list, watch] }
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: { name: "weft-testenv:coredns" }
+roleRef: { apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "weft-testenv:coredns" }
+subjects: [{ apiGroup: rbac.authorization.k8s.io, kind: User, name: "weft-testenv:coredns" }]
+EOF
+}
+
+# kube-proxy (iptables mode; its rules live in the namespace's own netfilter tables) and CoreDNS,
+# both host processes in the node's namespace. kube-proxy touches no global sysctl: conntrack
+# sizing and timeouts are 0 (left alone), no localhost NodePorts (route_localnet), oomScoreAdj 0.
+in_cluster_services_up() {
+  sign_client kube-proxy system:kube-proxy
+  sign_client coredns weft-testenv:coredns
+  in_cluster_objects
+  cat >"$NODE_DIR/kube-proxy/config.yaml" <<EOF
+apiVersion: kubeproxy.config.k8s.io/v1alpha1
+kind: KubeProxyConfiguration
+clientConnection: { kubeconfig: $NODE_DIR/kube-proxy/kubeconfig }
+hostnameOverride: $REAL_NODE_NAME
+mode: iptables
+clusterCIDR: $REAL_NODE_SUBNET
+bindAddress: $LINK_NODE_ADDR
+healthzBindAddress: $LINK_NODE_ADDR:10256
+metricsBindAddress: $LINK_NODE_ADDR:10249
+nodePortAddresses: ["$LINK_NODE_ADDR/32"]
+oomScoreAdj: 0
+iptables: { localhostNodePorts: false }
+conntrack: { maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeout: 0s, udpTimeout: 0s, udpStreamTimeout: 0s }
+EOF
+  start kube-proxy nsenter --net="$NETNS_FILE" "$K8S_BIN/kube-proxy" --config="$NODE_DIR/kube-proxy/config.yaml" --v=1
+  cat >"$NODE_DIR/coredns/Corefile" <<EOF
+.:53 {
+    bind $LINK_NODE_ADDR
+    errors
+    ready $LINK_NODE_ADDR:8181
+    kubernetes cluster.local in-addr.arpa ip6.arpa {
+        kubeconfig $NODE_DIR/coredns/kubeconfig weft-testenv
+        pods insecure
+        fallthrough in-addr.arpa ip6.arpa
+    }
+    cache 5
+}
+EOF
+  start coredns nsenter --net="$NETNS_FILE" "$COREDNS_BIN" -conf "$NODE_DIR/coredns/Corefile"
+  wait_for "kube-proxy /healthz on $LINK_NODE_ADDR:10256 (inside the node's namespace)" 120 kube-proxy \
+    in_ns curl -sf --max-time 3 -o /dev/null "http://$LINK_NODE_ADDR:10256/healthz"
+  wait_for "CoreDNS /ready on $LINK_NODE_ADDR:8181 (inside the node's namespace)" 120 coredns \
+    in_ns curl -sf --max-time 3 -o /dev/null "http://$LINK_NODE_ADDR:8181/ready"
+  wait_for "kube-proxy's rules for the kubernetes Service" 60 kube-proxy \
+    in_ns curl -sfk --max-time 3 -H "Authorization: Bearer $ADMIN_TOKEN" -o /dev/null "https://10.96.0.1:443/readyz"
+}
+
+in_cluster_running() { alive unix-bridge-host && alive unix-bridge-netns && alive kube-proxy && alive coredns; }
+
+# The namespace's processes, then the namespace (the mount of its file goes with the node dir's
+# mounts) and the veth pair (deleting the host end deletes both ends and the route).
+in_cluster_down() {
+  stop coredns
+  stop kube-proxy
+  stop unix-bridge-netns
+  stop unix-bridge-host
+  ip link del "$LINK_HOST" 2>/dev/null || true
+}
+
+real_node_running() {
+  alive containerd && alive kubelet || return 1
+  # The layout on disk must be the one asked for.
+  if [[ "$IN_CLUSTER" == 1 ]]; then [[ -e "$NODE_DIR/in-cluster" ]] && in_cluster_running; else [[ ! -e "$NODE_DIR/in-cluster" ]]; fi
+}
 
 real_node_ready() {
   [[ "$(kubectl_ get node "$REAL_NODE_NAME" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null)" == True ]]
@@ -231,7 +488,14 @@ real_node_ready() {
 real_node_up() {
   if real_node_running && real_node_ready; then
     write_registry_hosts # new WEFT_NODE_REGISTRIES take effect at the next pull
-    log "real node $REAL_NODE_NAME: already up"
+    if [[ "$IN_CLUSTER" == 1 ]]; then
+      # New loopback registries need their bridge into the namespace.
+      [[ "$(loopback_registries | tr '\n' ' ')" == "$(cat "$NODE_DIR/bridged-registries" 2>/dev/null)" ]] || {
+        in_cluster_bridges_up; loopback_registries | tr '\n' ' ' >"$NODE_DIR/bridged-registries"; }
+    fi
+    local what=""
+    [[ "$IN_CLUSTER" == 1 ]] && what=" (in-cluster networking)"
+    log "real node $REAL_NODE_NAME: already up$what"
     return 0
   fi
   real_node_down_quiet
@@ -250,7 +514,16 @@ real_node_up() {
   # and runc in other mount namespaces: the kubelet root is a shared bind mount.
   mount --bind "$NODE_DIR/kubelet" "$NODE_DIR/kubelet"
   mount --make-rshared "$NODE_DIR/kubelet"
-  start containerd unshare --mount --propagation unchanged "$NODE_DIR/shield/enter" \
+  local netns=()
+  if [[ "$IN_CLUSTER" == 1 ]]; then
+    touch "$NODE_DIR/in-cluster"
+    in_cluster_net_up
+    in_cluster_bridges_up
+    loopback_registries | tr '\n' ' ' >"$NODE_DIR/bridged-registries"
+    # nsenter, not `ip netns exec`: that remounts /sys and hides the cgroup v1 hierarchies.
+    netns=(nsenter --net="$NETNS_FILE")
+  fi
+  start containerd "${netns[@]}" unshare --mount --propagation unchanged "$NODE_DIR/shield/enter" \
     containerd --config "$NODE_DIR/containerd/config.toml"
   wait_for "containerd on $CONTAINERD_SOCK" 60 containerd ctr_ version
   ctr_ images import "$pause_tar" >/dev/null || die "could not import the pause image into containerd"
@@ -260,12 +533,17 @@ real_node_up() {
     --cert-dir="$NODE_DIR/kubelet-config/pki" --hostname-override="$REAL_NODE_NAME" \
     --node-labels="$REAL_NODE_LABEL=true" --v=1
   wait_for "node $REAL_NODE_NAME to be Ready" 120 kubelet real_node_ready
-  log "real node $REAL_NODE_NAME Ready in $((SECONDS - t0))s (label $REAL_NODE_LABEL=true, taint $REAL_NODE_LABEL=true:NoSchedule)"
+  local what=""
+  if [[ "$IN_CLUSTER" == 1 ]]; then
+    in_cluster_services_up
+    what="; in-cluster networking: namespace $NETNS_FILE, kube-proxy, CoreDNS at $CLUSTER_DNS_IP"
+  fi
+  log "real node $REAL_NODE_NAME Ready in $((SECONDS - t0))s (label $REAL_NODE_LABEL=true, taint $REAL_NODE_LABEL=true:NoSchedule$what)"
 }
 
 # Everything the node left on the machine, in reverse order of creation.
 real_node_down_quiet() {
-  [[ -d "$NODE_DIR" ]] || { ip link del "$REAL_NODE_BRIDGE" 2>/dev/null || true; return 0; }
+  [[ -d "$NODE_DIR" ]] || { ip link del "$REAL_NODE_BRIDGE" 2>/dev/null || true; ip link del "$LINK_HOST" 2>/dev/null || true; return 0; }
   # Pods first, through the API, while the kubelet can still stop them (CNI DEL frees their IPs).
   if alive kubelet && [[ -n "${API_PORT:-}" ]]; then
     kubectl_ delete pods --all-namespaces --field-selector "spec.nodeName=$REAL_NODE_NAME" \
@@ -287,6 +565,7 @@ real_node_down_quiet() {
     for t in $(ctr_ tasks ls -q 2>/dev/null); do ctr_ tasks delete -f "$t" >/dev/null 2>&1 || true; done
   fi
   stop containerd
+  in_cluster_down
   # Shims outlive containerd: they are ours when their command line names our state dir.
   local pid
   for pid in $(pgrep -f "containerd-shim-runc-v2 .*-address $CONTAINERD_SOCK" 2>/dev/null); do kill -KILL "$pid" 2>/dev/null || true; done

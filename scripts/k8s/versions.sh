@@ -8,6 +8,8 @@ WEFT_K8S_CANDIDATES="${WEFT_K8S_VERSION:-v1.35.4 latest-in:v1.35 v1.36.3 latest-
 WEFT_KWOK_CANDIDATES="${WEFT_KWOK_VERSION:-v0.8.0 latest-in:v0.8 v0.7.0}"
 # etcd built from go.etcd.io/etcd/server/v3: the 3.6 line that k8s.io/kubernetes v1.35 requires.
 WEFT_ETCD_CANDIDATES="${WEFT_ETCD_VERSION:-v3.6.5 latest-in:v3.6}"
+# CoreDNS (cluster DNS of the real node's in-cluster networking, scripts/k8s-testenv --in-cluster).
+WEFT_COREDNS_CANDIDATES="${WEFT_COREDNS_VERSION:-v1.12.4 latest-in:v1.12 v1.14.7 latest-in:v1.14}"
 WEFT_CRANE_CANDIDATES="${CRANE_VERSION:-v0.21.9 latest-in:v0.21 v0.22.1}"
 # The conformance suite has no tags: pseudo-versions of its main branch (both passed 986 checks).
 WEFT_CONFORMANCE_CANDIDATES="${WEFT_CONFORMANCE_VERSION:-v0.0.0-20260831232431-97274622c111 v0.0.0-20260730175803-fee21197eb94}"
@@ -36,3 +38,4 @@ recorded_version() {
 WEFT_K8S_VERSION="$(recorded_version kubernetes "$WEFT_K8S_CANDIDATES")"
 WEFT_KWOK_VERSION="$(recorded_version kwok "$WEFT_KWOK_CANDIDATES")"
 WEFT_ETCD_VERSION="$(recorded_version etcd "$WEFT_ETCD_CANDIDATES")"
+WEFT_COREDNS_VERSION="$(recorded_version coredns "$WEFT_COREDNS_CANDIDATES")"

@@ -72,7 +72,7 @@ describe('scripts/k8s-testenv', () => {
   test('an unknown subcommand fails with the usage', async () => {
     const r = await testenv(['bogus'], join(tmpdir(), 'weft-k8s-testenv-unused'));
     assert.notEqual(r.code, 0);
-    assert.match(r.stderr, /usage: scripts\/k8s-testenv up \[--real-node\]\|down\|status\|restart-apiserver\|env/);
+    assert.match(r.stderr, /usage: scripts\/k8s-testenv up \[--real-node \[--in-cluster\]\]\|down\|status\|restart-apiserver\|env/);
   });
 
   test('restart-apiserver and env on a cluster that is not up fail with what to do', async () => {
