@@ -154,7 +154,7 @@ function Failure(props: { run: RunDetail; base: string; ns: string }) {
   const message = props.run.message ?? last?.message ?? props.run.status.message;
   const failed = props.run.status.runnables.flatMap((r) => r.instances.filter((i) => i.reason || (i.exitCode ?? 0) !== 0).map((i) => ({ r: r.name, i })));
   return (
-    <section class="failure" role="alert" aria-label="Why the run failed">
+    <section class="failure" role="alert" aria-label="Why the run ended">
       <h2>
         {props.run.state}
         {reason ? `: ${reason}` : ''}
