@@ -182,3 +182,4 @@ function App() {
 }
 
 render(<App />, document.getElementById('app')!);
+document.getElementById('boot')?.remove();

@@ -32,6 +32,7 @@ export function RunPage(props: { me: Whoami; ns: string; id: string }) {
       clearTimeout(timer);
       timer = window.setTimeout(() => void load(), 150);
     };
+    void load();
     const stop = watch(ns, id, { onOpen: soon, onEvent: soon });
     // Instances change (restarts, hosts) without a run transition: look again while it is live.
     const poll = window.setInterval(() => {

@@ -77,6 +77,10 @@ export function RunsPage(props: { ns: string; query: URLSearchParams }) {
   };
 
   useEffect(() => {
+    // Read at once for a quick first render, and again once the watch is connected (below), so a
+    // change between this read and the watch's start is not missed.
+    void load(undefined);
+    void loadCounts();
     const stop = watch(props.ns, undefined, {
       // At every (re)connection the shown page and counts are read again, then events apply on top.
       onOpen: () => {
