@@ -92,6 +92,12 @@ export function RunPage(props: { me: Whoami; ns: string; id: string }) {
         </p>
       )}
       {(run.state === 'FAILED' || run.state === 'KILLED' || run.state === 'REJECTED') && <Failure run={run} base={base} ns={ns} />}
+      {(run.state === 'PENDING' || run.state === 'STARTING') && (run.status.message || run.message) && (
+        <section class="waiting" role="status" aria-label="Why the run waits">
+          <b>{run.state}</b>
+          {run.status.reason ? ` (${run.status.reason})` : ''}: {run.status.message ?? run.message}
+        </section>
+      )}
       {canOperate ? (
         <Controls run={run} base={base} onDone={load} />
       ) : (
