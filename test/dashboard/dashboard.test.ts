@@ -182,7 +182,13 @@ describe('the dashboard in Chromium, on the local runtime', () => {
     assert.equal(await page.locator('table.runs tbody tr').first().getAttribute('data-run-id'), firstPage);
     // A filter is applied by the master too.
     await page.locator('[data-count-state="FAILED"]').click();
-    await page.getByTestId('page-range').filter({ hasText: /^1–50 of 3000$/ }).waitFor();
+    await page
+      .getByTestId('page-range')
+      .filter({ hasText: /^1–50 of 3000$/ })
+      .waitFor()
+      .catch(async (error: Error) => {
+        throw new Error(`${error.message}\npage range: ${await page.getByTestId('page-range').textContent()}; url ${page.url()}; counts ${await page.locator('nav.counts').textContent()}`);
+      });
     assert.equal(await page.locator('table.runs tbody [data-state]:not([data-state="FAILED"])').count(), 0);
     const lists = requests.filter((u) => /\/api\/v1\/namespaces\/bulk\/runs\?/.test(u));
     assert.ok(lists.length >= 3, `${lists.length} list requests`);
