@@ -24,6 +24,7 @@ export function RunsPage(props: { ns: string; query: URLSearchParams }) {
   const [trail, setTrail] = useState<Array<string | undefined>>([undefined]);
   const current = useRef<{ token?: string; items: Run[] }>({ items: [] });
   const timers = useRef<{ reload?: number; counts?: number }>({});
+  const seq = useRef(0);
 
   const listQuery = (token?: string) => {
     const q = new URLSearchParams({ limit: String(PAGE_SIZE) });
@@ -33,8 +34,13 @@ export function RunsPage(props: { ns: string; query: URLSearchParams }) {
     return `${nsPath(props.ns)}/runs?${q}`;
   };
   const load = async (token?: string) => {
+    // Only the newest request may paint: an older answer arriving late (a reload started by the
+    // watch while the user paged) must not replace the page the user asked for.
+    const mine = ++seq.current;
+    current.current = { token, items: current.current.items };
     try {
       const p = await request<Page>('GET', listQuery(token));
+      if (mine !== seq.current) return;
       current.current = { token, items: p.items };
       setPage(p);
       setError(undefined);
