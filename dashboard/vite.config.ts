@@ -16,5 +16,5 @@ export default defineConfig({
     sourcemap: false,
   },
   // JSX through Preact's automatic runtime (tsconfig.json says the same for the type checker).
-  oxc: { jsx: { runtime: 'automatic', importSource: 'preact' } },
+  esbuild: { jsx: 'automatic', jsxImportSource: 'preact' },
 });
