@@ -100,7 +100,7 @@ describe('the dashboard in Chromium, on the Kubernetes runtime (kwok nodes)', ()
     await context.close();
   });
 
-  test('stop from the page ends a service run; a viewer is offered no stop and a forged one is refused', { timeout: 120_000 }, async () => {
+  test('scale and stop from the page on a service run; a viewer is offered no stop and a forged one is refused', { timeout: 120_000 }, async () => {
     const spec = { name: 'kube-svc', stopTimeout: '5s', runnables: [{ name: 'web', kind: 'service', image: 'registry.example/web:1', ports: [{ name: 'http', port: 8080 }] }] };
     const id = await start(spec);
     await waitState(id, (s) => s === 'RUNNING', 'runs');
@@ -116,6 +116,12 @@ describe('the dashboard in Chromium, on the Kubernetes runtime (kwok nodes)', ()
     const { page, context } = await signIn(browser, base(), admin, { hash: `#/ns/dash/runs/${id}` });
     await page.locator('.runnable tr[data-instance]').first().waitFor({ timeout: 15_000 });
     assert.match((await page.locator('.runnable tr[data-instance]').first().textContent()) ?? '', /kwok-node-/, 'the instance shows its node');
+    // Scale from the page: confirmed, accepted, and the second instance shows up.
+    await page.locator('.runnable[data-runnable="web"]').getByLabel('Instances').fill('2');
+    await page.locator('.runnable[data-runnable="web"]').getByRole('button', { name: 'Scale' }).click();
+    await page.getByRole('dialog').getByRole('button', { name: 'Scale' }).click();
+    await page.getByTestId('control-result').filter({ hasText: 'Scale accepted' }).waitFor({ timeout: 15_000 });
+    await page.locator('.runnable[data-runnable="web"] tr[data-instance]').nth(1).waitFor({ timeout: 30_000 });
     await page.getByRole('button', { name: 'Stop', exact: true }).click();
     await page.getByRole('dialog').getByRole('button', { name: 'Stop' }).click();
     await page.getByTestId('control-result').filter({ hasText: 'Stop accepted' }).waitFor({ timeout: 15_000 });
