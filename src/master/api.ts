@@ -6,6 +6,7 @@ import type { AddressInfo } from 'node:net';
 import { z } from 'zod';
 import { isTerminal, parseAppSpec, SpecError, type AppSpec } from '../runtime/index.js';
 import { allows, hashToken, newToken, newTokenId } from './auth.js';
+import { DashboardFiles, defaultDashboardDir } from './dashboard.js';
 import { ApiError } from './errors.js';
 import type { MasterMetrics } from './metrics.js';
 import { buildOpenApi } from './openapi.js';
@@ -15,6 +16,7 @@ import {
   EmptyBody,
   eventJson,
   GetAppQuery,
+  CountRunsQuery,
   ListRunsQuery,
   LogsQuery,
   NoQuery,
@@ -52,6 +54,8 @@ export interface Route {
   summary: string;
   /** Role needed in the path's namespace ("*" for global routes); undefined: no token needed. */
   role?: Role;
+  /** A global route that any token with `role` in some namespace may call (whoami). */
+  anyNamespace?: boolean;
   hasBody?: boolean;
   /** Response status codes and the component schema of each body (for the OpenAPI document and its test). */
   responses: Record<number, string>;
@@ -113,6 +117,8 @@ export interface ApiOptions {
   metrics: MasterMetrics;
   /** Is the master ready (store migrated, first reconcile done)? */
   ready: () => boolean;
+  /** Where the built dashboard is (default dist/dashboard); false: no dashboard. */
+  dashboardDir?: string | false;
   log?: (message: string, fields?: Record<string, unknown>) => void;
 }
 
@@ -284,6 +290,30 @@ export function buildRoutes(options: ApiOptions): Route[] {
     },
     {
       method: 'GET',
+      path: '/api/v1/namespaces/{namespace}/run-counts',
+      operationId: 'countRuns',
+      summary: 'How many runs of the namespace are in each state (counted in the store)',
+      role: 'viewer',
+      query: [{ name: 'app', description: 'only runs of this app', schema: { type: 'string' } }],
+      responses: { 200: 'RunCounts', 400: 'Error', 401: 'Error', 403: 'Error' },
+      handle: async (ctx) => {
+        const q = validate(CountRunsQuery, ctx.query, 'query');
+        const counts = await store.countByState({ namespace: ctx.params.namespace, app: q.app });
+        return { counts, total: Object.values(counts).reduce((a, b) => a + (b ?? 0), 0) };
+      },
+    },
+    {
+      method: 'GET',
+      path: '/api/v1/whoami',
+      operationId: 'whoami',
+      summary: "The calling token's name, id and roles (any valid token may ask)",
+      role: 'viewer',
+      anyNamespace: true,
+      responses: { 200: 'Whoami', 401: 'Error' },
+      handle: async (ctx) => ({ id: ctx.token!.id, name: ctx.token!.name, roles: ctx.token!.roles }),
+    },
+    {
+      method: 'GET',
       path: '/api/v1/namespaces/{namespace}/runs/{run}',
       operationId: 'getRun',
       summary: 'One run with its full state history and the runtime status',
@@ -293,6 +323,24 @@ export function buildRoutes(options: ApiOptions): Route[] {
         const run = await runIn(ctx);
         const live = await runtime.status(run.id).catch(() => undefined);
         return { ...runJson(run), spec: run.spec, history: (await store.history(run.id)).map(eventJson), status: statusOf(run, live) };
+      },
+    },
+    {
+      method: 'GET',
+      path: '/api/v1/namespaces/{namespace}/runs/{run}/resources',
+      operationId: 'runResources',
+      summary: "The run's resource report: each instance's requested cpu and memory and, where the runtime measures it, its usage",
+      role: 'viewer',
+      responses: { 200: 'ResourceReport', 401: 'Error', 403: 'Error', 404: 'Error' },
+      handle: async (ctx) => {
+        validate(NoQuery, ctx.query, 'query');
+        const run = await runIn(ctx);
+        try {
+          return await runtime.resourceReport(run.id);
+        } catch (error) {
+          // A finished run whose objects are gone has no instances left to report.
+          return { runId: run.id, app: run.app, instances: [], usageUnavailable: `the ${runtime.name} runtime has no report: ${(error as Error).message}` };
+        }
       },
     },
     {
@@ -399,6 +447,7 @@ export function buildRoutes(options: ApiOptions): Route[] {
       role: 'viewer',
       query: [
         { name: 'after', description: 'the seq of the last line already read (0: from the start)', schema: { type: 'integer' } },
+        { name: 'before', description: 'page back: the newest `limit` lines with a seq below this (a huge number: the end of the archive); not with follow', schema: { type: 'integer' } },
         { name: 'limit', description: 'at most this many lines (1-10000, default 1000; unlimited when following)', schema: { type: 'integer' } },
         { name: 'format', description: 'text (default) or json (JSON lines)', schema: { type: 'string', enum: ['text', 'json'] } },
         { name: 'follow', description: 'keep streaming until the run ends', schema: { type: 'boolean' } },
@@ -427,9 +476,11 @@ export function buildRoutes(options: ApiOptions): Route[] {
         service.changes.on('logs-done', wake);
         try {
           while (remaining > 0 && !abort.signal.aborted) {
-            const page = await store.readLogs(run.id, { after, limit: Math.min(remaining, 1000) });
+            // With before, one page: the newest lines below the cursor.
+            const page = await store.readLogs(run.id, q.before !== undefined ? { after, before: q.before, limit: remaining } : { after, limit: Math.min(remaining, 1000) });
             if (page.length > 0) {
               send(page.map((l) => (json ? `${JSON.stringify({ seq: l.seq, runnable: l.runnable, instance: l.instance, stream: l.stream, at: new Date(l.at).toISOString(), line: l.line })}\n` : `${l.line}\n`)).join(''));
+              if (q.before !== undefined) break;
               after = page[page.length - 1].seq;
               remaining -= page.length;
               continue;
@@ -595,12 +646,18 @@ export async function startApi(options: ApiOptions & { addr: string; tls?: { cer
   const routes = buildRoutes(options);
   const compiled = routes.map((r) => ({ route: r, pattern: compile(r.path) }));
   const { store } = options.service;
+  const dashboard = options.dashboardDir === false ? undefined : new DashboardFiles(options.dashboardDir ?? defaultDashboardDir());
 
   const handler = async (req: IncomingMessage, res: ServerResponse) => {
     const started = process.hrtime.bigint();
     let routeLabel = 'unmatched';
     try {
       const url = new URL(req.url ?? '/', 'http://master');
+      if (dashboard && (req.method === 'GET' || req.method === 'HEAD') && DashboardFiles.handles(url.pathname)) {
+        routeLabel = 'dashboard';
+        await dashboard.serve(req, res, url.pathname);
+        return;
+      }
       const matches = compiled.filter((c) => c.pattern.test(url.pathname));
       if (matches.length === 0) throw new ApiError('not_found', `no such endpoint ${url.pathname} (GET /api/v1/openapi.json lists them)`);
       const match = matches.find((c) => c.route.method === req.method);
@@ -624,7 +681,8 @@ export async function startApi(options: ApiOptions & { addr: string; tls?: { cer
         ctx.actor = `${token.name} (${token.id})`;
         const namespace = params.namespace ?? '*';
         if (params.namespace !== undefined && !/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(params.namespace)) throw new ApiError('invalid_request', `"${params.namespace}" is not a namespace name (a lowercase DNS label)`);
-        if (!allows(token, namespace, route.role)) {
+        const allowed = route.anyNamespace ? Object.keys(token.roles).some((ns) => allows(token, ns, route.role!)) : allows(token, namespace, route.role);
+        if (!allowed) {
           await store.addAudit({ actor: ctx.actor, namespace: params.namespace, action: route.operationId, target: params.run ?? params.app, outcome: 'forbidden' });
           throw new ApiError('forbidden', `token ${token.name} may not ${route.operationId} in ${namespace === '*' ? 'the master (admin on "*" needed)' : `namespace ${namespace}`}: it needs the ${route.role} role there`);
         }

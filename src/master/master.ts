@@ -21,6 +21,8 @@ export interface MasterOptions {
   stuckStoppingSlackMs?: number;
   submitGraceMs?: number;
   tls?: { cert: Buffer; key: Buffer };
+  /** The built dashboard's folder (default dist/dashboard); false serves none. */
+  dashboardDir?: string | false;
   /** Several masters on one PostgreSQL store: the leader (elected here) runs watch, archiver and reconciler; all serve the API. */
   election?: { elector: LeaderElector; name?: string; candidateId: string };
   log?: (message: string, fields?: Record<string, unknown>) => void;
@@ -63,7 +65,7 @@ export async function startMaster(options: MasterOptions): Promise<RunningMaster
       election: options.election,
     });
     let ready = false;
-    api = await startApi({ addr: options.addr ?? '127.0.0.1:8420', service, metrics, ready: () => ready, log: options.log, tls: options.tls });
+    api = await startApi({ addr: options.addr ?? '127.0.0.1:8420', service, metrics, ready: () => ready, log: options.log, tls: options.tls, dashboardDir: options.dashboardDir });
     await service.start();
     ready = true;
     const ownsRuntime = !isRuntime(options.runtime);

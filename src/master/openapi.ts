@@ -55,6 +55,25 @@ export const COMPONENT_SCHEMAS: Record<string, Record<string, unknown>> = {
       },
     ],
   },
+  RunCounts: { type: 'object', required: ['counts', 'total'], properties: { counts: { type: 'object', additionalProperties: int }, total: int } },
+  Whoami: { type: 'object', required: ['id', 'name', 'roles'], properties: { id: str, name: str, roles: { type: 'object', additionalProperties: { type: 'string', enum: ['viewer', 'operator', 'admin'] } } } },
+  ResourceReport: {
+    type: 'object',
+    required: ['runId', 'app', 'instances'],
+    properties: {
+      runId: str,
+      app: str,
+      usageUnavailable: str,
+      instances: {
+        type: 'array',
+        items: {
+          type: 'object',
+          required: ['runnable', 'instance', 'state', 'cpu', 'memory'],
+          properties: { runnable: str, instance: str, host: str, containerId: str, state: str, cpu: str, memory: str, usage: { type: 'object', properties: { cpuMillicores: { type: 'number' }, memoryBytes: { type: 'number' } } } },
+        },
+      },
+    },
+  },
   RunList: { type: 'object', required: ['items'], properties: { items: { type: 'array', items: { $ref: '#/components/schemas/Run' } }, continue: str } },
   AuditList: {
     type: 'object',
@@ -111,7 +130,7 @@ export function buildOpenApi(routes: Route[]): Record<string, unknown> {
     paths[r.path][r.method.toLowerCase()] = {
       operationId: r.operationId,
       summary: r.summary,
-      ...(r.role ? { security: [{ bearer: [] }], 'x-weft-role': r.role } : { security: [] }),
+      ...(r.role ? { security: [{ bearer: [] }], 'x-weft-role': r.role, ...(r.anyNamespace ? { 'x-weft-any-namespace': true } : {}) } : { security: [] }),
       parameters: [
         ...params,
         ...(r.query ?? []).map((q) => ({ name: q.name, in: 'query', required: false, description: q.description, schema: q.schema })),

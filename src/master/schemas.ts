@@ -75,12 +75,15 @@ export const ListRunsQuery = z
 export const LogsQuery = z
   .object({
     after: intParam(0, Number.MAX_SAFE_INTEGER).optional(),
+    before: intParam(1, Number.MAX_SAFE_INTEGER).optional(),
     limit: intParam(1, 10_000).optional(),
     format: z.enum(['text', 'json']).optional(),
     follow: z.enum(['true', 'false', '1', '0']).transform((v) => v === 'true' || v === '1').optional(),
   })
-  .strict();
+  .strict()
+  .refine((q) => !(q.follow && q.before !== undefined), { message: 'before pages back through the archive; it cannot be combined with follow' });
 
+export const CountRunsQuery = z.object({ app: name.optional() }).strict();
 export const WatchQuery = z.object({ run: z.string().max(63).optional(), after: intParam(0, Number.MAX_SAFE_INTEGER).optional() }).strict();
 export const GetAppQuery = z.object({ version: intParam(1, 1_000_000).optional() }).strict();
 export const NoQuery = z.object({}).strict();

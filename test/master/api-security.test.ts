@@ -138,7 +138,8 @@ describe('the master API contract and security', () => {
         assert.equal(basic.status, 401, 'only Bearer tokens count');
         for (const [name, role] of [['viewerA', 'viewer'], ['operatorA', 'operator'], ['adminA', 'admin']] as const) {
           const own = await call(base, M, inA, { token: tokens[name], body, statusOnly: op.operationId === 'watchRuns' });
-          const enough = p.includes('{namespace}') ? roleRank[role] >= roleRank[needed] : false; // global routes need admin on "*"
+          // Global routes need admin on "*", except those any token may call (whoami).
+          const enough = p.includes('{namespace}') || op['x-weft-any-namespace'] ? roleRank[role] >= roleRank[needed] : false;
           if (enough) assert.notEqual(own.status, 403, `${name} may ${op.operationId} in team-a: ${own.text}`);
           else {
             assert.equal(own.status, 403, `${name} may not ${op.operationId}: ${own.text}`);
@@ -205,6 +206,12 @@ describe('the master API contract and security', () => {
       assert.equal(r.status, 400, `${q}: ${r.text}`);
       assert.match(r.json.error.message, message, q);
     }
+    const logsQ = await call(base, 'GET', '/api/v1/namespaces/team-a/runs/no-such-run/logs?before=5&follow=true', { token: admin });
+    assert.equal(logsQ.status, 400, logsQ.text);
+    assert.match(logsQ.json.error.message, /before .* cannot be combined with follow/);
+    const counts = await call(base, 'GET', '/api/v1/namespaces/team-bad/run-counts?state=FAILED', { token: admin });
+    assert.equal(counts.status, 400);
+    assert.match(counts.json.error.message, /unknown field\(s\) "state"/);
     const r404 = await call(base, 'GET', '/api/v1/nothing-here', { token: admin });
     assert.equal(r404.json.error.code, 'not_found');
     const r405 = await call(base, 'DELETE', '/api/v1/namespaces/team-a/runs', { token: admin });
@@ -213,6 +220,34 @@ describe('the master API contract and security', () => {
     assert.equal(badNs.status, 400);
     assert.equal((await call(base, 'GET', '/api/v1/namespaces/team-bad/runs', { token: admin })).json.items.length, before, 'nothing stored');
     assert.deepEqual((await call(base, 'GET', '/healthz')).json, { status: 'ok' }, 'still serving');
+  });
+
+  test('whoami names the calling token and its roles, for any valid token', async () => {
+    const viewer = await call(base, 'GET', '/api/v1/whoami', { token: tokens.viewerA });
+    assert.equal(viewer.status, 200, viewer.text);
+    assert.equal(viewer.json.name, 'viewerA');
+    assert.deepEqual(viewer.json.roles, { 'team-a': 'viewer' });
+    assert.equal(viewer.json.token, undefined, 'never the token itself');
+    assert.equal((await call(base, 'GET', '/api/v1/whoami', { token: admin })).json.roles['*'], 'admin');
+  });
+
+  test('the dashboard is served at / with its own files only; the API stays JSON', async () => {
+    const page = await call(base, 'GET', '/');
+    // The page exists once scripts/setup built it (dist/dashboard); the API never depends on it.
+    assert.equal(page.status, 200, `GET / (run scripts/setup to build the dashboard): ${page.text}`);
+    assert.match(page.headers.get('content-security-policy') ?? '', /script-src 'self'/);
+    assert.equal(page.headers.get('x-frame-options'), 'DENY');
+    const js = /src="(\/assets\/[^"]+\.js)"/.exec(page.text)?.[1];
+    assert.ok(js, page.text);
+    const gz = await fetch(`${base}${js}`, { headers: { 'accept-encoding': 'gzip' } });
+    assert.equal(gz.status, 200);
+    assert.match(gz.headers.get('cache-control') ?? '', /immutable/);
+    for (const bad of ['/assets/../../../etc/passwd', '/assets/%2e%2e/%2e%2e/package.json', '/assets/nope.js']) {
+      const r = await call(base, 'GET', bad);
+      assert.equal(r.status, 404, bad);
+      assert.equal(r.json.error.code, 'not_found');
+    }
+    assert.equal((await call(base, 'POST', '/')).status, 404, 'only GET and HEAD reach the page');
   });
 
   test('idempotency keys return the same run for a retried submission', async () => {

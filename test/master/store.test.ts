@@ -136,6 +136,10 @@ for (const { kind, make } of storeTargets) {
       assert.equal(window.items.length, 30);
       assert.ok(window.items.every((r) => r.createdAt >= base + 10_000 && r.createdAt < base + 20_000));
       assert.equal((await store.listRuns({ namespace: 'nobody' })).items.length, 0);
+      // Counts by state, for one namespace (and app), as the dashboard shows them.
+      assert.deepEqual(await store.countByState({ namespace: 'team-p' }), { PENDING: 104, FAILED: 26 });
+      assert.deepEqual(await store.countByState({ namespace: 'team-p', app: 'odd' }), { PENDING: 52, FAILED: 13 });
+      assert.deepEqual(await store.countByState({ namespace: 'nobody' }), {});
       await assert.rejects(store.listRuns({ namespace: 'team-p', continueToken: 'garbage' }), /continue token/);
     });
 
@@ -186,6 +190,19 @@ for (const { kind, make } of storeTargets) {
         after = page[page.length - 1].seq;
       }
       assert.deepEqual(got, lines);
+      // Paging back from the end (before), as the dashboard shows an ended run's output.
+      const back: string[] = [];
+      let before = Number.MAX_SAFE_INTEGER;
+      for (;;) {
+        const page = await store.readLogs('r-logs', { before, limit: 999 });
+        if (page.length === 0) break;
+        assert.ok(page.length <= 999);
+        for (let i = 1; i < page.length; i++) assert.equal(page[i].seq, page[i - 1].seq + 1, 'oldest first within a page');
+        back.unshift(...page.map((l) => l.line));
+        before = page[0].seq;
+      }
+      assert.deepEqual(back, lines);
+      assert.deepEqual((await store.readLogs('r-logs', { before: 11, limit: 3 })).map((l) => l.line), ['line 8', 'line 9', 'line 10']);
     });
 
     test('data survives reopening the store', async () => {

@@ -25,6 +25,8 @@ export function register(program: Command): void {
     .option('--admin-token-file <file>', 'the admin token: read when the file exists, else a new one is written there (mode 0600)', defaultTokenFile())
     .option('--admission-limit <n>', 'live runs allowed per namespace', positiveInt)
     .option('--reconcile-interval <seconds>', 'how often store and runtime are reconciled', positiveInt, 30)
+    .option('--dashboard-dir <dir>', 'the built web dashboard to serve at / (default: dist/dashboard, built by scripts/setup)')
+    .option('--no-dashboard', 'serve no web dashboard, only the API')
     .option('--tls-cert <file>', 'serve HTTPS with this certificate (PEM)')
     .option('--tls-key <file>', 'the key of --tls-cert (PEM)')
     .option('--kubeconfig <file>', 'kubeconfig for --runtime kubernetes')
@@ -42,6 +44,8 @@ export function register(program: Command): void {
         admissionLimit?: number;
         reconcileInterval: number;
         tlsCert?: string;
+        dashboardDir?: string;
+        dashboard?: boolean;
         tlsKey?: string;
         kubeconfig?: string;
         context?: string;
@@ -74,12 +78,13 @@ export function register(program: Command): void {
           adminTokenFile: flags.adminTokenFile,
           admissionLimit: flags.admissionLimit,
           reconcileIntervalMs: flags.reconcileInterval * 1000,
+          dashboardDir: flags.dashboard === false ? false : flags.dashboardDir,
           tls: flags.tlsCert ? { cert: readFileSync(flags.tlsCert), key: readFileSync(flags.tlsKey!) } : undefined,
           election: coordination ? { elector: coordination.elector, candidateId: `${os.hostname()}-${process.pid}` } : undefined,
           log: (message, fields) => progress(JSON.stringify({ time: new Date().toISOString(), msg: message, ...fields })),
         });
         const store = flags.store?.startsWith('postgres') ? redactUrl(flags.store) : (flags.store ?? 'sqlite (default file)');
-        progress(`weft master listening on ${master.url} (store ${store}, runtime ${flags.runtime})`);
+        progress(`weft master listening on ${master.url} (store ${store}, runtime ${flags.runtime}${flags.dashboard === false ? '' : '; the dashboard is at /'})`);
         if (master.adminTokenCreated) progress(`a new admin token was written to ${flags.adminTokenFile}`);
         // stdout carries only the URL, for scripts.
         process.stdout.write(`${master.url}\n`);

@@ -295,8 +295,18 @@ export class SqlStore implements Store {
     return this.countLiveIn(this.db, namespace);
   }
 
-  async countByState(): Promise<Partial<Record<RunState, number>>> {
-    const rows = await this.db.query('SELECT state, COUNT(*) AS n FROM runs GROUP BY state');
+  async countByState(filter: { namespace?: string; app?: string } = {}): Promise<Partial<Record<RunState, number>>> {
+    const where: string[] = [];
+    const params: string[] = [];
+    if (filter.namespace !== undefined) {
+      where.push('namespace = ?');
+      params.push(filter.namespace);
+    }
+    if (filter.app !== undefined) {
+      where.push('app = ?');
+      params.push(filter.app);
+    }
+    const rows = await this.db.query(`SELECT state, COUNT(*) AS n FROM runs${where.length ? ` WHERE ${where.join(' AND ')}` : ''} GROUP BY state`, params);
     return Object.fromEntries(rows.map((r) => [r.state as RunState, Number(r.n)]));
   }
 
@@ -400,8 +410,13 @@ export class SqlStore implements Store {
     return Number(rows[0]?.lines ?? 0);
   }
 
-  async readLogs(runId: string, options: { after?: number; limit?: number } = {}): Promise<LogRecord[]> {
-    const rows = await this.db.query('SELECT * FROM run_logs WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?', [runId, options.after ?? 0, Math.min(options.limit ?? 1000, 10_000)]);
+  async readLogs(runId: string, options: { after?: number; before?: number; limit?: number } = {}): Promise<LogRecord[]> {
+    const limit = Math.min(options.limit ?? 1000, 10_000);
+    const rows =
+      options.before !== undefined
+        ? // The newest `limit` lines before the cursor (paging back from the end), returned oldest first.
+          (await this.db.query('SELECT * FROM run_logs WHERE run_id = ? AND seq > ? AND seq < ? ORDER BY seq DESC LIMIT ?', [runId, options.after ?? 0, options.before, limit])).reverse()
+        : await this.db.query('SELECT * FROM run_logs WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?', [runId, options.after ?? 0, limit]);
     return rows.map((r) => ({
       seq: Number(r.seq),
       runnable: r.runnable as string,

@@ -163,8 +163,8 @@ export interface Store {
   /** Runs that are not terminal (for reconciliation). */
   liveRuns(): Promise<RunRecord[]>;
   countLive(namespace: string): Promise<number>;
-  /** Number of runs in each state (for metrics). */
-  countByState(): Promise<Partial<Record<RunState, number>>>;
+  /** Number of runs in each state (for metrics; of one namespace or app for the dashboard). */
+  countByState(filter?: { namespace?: string; app?: string }): Promise<Partial<Record<RunState, number>>>;
   /** Events with id > after (of one run or namespace when given), oldest first. */
   /** The newest event id (0 when there is none): where a new watcher starts. */
   latestEventId(): Promise<number>;
@@ -183,5 +183,6 @@ export interface Store {
   appendLogs(runId: string, runnable: string, instance: string, lines: Array<{ line: string; stream?: 'stdout' | 'stderr'; at?: number }>): Promise<number>;
   /** How many lines of a source are archived (where a restarted archiver resumes). */
   archivedLineCount(runId: string, runnable: string, instance: string): Promise<number>;
-  readLogs(runId: string, options?: { after?: number; limit?: number }): Promise<LogRecord[]>;
+  /** Lines after `after`, oldest first; with `before`, the newest `limit` lines before it (still oldest first). */
+  readLogs(runId: string, options?: { after?: number; before?: number; limit?: number }): Promise<LogRecord[]>;
 }
