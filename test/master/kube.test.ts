@@ -21,7 +21,7 @@ import { isTerminal, newRunId, parseAppSpec, type RunState } from '../../src/run
 import { createKubeRuntime, labels, workloadName } from '../../src/runtime/kube/index.js';
 import { onRealNode, pushToNode } from '../support/real-node.js';
 import { buildProbeImage, repoRoot, weftMain } from '../twill/fixtures/probe-image.js';
-import { call, waitFor } from './helpers.js';
+import { call, waitFor as waitUntil } from './helpers.js';
 
 const MANIFEST = path.join(repoRoot, 'deploy', 'master-rbac.yaml');
 const NS = 'team-kube'; // the master's own namespace for the runs (not the Kubernetes one)
@@ -53,6 +53,12 @@ describe('the master on Kubernetes with its least-privilege ServiceAccount', () 
   let master: MasterProcess | undefined;
   let manifestRules: V1PolicyRule[];
 
+  /** waitFor, and a wait that timed out says which permission the master lacked, when it met one. */
+  const waitFor = <T>(what: string, fn: () => Promise<T | undefined>, timeoutMs?: number): Promise<T> =>
+    waitUntil(what, fn, timeoutMs).catch((error: Error) => {
+      const denied = master?.log().split('\n').filter((l) => /forbidden/i.test(l)) ?? [];
+      throw denied.length ? new Error(`${error.message}; the master was refused: ${denied.slice(0, 5).join(' | ')}`) : error;
+    });
   const startMaster = async (): Promise<MasterProcess> => {
     const child = spawn(
       process.execPath,
@@ -111,6 +117,7 @@ describe('the master on Kubernetes with its least-privilege ServiceAccount', () 
       const run = await getRun(id);
       return wanted(run.state) ? run : undefined;
     }, timeoutMs);
+
   const control = async (id: string, action: string, body: unknown = {}) => {
     const r = await call(base(), 'POST', `/api/v1/namespaces/${NS}/runs/${id}/${action}`, { token, body });
     assert.equal(r.status, 202, `${action}: ${r.text}`);
