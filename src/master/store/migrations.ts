@@ -44,6 +44,14 @@ export const MIGRATIONS: Migration[] = [
         run_id TEXT NOT NULL, source TEXT NOT NULL, lines {{bigint}} NOT NULL, PRIMARY KEY (run_id, source))`,
     ],
   },
+  {
+    version: 2,
+    description: 'admission queue: runs waiting for a slot (queued_at set while waiting)',
+    statements: [
+      `ALTER TABLE runs ADD COLUMN queued_at {{bigint}}`,
+      `CREATE INDEX runs_queued ON runs (namespace, queued_at, id)`,
+    ],
+  },
 ];
 
 export function renderStatement(sql: string, dialect: Dialect): string {
