@@ -127,6 +127,16 @@ for (const { kind, make } of storeTargets) {
       assert.deepEqual(await store.queuedNamespaces(), []);
     });
 
+    test('importRuns stores many runs in one go, each with its first event', async () => {
+      await store.importRuns(Array.from({ length: 25 }, (_, i) => ({ ...run(`imp-${i}`, 'team-imp', `app${i % 2}`), state: i % 5 ? ('COMPLETED' as const) : ('FAILED' as const), createdAt: Date.UTC(2026, 0, 1) + i })));
+      const page = await store.listRuns({ namespace: 'team-imp', states: ['FAILED'], limit: 100 });
+      assert.deepEqual(page.items.map((r) => r.id), ['imp-20', 'imp-15', 'imp-10', 'imp-5', 'imp-0']);
+      assert.equal(page.items[0].finishedAt, Date.UTC(2026, 0, 1) + 20);
+      assert.deepEqual((await store.history('imp-3')).map((e) => e.to), ['COMPLETED']);
+      await assert.rejects(store.importRuns([run('imp-ok', 'team-imp'), run('imp-3', 'team-imp')]), 'a duplicate id fails the whole import');
+      assert.equal(await store.getRun('imp-ok'), undefined, 'nothing of a failed import is stored');
+    });
+
     test('list runs: filters, newest first, continue-token paging returns each run exactly once', async () => {
       const base = Date.UTC(2026, 0, 1);
       // 130 runs, some sharing a timestamp (the id breaks ties), two apps.

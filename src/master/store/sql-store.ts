@@ -165,6 +165,21 @@ export class SqlStore implements Store {
     return { ...e, id: Number(rows[0].id) };
   }
 
+  async importRuns(runs: NewRun[]): Promise<void> {
+    await this.db.transaction(async (q) => {
+      for (const run of runs) {
+        const state: RunState = run.state ?? 'PENDING';
+        const at = run.createdAt ?? Date.now();
+        await q.execute(
+          `INSERT INTO runs (id, namespace, app, app_version, state, reason, message, spec, runtime, created_at, updated_at, finished_at, created_by)
+           VALUES (${placeholders(13)})`,
+          [run.id, run.namespace, run.app, run.appVersion ?? null, state, run.reason ?? null, run.message ?? null, JSON.stringify(run.spec), run.runtime, at, at, isTerminal(state) ? at : null, run.createdBy],
+        );
+        await this.insertEvent(q, { runId: run.id, namespace: run.namespace, to: state, at, reason: run.reason, message: run.message });
+      }
+    });
+  }
+
   async createRun(run: NewRun, options: CreateRunOptions = {}): Promise<CreateRunResult> {
     return this.db.transaction(async (q) => {
       // One lock per namespace makes the idempotency check and the admission count exact under concurrent submissions.

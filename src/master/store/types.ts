@@ -159,6 +159,11 @@ export interface Store {
   listApps(namespace: string): Promise<AppRecord[]>;
 
   createRun(run: NewRun, options?: CreateRunOptions): Promise<CreateRunResult>;
+  /**
+   * Stores many runs in one transaction, each with its first event, with no idempotency or admission
+   * decision (imports, benchmarks). Runs in a terminal state get finishedAt = createdAt.
+   */
+  importRuns(runs: NewRun[]): Promise<void>;
   getRun(id: string): Promise<RunRecord | undefined>;
   /** Every transition of a run, oldest first. */
   history(id: string): Promise<RunEvent[]>;
