@@ -83,7 +83,11 @@ function rssMiB(pid: number): number {
 }
 
 async function get(m: Master, p: string): Promise<{ items: Array<{ id: string }>; continue?: string }> {
-  const res = await fetch(`${m.url}${p}`, { headers: { authorization: `Bearer ${m.token}` } });
+  // A kept-alive connection the server closed while idle (its keep-alive timeout passed during an insert) is retried once.
+  const res = await fetch(`${m.url}${p}`, { headers: { authorization: `Bearer ${m.token}` } }).catch((error: Error) => {
+    if (m.child.exitCode !== null) throw new Error(`the master exited (${m.child.exitCode}): ${error.message}`);
+    return fetch(`${m.url}${p}`, { headers: { authorization: `Bearer ${m.token}` } });
+  });
   if (res.status !== 200) throw new Error(`GET ${p}: ${res.status} ${await res.text()}`);
   return (await res.json()) as { items: Array<{ id: string }>; continue?: string };
 }
