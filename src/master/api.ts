@@ -138,6 +138,13 @@ export function buildRoutes(options: ApiOptions): Route[] {
   const control = async (ctx: RequestContext, action: string, fn: (run: RunRecord) => Promise<void>) => {
     const run = await runIn(ctx);
     if (isTerminal(run.state)) throw new ApiError('conflict', `run ${run.id} already ended ${run.state}; nothing to ${action.replace('run.', '')}`);
+    if (run.queuedAt !== undefined) {
+      // Not started yet: stop and kill take it out of the queue; nothing else applies.
+      if (action !== 'run.stop' && action !== 'run.kill') throw new ApiError('conflict', `run ${run.id} waits in the admission queue and has not started; it can only be stopped or killed`);
+      await service.cancelQueued(run, action === 'run.stop' ? 'stopped' : 'killed');
+      await audit(ctx, action, run.id);
+      return { ...runJson((await store.getRun(run.id)) ?? run), accepted: true };
+    }
     try {
       await fn(run);
     } catch (error) {
@@ -242,7 +249,7 @@ export function buildRoutes(options: ApiOptions): Route[] {
       role: 'operator',
       hasBody: true,
       requestSchema: 'StartRun',
-      responses: { 200: 'Run', 201: 'Run', 400: 'Error', 401: 'Error', 403: 'Error', 404: 'Error', 409: 'Error', 413: 'Error' },
+      responses: { 200: 'Run', 201: 'Run', 202: 'Run', 400: 'Error', 401: 'Error', 403: 'Error', 404: 'Error', 409: 'Error', 413: 'Error' },
       handle: async (ctx) => {
         const body = validate(StartRunBody, ctx.body, 'run request');
         const key = ctx.req.headers['idempotency-key'];
@@ -258,13 +265,14 @@ export function buildRoutes(options: ApiOptions): Route[] {
           spec = parseSpec(body.spec);
         }
         applyOverrides(spec, body.overrides ?? {});
-        const result = await service.submit({ namespace: ctx.params.namespace, actor: ctx.actor, spec, appVersion, idempotencyKey: key });
-        if (result.created) await audit(ctx, 'run.start', result.run.id, result.rejected ? 'rejected' : 'ok');
+        const result = await service.submit({ namespace: ctx.params.namespace, actor: ctx.actor, spec, appVersion, idempotencyKey: key, queue: body.queue });
+        if (result.created) await audit(ctx, 'run.start', result.run.id, result.rejected ? 'rejected' : result.queuePosition !== undefined ? 'queued' : 'ok');
         if (result.rejected) {
           throw new ApiError('admission_rejected', result.run.message ?? 'the namespace is at its limit of live runs', { run: runJson(result.run) });
         }
-        ctx.res.statusCode = result.created ? 201 : 200;
-        return runJson(result.run);
+        // Queued: accepted, not started (202); a retry of a queued submission says where it is now.
+        ctx.res.statusCode = result.queuePosition !== undefined ? (result.created ? 202 : 200) : result.created ? 201 : 200;
+        return result.queuePosition !== undefined ? { ...runJson(result.run), queuePosition: result.queuePosition } : runJson(result.run);
       },
     },
     {
@@ -322,7 +330,8 @@ export function buildRoutes(options: ApiOptions): Route[] {
       handle: async (ctx) => {
         const run = await runIn(ctx);
         const live = await runtime.status(run.id).catch(() => undefined);
-        return { ...runJson(run), spec: run.spec, history: (await store.history(run.id)).map(eventJson), status: statusOf(run, live) };
+        const queuePosition = run.queuedAt !== undefined ? await store.queuePosition(run.id) : undefined;
+        return { ...runJson(run), ...(queuePosition !== undefined ? { queuePosition } : {}), spec: run.spec, history: (await store.history(run.id)).map(eventJson), status: statusOf(run, live) };
       },
     },
     {

@@ -38,6 +38,7 @@ export const COMPONENT_SCHEMAS: Record<string, Record<string, unknown>> = {
       finishedAt: time,
       createdBy: str,
       accepted: { type: 'boolean' },
+      queuePosition: { type: 'integer', minimum: 1, description: 'while the run waits in the admission queue (PENDING, reason Queued): its place, 1 = next' },
     },
   },
   RunEvent: {
@@ -92,6 +93,7 @@ export const COMPONENT_SCHEMAS: Record<string, Record<string, unknown>> = {
       app: str,
       version: int,
       spec: { type: 'object' },
+      queue: { type: 'boolean', description: 'over the admission limit, wait in the namespace queue (202, PENDING with reason Queued and queuePosition) instead of 409' },
       overrides: {
         type: 'object',
         additionalProperties: false,

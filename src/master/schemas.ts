@@ -26,6 +26,7 @@ export const StartRunBody = z
     version: z.number().int().positive().optional(),
     spec: z.record(z.unknown()).optional(),
     overrides: Overrides.optional(),
+    queue: z.boolean().optional(),
   })
   .strict()
   .superRefine((b, ctx) => {

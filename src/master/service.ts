@@ -31,12 +31,16 @@ export interface SubmitRequest {
   spec: AppSpec;
   appVersion?: number;
   idempotencyKey?: string;
+  /** Over the admission limit: wait in the namespace's queue instead of being rejected. */
+  queue?: boolean;
 }
 
 export interface SubmitResult {
   run: RunRecord;
   created: boolean;
   rejected: boolean;
+  /** Its place in the queue (1 = next) when the run waits for a slot. */
+  queuePosition?: number;
 }
 
 export class MasterService {
@@ -117,37 +121,87 @@ export class MasterService {
     await Promise.allSettled([...this.archivers.values()]);
   }
 
-  /** Stores a run (idempotency and admission decided in the store), then submits it to the runtime. */
+  /** Stores a run (idempotency and admission decided in the store), then submits it to the runtime (or queues it). */
   async submit(request: SubmitRequest): Promise<SubmitResult> {
     const runId = newRunId(request.spec.name);
     this.inFlight.add(runId);
     try {
       const result = await this.store.createRun(
         { id: runId, namespace: request.namespace, app: request.spec.name, appVersion: request.appVersion, spec: request.spec, runtime: this.runtime.name, createdBy: request.actor },
-        { idempotencyKey: request.idempotencyKey, admissionLimit: this.options.admissionLimit },
+        { idempotencyKey: request.idempotencyKey, admissionLimit: this.options.admissionLimit, queue: request.queue },
       );
       if (!result.created) {
         this.options.metrics.submissions.inc({ outcome: 'replayed' });
-        return result;
+        const position = result.run.queuedAt !== undefined ? await this.store.queuePosition(result.run.id) : undefined;
+        return { ...result, queuePosition: position };
       }
       this.changes.emit('event');
       if (result.rejected) {
         this.options.metrics.submissions.inc({ outcome: 'rejected' });
         return result;
       }
-      try {
-        const status = await this.runtime.submit({ runId, spec: request.spec, files: [] });
-        await this.record(status);
-        this.options.metrics.submissions.inc({ outcome: 'started' });
-      } catch (error) {
-        await this.store.transition(runId, 'FAILED', { reason: 'SubmitFailed', message: `the ${this.runtime.name} runtime refused the run: ${(error as Error).message}` });
-        this.changes.emit('event');
-        this.options.metrics.submissions.inc({ outcome: 'failed' });
+      if (result.run.queuedAt !== undefined) {
+        this.options.metrics.submissions.inc({ outcome: 'queued' });
+        this.log('run queued', { runId, namespace: request.namespace, position: result.queuePosition });
+        // A slot may have freed between the count and now.
+        void this.pumpQueue(request.namespace);
+        return result;
       }
+      await this.launch(runId, request.spec);
       return { ...result, run: (await this.store.getRun(runId)) ?? result.run };
     } finally {
       this.inFlight.delete(runId);
     }
+  }
+
+  /** Hands a stored run to the runtime; a refusal leaves it FAILED with the runtime's words. */
+  private async launch(runId: string, spec: AppSpec): Promise<void> {
+    try {
+      const status = await this.runtime.submit({ runId, spec, files: [] });
+      await this.record(status);
+      this.options.metrics.submissions.inc({ outcome: 'started' });
+    } catch (error) {
+      await this.store.transition(runId, 'FAILED', { reason: 'SubmitFailed', message: `the ${this.runtime.name} runtime refused the run: ${(error as Error).message}` });
+      this.changes.emit('event');
+      this.options.metrics.submissions.inc({ outcome: 'failed' });
+    }
+  }
+
+  private pumping = new Map<string, Promise<void>>();
+
+  /**
+   * Starts queued runs of a namespace, oldest first, while it has free slots. The store hands each
+   * queued run to one caller (under the namespace lock), so several masters may pump at once.
+   */
+  pumpQueue(namespace: string): Promise<void> {
+    const limit = this.options.admissionLimit;
+    if (limit === undefined || this.closed) return Promise.resolve();
+    const running = this.pumping.get(namespace);
+    if (running) return running.then(() => this.pumpQueue(namespace));
+    const task = (async () => {
+      for (;;) {
+        const run = await this.store.admitQueued(namespace, limit);
+        if (!run) return;
+        this.inFlight.add(run.id);
+        try {
+          this.log('run admitted from the queue', { runId: run.id, namespace });
+          this.changes.emit('event');
+          await this.launch(run.id, run.spec as AppSpec);
+        } finally {
+          this.inFlight.delete(run.id);
+        }
+      }
+    })()
+      .catch((error) => this.log('starting queued runs failed', { namespace, error: String(error) }))
+      .finally(() => this.pumping.delete(namespace));
+    this.pumping.set(namespace, task);
+    return task;
+  }
+
+  /** Ends a run that still waits in the queue (stop or kill before it started): KILLED, never given to the runtime. */
+  async cancelQueued(run: RunRecord, action: string): Promise<void> {
+    const event = await this.store.transition(run.id, 'KILLED', { reason: 'Dequeued', message: `${action} while waiting in the admission queue; it never started` });
+    if (event) this.changes.emit('event');
   }
 
   /** Records a runtime status snapshot as a transition (the state machine drops stale or invalid ones). */
@@ -158,7 +212,10 @@ export class MasterService {
       const event = await this.store.transition(run.id, status.state, { reason: status.reason, message: status.message });
       if (event) {
         this.changes.emit('event');
-        if (isTerminal(event.to)) this.options.metrics.runDuration.observe({ state: event.to }, Math.max(0, (event.at - run.createdAt) / 1000));
+        if (isTerminal(event.to)) {
+          this.options.metrics.runDuration.observe({ state: event.to }, Math.max(0, (event.at - run.createdAt) / 1000));
+          void this.pumpQueue(run.namespace); // a slot freed
+        }
       }
     }
     this.ensureArchiver(run.id, status.state);
@@ -239,10 +296,11 @@ export class MasterService {
     const known = new Map((await this.runtime.list()).map((s) => [s.runId, s]));
     const now = Date.now();
     for (const run of live) {
-      if (this.inFlight.has(run.id)) continue;
+      if (this.inFlight.has(run.id) || run.queuedAt !== undefined) continue; // queued runs have no objects yet
       const status = known.get(run.id) ?? (await this.runtime.status(run.id));
       if (!status) {
-        if (now - run.createdAt < (this.options.submitGraceMs ?? 15_000) && run.state === 'PENDING') continue;
+        // updatedAt: a run admitted from the queue is handed to the runtime only then.
+        if (now - Math.max(run.createdAt, run.updatedAt) < (this.options.submitGraceMs ?? 15_000) && run.state === 'PENDING') continue;
         const event = await this.store.transition(run.id, 'FAILED', {
           reason: 'Lost',
           message: `the run's objects are gone from the ${this.runtime.name} runtime (deleted while the master was not watching, or lost with a node); the master marked it FAILED`,
@@ -271,6 +329,8 @@ export class MasterService {
         }
       }
     }
+    // Queued runs whose slot freed while no master was watching (or on another master).
+    for (const namespace of await this.store.queuedNamespaces()) await this.pumpQueue(namespace);
     // Live runs the store lacks (started by a CLI, or lost from the store): adopted so they are tracked.
     const stored = new Set(live.map((r) => r.id));
     for (const status of known.values()) {

@@ -178,6 +178,47 @@ describe('runs through the master on the local runtime', () => {
     assert.equal(afterKill.status, 409, 'a finished run cannot be killed again');
   });
 
+  test('queue: over the limit a submission with queue: true waits with its position and starts when a slot frees', { timeout: 180_000 }, async () => {
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++) ids.push(await start('team-q', { spec: spec(`slot${i}`, ['stubborn']) }));
+    for (const id of ids) await waitState('team-q', id, (s) => s === 'RUNNING', 'runs');
+    const queued: Array<{ id: string; position: number }> = [];
+    for (let i = 0; i < 3; i++) {
+      const r = await call(base(), 'POST', '/api/v1/namespaces/team-q/runs', { token, body: { spec: spec(`waiter${i}`, ['stubborn']), queue: true }, headers: { 'idempotency-key': `waiter-${i}` } });
+      assert.equal(r.status, 202, r.text);
+      assert.equal(r.json.state, 'PENDING');
+      assert.equal(r.json.reason, 'Queued');
+      queued.push({ id: r.json.id, position: r.json.queuePosition });
+    }
+    assert.deepEqual(queued.map((q) => q.position), [1, 2, 3]);
+    const retry = await call(base(), 'POST', '/api/v1/namespaces/team-q/runs', { token, body: { spec: spec('waiter1', ['stubborn']), queue: true }, headers: { 'idempotency-key': 'waiter-1' } });
+    assert.deepEqual([retry.status, retry.json.id, retry.json.queuePosition], [200, queued[1].id, 2], 'a retried queued submission says where it is');
+    const notQueued = await call(base(), 'POST', '/api/v1/namespaces/team-q/runs', { token, body: { spec: spec('impatient', ['stubborn']) } });
+    assert.equal(notQueued.status, 409, 'without queue: rejected as before');
+    assert.equal((await getRun('team-q', queued[2].id)).queuePosition, 3);
+    assert.equal(await t.runtime.status(queued[0].id), undefined, 'a queued run is not in the runtime');
+    await new Promise((r) => setTimeout(r, 1000));
+    assert.equal((await getRun('team-q', queued[0].id)).state, 'PENDING', 'it waits while the slots are taken');
+    // Queued runs can be killed (they leave the queue), not scaled.
+    assert.equal((await call(base(), 'POST', `/api/v1/namespaces/team-q/runs/${queued[1].id}/scale`, { token, body: { runnable: 'main', instances: 2 } })).status, 409);
+    const k = await call(base(), 'POST', `/api/v1/namespaces/team-q/runs/${queued[1].id}/kill`, { token, body: {} });
+    assert.equal(k.status, 202, k.text);
+    const dequeued = await getRun('team-q', queued[1].id);
+    assert.deepEqual([dequeued.state, dequeued.reason, dequeued.queuePosition], ['KILLED', 'Dequeued', undefined]);
+    assert.equal((await getRun('team-q', queued[2].id)).queuePosition, 2, 'the one behind moved up');
+    // A slot frees: the first in line starts, the next waits at position 1.
+    await call(base(), 'POST', `/api/v1/namespaces/team-q/runs/${ids[0]}/kill`, { token, body: {} });
+    await waitState('team-q', queued[0].id, (s) => s === 'RUNNING', 'starts from the queue');
+    assert.equal((await getRun('team-q', queued[2].id)).queuePosition, 1);
+    assert.equal((await getRun('team-q', queued[2].id)).state, 'PENDING');
+    await call(base(), 'POST', `/api/v1/namespaces/team-q/runs/${ids[1]}/kill`, { token, body: {} });
+    await waitState('team-q', queued[2].id, (s) => s === 'RUNNING', 'starts from the queue');
+    const history = (await getRun('team-q', queued[0].id)).history as Array<{ to: string }>;
+    assert.deepEqual(history.map((h) => h.to).slice(0, 1), ['PENDING']);
+    for (const id of [ids[2], queued[0].id, queued[2].id]) await call(base(), 'POST', `/api/v1/namespaces/team-q/runs/${id}/kill`, { token, body: {} });
+    for (const id of [...ids, queued[0].id, queued[2].id]) assert.equal((await waitState('team-q', id, isTerminal, 'killed')).state, 'KILLED');
+  });
+
   test('stop with a grace period lets the program shut down; scale and commands go through the runtime', { timeout: 180_000 }, async () => {
     const id = await start('team-ctl', { spec: spec('svc', ['service'], 'service', { ports: [{ name: 'http', port: 18391 }] }) });
     await waitState('team-ctl', id, (s) => s === 'RUNNING', 'runs');

@@ -34,9 +34,9 @@ for (const { kind, make } of storeTargets) {
 
     test('migrations run once and record the schema version', async () => {
       assert.equal(store.kind, kind);
-      assert.equal(await store.schemaVersion(), 1);
-      assert.equal(await store.migrate(), 1, 'a second migrate is a no-op');
-      assert.equal(await store.schemaVersion(), 1);
+      assert.equal(await store.schemaVersion(), 2);
+      assert.equal(await store.migrate(), 2, 'a second migrate is a no-op');
+      assert.equal(await store.schemaVersion(), 2);
     });
 
     test('apps are versioned', async () => {
@@ -100,6 +100,41 @@ for (const { kind, make } of storeTargets) {
       assert.equal(await store.countLive('team-adm'), 3);
       await store.transition(results.find((r) => !r.rejected)!.run.id, 'KILLED');
       assert.equal((await store.createRun(run('r-adm-late', 'team-adm'), { admissionLimit: 3 })).rejected, false, 'a freed slot admits again');
+    });
+
+    test('queue: over the limit a queued run waits with its position, is admitted oldest first when a slot frees, exactly once under concurrency', async () => {
+      const first = await store.createRun(run('q-a', 'team-q'), { admissionLimit: 1, queue: true });
+      assert.equal(first.queuePosition, undefined, 'a free slot admits at once');
+      const b = await store.createRun(run('q-b', 'team-q'), { admissionLimit: 1, queue: true });
+      const c = await store.createRun(run('q-c', 'team-q'), { admissionLimit: 1, queue: true });
+      assert.deepEqual([b.rejected, b.queuePosition, b.run.state, b.run.reason], [false, 1, 'PENDING', 'Queued']);
+      assert.equal(c.queuePosition, 2);
+      assert.equal(await store.queuePosition('q-c'), 2);
+      assert.equal(await store.countLive('team-q'), 1, 'queued runs hold no slot');
+      assert.equal((await store.createRun(run('q-x', 'team-q'), { admissionLimit: 1 })).rejected, true, 'without queue: still rejected');
+      assert.deepEqual(await store.queuedNamespaces(), ['team-q']);
+      assert.equal(await store.admitQueued('team-q', 1), undefined, 'no slot while q-a lives');
+      await store.transition('q-a', 'COMPLETED');
+      // Several masters pumping at once: one slot, one admission.
+      const admitted = (await Promise.all(Array.from({ length: 5 }, () => store.admitQueued('team-q', 1)))).filter((r) => r !== undefined);
+      assert.deepEqual(admitted.map((r) => r!.id), ['q-b'], 'the oldest, once');
+      assert.equal((await store.getRun('q-b'))?.queuedAt, undefined);
+      assert.equal(await store.queuePosition('q-b'), undefined);
+      assert.equal(await store.queuePosition('q-c'), 1, 'moved up');
+      // Ending a queued run takes it out of the queue.
+      await store.transition('q-c', 'KILLED', { reason: 'Dequeued' });
+      assert.equal(await store.queuePosition('q-c'), undefined);
+      assert.deepEqual(await store.queuedNamespaces(), []);
+    });
+
+    test('importRuns stores many runs in one go, each with its first event', async () => {
+      await store.importRuns(Array.from({ length: 25 }, (_, i) => ({ ...run(`imp-${i}`, 'team-imp', `app${i % 2}`), state: i % 5 ? ('COMPLETED' as const) : ('FAILED' as const), createdAt: Date.UTC(2026, 0, 1) + i })));
+      const page = await store.listRuns({ namespace: 'team-imp', states: ['FAILED'], limit: 100 });
+      assert.deepEqual(page.items.map((r) => r.id), ['imp-20', 'imp-15', 'imp-10', 'imp-5', 'imp-0']);
+      assert.equal(page.items[0].finishedAt, Date.UTC(2026, 0, 1) + 20);
+      assert.deepEqual((await store.history('imp-3')).map((e) => e.to), ['COMPLETED']);
+      await assert.rejects(store.importRuns([run('imp-ok', 'team-imp'), run('imp-3', 'team-imp')]), 'a duplicate id fails the whole import');
+      assert.equal(await store.getRun('imp-ok'), undefined, 'nothing of a failed import is stored');
     });
 
     test('list runs: filters, newest first, continue-token paging returns each run exactly once', async () => {

@@ -44,6 +44,17 @@ export const MIGRATIONS: Migration[] = [
         run_id TEXT NOT NULL, source TEXT NOT NULL, lines {{bigint}} NOT NULL, PRIMARY KEY (run_id, source))`,
     ],
   },
+  {
+    version: 2,
+    description: 'admission queue (queued_at set while waiting); indexes for state filters',
+    statements: [
+      `ALTER TABLE runs ADD COLUMN queued_at {{bigint}}`,
+      `CREATE INDEX runs_queued ON runs (namespace, queued_at, id)`,
+      // A state filter that matches few runs would otherwise walk every run of the namespace (or app).
+      `CREATE INDEX runs_by_state_time ON runs (namespace, state, created_at DESC, id DESC)`,
+      `CREATE INDEX runs_by_app_state_time ON runs (namespace, app, state, created_at DESC, id DESC)`,
+    ],
+  },
 ];
 
 export function renderStatement(sql: string, dialect: Dialect): string {

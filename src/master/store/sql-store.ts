@@ -1,6 +1,6 @@
 // The Store written once over SqlDriver (SQLite and PostgreSQL share every query).
 import { canTransition, isTerminal, RUN_STATES, type RunState } from '../../runtime/index.js';
-import type { Querier, Row, SqlDriver } from './driver.js';
+import type { Param, Querier, Row, SqlDriver } from './driver.js';
 import { MIGRATIONS, renderStatement } from './migrations.js';
 import {
   StoreError,
@@ -46,6 +46,7 @@ function toRun(r: Row): RunRecord {
     idempotencyKey: opt<string>(r.idempotency_key),
     stopRequestedAt: opt<number>(r.stop_requested_at),
     stopGraceMs: opt<number>(r.stop_grace_ms),
+    queuedAt: opt<number>(r.queued_at),
   };
 }
 
@@ -164,6 +165,29 @@ export class SqlStore implements Store {
     return { ...e, id: Number(rows[0].id) };
   }
 
+  async importRuns(runs: NewRun[]): Promise<void> {
+    await this.db.transaction(async (q) => {
+      await this.db.lock(q, EVENT_LOCK);
+      // Multi-row inserts, 500 rows a statement (13 and 7 parameters a row: within both databases' limits).
+      for (let start = 0; start < runs.length; start += 500) {
+        const chunk = runs.slice(start, start + 500);
+        const runRows: Param[] = [];
+        const eventRows: Param[] = [];
+        for (const run of chunk) {
+          const state: RunState = run.state ?? 'PENDING';
+          const at = run.createdAt ?? Date.now();
+          runRows.push(run.id, run.namespace, run.app, run.appVersion ?? null, state, run.reason ?? null, run.message ?? null, JSON.stringify(run.spec), run.runtime, at, at, isTerminal(state) ? at : null, run.createdBy);
+          eventRows.push(run.id, run.namespace, null, state, at, run.reason ?? null, run.message ?? null);
+        }
+        await q.execute(
+          `INSERT INTO runs (id, namespace, app, app_version, state, reason, message, spec, runtime, created_at, updated_at, finished_at, created_by) VALUES ${chunk.map(() => `(${placeholders(13)})`).join(', ')}`,
+          runRows,
+        );
+        await q.execute(`INSERT INTO run_events (run_id, namespace, from_state, to_state, at, reason, message) VALUES ${chunk.map(() => `(${placeholders(7)})`).join(', ')}`, eventRows);
+      }
+    });
+  }
+
   async createRun(run: NewRun, options: CreateRunOptions = {}): Promise<CreateRunResult> {
     return this.db.transaction(async (q) => {
       // One lock per namespace makes the idempotency check and the admission count exact under concurrent submissions.
@@ -176,21 +200,32 @@ export class SqlStore implements Store {
       let reason = run.reason;
       let message = run.message;
       let rejected = false;
+      let queuedAt: number | undefined;
+      let queuePosition: number | undefined;
+      const now = run.createdAt ?? Date.now();
       if (options.admissionLimit !== undefined && !isTerminal(state)) {
         const live = await this.countLiveIn(q, run.namespace);
-        if (live >= options.admissionLimit) {
-          state = 'REJECTED';
-          reason = 'AdmissionLimit';
-          message = `namespace ${run.namespace} already has ${live} live run(s), its limit is ${options.admissionLimit}: wait for one to end or stop one`;
-          rejected = true;
+        // A queue that is not empty is served first: a new run does not overtake waiting ones.
+        const waiting = Number((await q.query('SELECT COUNT(*) AS n FROM runs WHERE namespace = ? AND queued_at IS NOT NULL', [run.namespace]))[0].n);
+        if (live >= options.admissionLimit || (options.queue && waiting > 0)) {
+          if (options.queue) {
+            queuedAt = now;
+            queuePosition = waiting + 1;
+            reason = 'Queued';
+            message = `waiting for a slot: namespace ${run.namespace} has ${live} live run(s), its limit is ${options.admissionLimit}`;
+          } else {
+            state = 'REJECTED';
+            reason = 'AdmissionLimit';
+            message = `namespace ${run.namespace} already has ${live} live run(s), its limit is ${options.admissionLimit}: wait for one to end or stop one (or submit with queue: true to wait in line)`;
+            rejected = true;
+          }
         }
       }
-      const now = run.createdAt ?? Date.now();
       const finishedAt = isTerminal(state) ? now : null;
       await q.execute(
-        `INSERT INTO runs (id, namespace, app, app_version, state, reason, message, spec, runtime, created_at, updated_at, finished_at, created_by, idempotency_key)
-         VALUES (${placeholders(14)})`,
-        [run.id, run.namespace, run.app, run.appVersion ?? null, state, reason ?? null, message ?? null, JSON.stringify(run.spec), run.runtime, now, now, finishedAt, run.createdBy, options.idempotencyKey ?? null],
+        `INSERT INTO runs (id, namespace, app, app_version, state, reason, message, spec, runtime, created_at, updated_at, finished_at, created_by, idempotency_key, queued_at)
+         VALUES (${placeholders(15)})`,
+        [run.id, run.namespace, run.app, run.appVersion ?? null, state, reason ?? null, message ?? null, JSON.stringify(run.spec), run.runtime, now, now, finishedAt, run.createdBy, options.idempotencyKey ?? null, queuedAt ?? null],
       );
       await this.insertEvent(q, { runId: run.id, namespace: run.namespace, to: state, at: now, reason, message });
       const record: RunRecord = {
@@ -208,8 +243,9 @@ export class SqlStore implements Store {
         finishedAt: finishedAt ?? undefined,
         createdBy: run.createdBy,
         idempotencyKey: options.idempotencyKey,
+        queuedAt,
       };
-      return { run: record, created: true, rejected };
+      return { run: record, created: true, rejected, queuePosition };
     });
   }
 
@@ -229,7 +265,7 @@ export class SqlStore implements Store {
       const from = rows[0].state as RunState;
       if (from === to || !canTransition(from, to)) return undefined;
       const at = options.at ?? Date.now();
-      await q.execute('UPDATE runs SET state = ?, reason = ?, message = ?, updated_at = ?, finished_at = ? WHERE id = ?', [
+      await q.execute(`UPDATE runs SET state = ?, reason = ?, message = ?, updated_at = ?, finished_at = ?${isTerminal(to) ? ', queued_at = NULL' : ''} WHERE id = ?`, [
         to,
         options.reason ?? null,
         options.message ?? null,
@@ -286,9 +322,34 @@ export class SqlStore implements Store {
     return (await this.db.query(`SELECT * FROM runs WHERE state IN (${placeholders(LIVE.length)}) ORDER BY created_at`, [...LIVE])).map(toRun);
   }
 
+  /** Live runs that hold a slot: not terminal and not waiting in the queue. */
   private async countLiveIn(q: Querier, namespace: string): Promise<number> {
-    const rows = await q.query(`SELECT COUNT(*) AS n FROM runs WHERE namespace = ? AND state NOT IN (${placeholders(TERMINAL.length)})`, [namespace, ...TERMINAL]);
+    const rows = await q.query(`SELECT COUNT(*) AS n FROM runs WHERE namespace = ? AND queued_at IS NULL AND state NOT IN (${placeholders(TERMINAL.length)})`, [namespace, ...TERMINAL]);
     return Number(rows[0].n);
+  }
+
+  async admitQueued(namespace: string, limit: number): Promise<RunRecord | undefined> {
+    return this.db.transaction(async (q) => {
+      await this.db.lock(q, `weft:ns:${namespace}`);
+      if ((await this.countLiveIn(q, namespace)) >= limit) return undefined;
+      const rows = await q.query('SELECT * FROM runs WHERE namespace = ? AND queued_at IS NOT NULL ORDER BY queued_at, id LIMIT 1', [namespace]);
+      if (!rows[0]) return undefined;
+      const now = Date.now();
+      await q.execute('UPDATE runs SET queued_at = NULL, reason = NULL, message = ?, updated_at = ? WHERE id = ?', ['admitted from the queue', now, rows[0].id as string]);
+      return { ...toRun(rows[0]), queuedAt: undefined, reason: undefined, message: 'admitted from the queue', updatedAt: now };
+    });
+  }
+
+  async queuePosition(id: string): Promise<number | undefined> {
+    const rows = await this.db.query('SELECT namespace, queued_at FROM runs WHERE id = ?', [id]);
+    if (!rows[0] || rows[0].queued_at === null || rows[0].queued_at === undefined) return undefined;
+    const at = Number(rows[0].queued_at);
+    const ahead = await this.db.query('SELECT COUNT(*) AS n FROM runs WHERE namespace = ? AND queued_at IS NOT NULL AND (queued_at < ? OR (queued_at = ? AND id < ?))', [rows[0].namespace as string, at, at, id]);
+    return Number(ahead[0].n) + 1;
+  }
+
+  async queuedNamespaces(): Promise<string[]> {
+    return (await this.db.query('SELECT DISTINCT namespace FROM runs WHERE queued_at IS NOT NULL')).map((r) => r.namespace as string);
   }
 
   countLive(namespace: string): Promise<number> {

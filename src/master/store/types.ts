@@ -36,6 +36,8 @@ export interface RunRecord {
   /** Set by a graceful stop: when it was asked and the grace period (for the stuck-stopping watchdog). */
   stopRequestedAt?: number;
   stopGraceMs?: number;
+  /** Set while the run waits in its namespace's admission queue (PENDING, reason Queued); cleared when admitted. */
+  queuedAt?: number;
 }
 
 export interface RunEvent {
@@ -97,8 +99,10 @@ export interface NewRun {
 export interface CreateRunOptions {
   /** A retried submission with the same key in the namespace returns the first run. */
   idempotencyKey?: string;
-  /** Live runs allowed in the namespace; over it the run is stored REJECTED. */
+  /** Live runs allowed in the namespace; over it the run is stored REJECTED (or queued with `queue`). */
   admissionLimit?: number;
+  /** Over the admission limit, wait in the namespace's queue (PENDING, reason Queued) instead of being rejected. */
+  queue?: boolean;
 }
 
 export interface CreateRunResult {
@@ -107,6 +111,8 @@ export interface CreateRunResult {
   created: boolean;
   /** True when the admission limit turned the run into a REJECTED record. */
   rejected: boolean;
+  /** Its place in the namespace's admission queue (1 = next) when it was queued. */
+  queuePosition?: number;
 }
 
 export interface RunFilter {
@@ -153,6 +159,11 @@ export interface Store {
   listApps(namespace: string): Promise<AppRecord[]>;
 
   createRun(run: NewRun, options?: CreateRunOptions): Promise<CreateRunResult>;
+  /**
+   * Stores many runs in one transaction, each with its first event, with no idempotency or admission
+   * decision (imports, benchmarks). Runs in a terminal state get finishedAt = createdAt.
+   */
+  importRuns(runs: NewRun[]): Promise<void>;
   getRun(id: string): Promise<RunRecord | undefined>;
   /** Every transition of a run, oldest first. */
   history(id: string): Promise<RunEvent[]>;
@@ -163,6 +174,15 @@ export interface Store {
   /** Runs that are not terminal (for reconciliation). */
   liveRuns(): Promise<RunRecord[]>;
   countLive(namespace: string): Promise<number>;
+  /**
+   * Takes the oldest queued run of the namespace out of the queue when fewer than `limit` runs are live
+   * (queued runs do not count); decided under the namespace's lock, so one caller gets each run.
+   */
+  admitQueued(namespace: string, limit: number): Promise<RunRecord | undefined>;
+  /** 1-based place of a queued run in its namespace's queue; undefined when it is not queued. */
+  queuePosition(id: string): Promise<number | undefined>;
+  /** Namespaces that have queued runs. */
+  queuedNamespaces(): Promise<string[]>;
   /** Number of runs in each state (for metrics; of one namespace or app for the dashboard). */
   countByState(filter?: { namespace?: string; app?: string }): Promise<Partial<Record<RunState, number>>>;
   /** Events with id > after (of one run or namespace when given), oldest first. */
