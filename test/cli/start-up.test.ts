@@ -69,7 +69,9 @@ test('weft build --help loads the build module and no other command module', asy
 
 test('weft --version prints the version; a typo gets a suggestion; help <command> shows the real options', async () => {
   const version = await run(process.execPath, [main, '--version']);
-  assert.equal(version.stdout.trim(), '0.1.0');
+  const pkg = JSON.parse(await readFile(path.join(path.dirname(main), '..', '..', '..', 'package.json'), 'utf8')) as { version: string };
+  assert.equal(version.stdout.trim(), pkg.version);
+  assert.equal((await run(process.execPath, [main, '--help', '--version'])).stdout.trim(), pkg.version);
   const typo = await run(process.execPath, [main, 'biuld']).catch((error: { stderr: string; code: number }) => error);
   assert.notEqual((typo as { code?: number }).code ?? 0, 0);
   assert.match((typo as { stderr: string }).stderr, /Did you mean build\?/);
