@@ -22,7 +22,27 @@ export const CHUNK_SIZE = 1024 * 1024;
 /** Deflate's window: the dictionary each chunk gets from the one before. */
 const WINDOW = 32 * 1024;
 
-const deflateRaw = promisify(zlib.deflateRaw) as (buffer: Buffer, options: zlib.ZlibOptions) => Promise<Buffer>;
+const deflateRawAsync = promisify(zlib.deflateRaw) as (buffer: Buffer, options: zlib.ZlibOptions) => Promise<Buffer>;
+
+/**
+ * One limit for the whole process: libuv's pool (4 threads) also serves file
+ * reads, so several layers compressed at once, each with `threads` chunks in
+ * flight, would queue the reads that feed them behind compression. At most one
+ * chunk per core is deflated at a time, across all streams.
+ */
+let running = 0;
+const waiting: Array<() => void> = [];
+async function deflateRaw(buffer: Buffer, options: zlib.ZlibOptions): Promise<Buffer> {
+  if (running >= defaultThreads()) await new Promise<void>((resolve) => waiting.push(resolve));
+  else running++;
+  try {
+    return await deflateRawAsync(buffer, options);
+  } finally {
+    const next = waiting.shift();
+    if (next) next(); // the permit passes on; `running` stays the same
+    else running--;
+  }
+}
 
 export interface ParallelGzipOptions {
   /** gzip level 0-9. */
