@@ -14,6 +14,9 @@ import type { Header as TarHeader, Pack as TarPack } from 'tar-stream';
 import { MediaType, type Descriptor } from './oci.js';
 import { BlobStore, HashingStream, hashFile, sha256, tempName } from './blobstore.js';
 import { ParallelGzip } from './pgzip/index.js';
+import { mapBounded } from './bounded.js';
+
+export { mapBounded };
 
 export type LayerEntry =
   /** A file copied from the local file system (the executable bit of the source is kept). */
@@ -378,26 +381,6 @@ export async function writeLayer(entries: readonly LayerEntry[], options: LayerO
     await options.cache.put(key, record);
   }
   return result;
-}
-
-/** Runs async jobs with at most `limit` in flight; results in input order. */
-export async function mapBounded<T, R>(items: readonly T[], limit: number, job: (item: T, index: number) => Promise<R>): Promise<R[]> {
-  const results = new Array<R>(items.length);
-  let next = 0;
-  let failed: unknown;
-  const worker = async (): Promise<void> => {
-    while (next < items.length && failed === undefined) {
-      const index = next++;
-      try {
-        results[index] = await job(items[index], index);
-      } catch (error) {
-        failed ??= error;
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, worker));
-  if (failed !== undefined) throw failed;
-  return results;
 }
 
 export interface DirectoryLayerOptions {

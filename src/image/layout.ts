@@ -13,7 +13,7 @@ import { isValidOciRefName } from './reference.js';
 import { MediaType, manifestKind, type Descriptor, type ImageIndex, type Platform } from './oci.js';
 import { StaticImage, selectPlatform, parsePlatform } from './image.js';
 import type { ImageHandle } from './transport.js';
-import { mapBounded } from './layer.js';
+import { mapBounded } from './bounded.js';
 
 export const REF_NAME = 'org.opencontainers.image.ref.name';
 
