@@ -3,7 +3,7 @@
 // in the same directory and renamed into place, so a process killed mid-write
 // never leaves a partial blob under its digest.
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream, createWriteStream, promises as fs } from 'node:fs';
+import { constants as fsConstants, createReadStream, createWriteStream, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -186,6 +186,28 @@ export class BlobStore {
    * Streams a blob into the store. When `expected` is given the content is
    * verified against it; otherwise the digest is whatever the bytes hash to.
    */
+  /**
+   * Adds a blob from a local file whose digest the caller already knows to be
+   * right (weft wrote and hashed it): copied by the kernel (copy_file_range,
+   * or a reflink where the file system has them), not read and hashed again.
+   * Only the size is checked.
+   */
+  async putTrustedFile(file: string, expected: { digest: string; size: number }): Promise<void> {
+    if (await this.has(expected.digest, expected.size)) return;
+    const dir = path.join(this.root, 'blobs', 'sha256');
+    await makeDirectories(dir);
+    const tmp = tempName(path.join(dir, 'incoming'));
+    try {
+      await fs.copyFile(file, tmp, fsConstants.COPYFILE_FICLONE);
+      const { size } = await fs.stat(tmp);
+      if (size !== expected.size) throw new Error(`blob ${expected.digest} in ${file} has size ${size}, expected ${expected.size}`);
+      await fs.rename(tmp, this.path(expected.digest));
+    } catch (error) {
+      await fs.rm(tmp, { force: true });
+      throw error;
+    }
+  }
+
   async putStream(source: Readable, expected?: { digest: string; size?: number }): Promise<{ digest: string; size: number }> {
     if (expected && (await this.has(expected.digest, expected.size))) {
       source.resume();

@@ -213,6 +213,7 @@ export async function buildJvmImage(options: JvmBuildOptions): Promise<JvmBuildR
   };
   const manifestBytes = jsonBytes(manifest);
   const ours = new Map(results.map((r) => [r.descriptor.digest, r.blobPath]));
+  const fresh = new Set(results.filter((r) => !r.cached).map((r) => r.descriptor.digest));
   const baseRemote = base?.remote;
   const baseDigests = new Set((base?.manifest.layers ?? []).map((d) => d.digest));
   const image = new StaticImage(
@@ -230,6 +231,8 @@ export async function buildJvmImage(options: JvmBuildOptions): Promise<JvmBuildR
     },
     undefined,
     baseRemote ? (digest) => (baseDigests.has(digest) ? baseRemote : undefined) : undefined,
+    // Only layers written by this build skip re-hashing: a cache hit is read and verified as before.
+    (digest) => (fresh.has(digest) ? ours.get(digest) : undefined),
   );
   say(`image ${image.manifestDigest}`);
   return {

@@ -24,6 +24,8 @@ export class StaticImage implements ImageHandle {
     readonly remote?: { registry: string; repository: string },
     /** For images built on a registry base: which registry repository already holds a blob. */
     readonly blobOrigin?: (digest: string) => { registry: string; repository: string } | undefined,
+    /** Blobs weft wrote and hashed itself, as local files (see ImageHandle.blobFile). */
+    readonly blobFile?: (digest: string) => string | undefined,
   ) {
     this.manifest = JSON.parse(manifestBytes.toString('utf8')) as ImageManifest;
     this.config = JSON.parse(configBytes.toString('utf8')) as ImageConfig;

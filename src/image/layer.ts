@@ -5,7 +5,6 @@
 // (SOURCE_DATE_EPOCH, default 1 s after the epoch), modes normalised to 0644
 // for files, 0755 for directories and executables, 0777 for symlinks.
 import { createReadStream, createWriteStream, promises as fs, readFileSync, statSync } from 'node:fs';
-import { createGzip, constants as zlibConstants } from 'node:zlib';
 import path from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -14,6 +13,10 @@ import tar from 'tar-stream';
 import type { Header as TarHeader, Pack as TarPack } from 'tar-stream';
 import { MediaType, type Descriptor } from './oci.js';
 import { BlobStore, HashingStream, hashFile, sha256, tempName } from './blobstore.js';
+import { ParallelGzip } from './pgzip/index.js';
+import { mapBounded } from './bounded.js';
+
+export { mapBounded };
 
 export type LayerEntry =
   /** A file copied from the local file system (the executable bit of the source is kept). */
@@ -64,6 +67,19 @@ export interface LayerOptions extends LayerSettings {
   store: BlobStore;
   /** Optional input-keyed cache: an unchanged layer is neither re-tarred nor re-compressed. */
   cache?: LayerCacheLike;
+  /**
+   * Chunks of a layer compressed at once (default WEFT_GZIP_THREADS, else the core
+   * count). The layer's bytes do not depend on it (see pgzip/index.ts).
+   */
+  gzipThreads?: number;
+}
+
+/** WEFT_GZIP_THREADS when set (benchmarks and tests compare 1 and N), else undefined (= core count). */
+export function gzipThreadsFromEnv(env: NodeJS.ProcessEnv = process.env): number | undefined {
+  const raw = env.WEFT_GZIP_THREADS;
+  if (raw === undefined || raw === '') return undefined;
+  if (!/^[1-9]\d*$/.test(raw)) throw new LayerError(`WEFT_GZIP_THREADS must be a whole number from 1, got "${raw}"`);
+  return Number(raw);
 }
 
 /** What the layer writer needs from a cache (implemented by LayerCache in cache.ts). */
@@ -82,7 +98,7 @@ const SMALL_FILE = 1024 * 1024;
 /** ... while a layer keeps at most this much in memory. */
 const KEEP_IN_MEMORY_BUDGET = 256 * 1024 * 1024;
 /** Bumped whenever the bytes the writer produces for the same input could change. */
-const WRITER_VERSION = 1;
+const WRITER_VERSION = 2; // 2: gzip in independent 1 MiB chunks (pgzip)
 
 /** The fixed timestamp (seconds) used for entries and `created`: SOURCE_DATE_EPOCH, default 1. */
 export function defaultEpoch(env: NodeJS.ProcessEnv = process.env): number {
@@ -285,8 +301,8 @@ function writeEntry(pack: TarPack, entry: PreparedEntry, mtime: Date): Promise<v
 
 /**
  * Joins the tar stream's many small pieces (512-byte headers, small files)
- * into large chunks: every write to a zlib stream is a round trip to the
- * thread pool, so feeding it per-file pieces made small-file layers 3-4x slower.
+ * into large chunks: hashing and gzip cost a call per piece (feeding the former
+ * single zlib stream per-file pieces made small-file layers 3-4x slower).
  */
 class Coalesce extends Transform {
   private pending: Buffer[] = [];
@@ -313,14 +329,14 @@ class Coalesce extends Transform {
 }
 
 /** Tars, gzips and stores prepared entries; returns the layer without touching any cache. */
-async function writePrepared(prepared: readonly PreparedEntry[], store: BlobStore, settings: Required<LayerSettings>) {
+async function writePrepared(prepared: readonly PreparedEntry[], store: BlobStore, settings: Required<LayerSettings>, threads: number | undefined) {
   const dir = path.join(store.root, 'blobs', 'sha256');
   await fs.mkdir(dir, { recursive: true });
   const tmp = tempName(path.join(dir, 'layer'));
   const pack = tar.pack();
   const diffHasher = new HashingStream();
   const blobHasher = new HashingStream();
-  const gzip = createGzip({ level: settings.gzipLevel, memLevel: 9, strategy: zlibConstants.Z_DEFAULT_STRATEGY });
+  const gzip = new ParallelGzip({ level: settings.gzipLevel, threads: threads ?? gzipThreadsFromEnv() });
   const done = pipeline(Readable.from(pack), new Coalesce(), diffHasher, gzip, blobHasher, createWriteStream(tmp));
   try {
     const mtime = new Date(settings.mtime * 1000);
@@ -358,33 +374,13 @@ export async function writeLayer(entries: readonly LayerEntry[], options: LayerO
     const hit = await options.cache.get(key, options.store);
     if (hit) return { ...hit, blobPath: options.store.path(hit.descriptor.digest), cached: true };
   }
-  const written = await writePrepared(prepared, options.store, settings);
+  const written = await writePrepared(prepared, options.store, settings, options.gzipThreads);
   const result: LayerResult = { ...written, ...info, cached: false };
   if (options.cache) {
     const { blobPath: _blobPath, cached: _cached, ...record } = result;
     await options.cache.put(key, record);
   }
   return result;
-}
-
-/** Runs async jobs with at most `limit` in flight; results in input order. */
-export async function mapBounded<T, R>(items: readonly T[], limit: number, job: (item: T, index: number) => Promise<R>): Promise<R[]> {
-  const results = new Array<R>(items.length);
-  let next = 0;
-  let failed: unknown;
-  const worker = async (): Promise<void> => {
-    while (next < items.length && failed === undefined) {
-      const index = next++;
-      try {
-        results[index] = await job(items[index], index);
-      } catch (error) {
-        failed ??= error;
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, worker));
-  if (failed !== undefined) throw failed;
-  return results;
 }
 
 export interface DirectoryLayerOptions {

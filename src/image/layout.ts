@@ -13,6 +13,7 @@ import { isValidOciRefName } from './reference.js';
 import { MediaType, manifestKind, type Descriptor, type ImageIndex, type Platform } from './oci.js';
 import { StaticImage, selectPlatform, parsePlatform } from './image.js';
 import type { ImageHandle } from './transport.js';
+import { mapBounded } from './bounded.js';
 
 export const REF_NAME = 'org.opencontainers.image.ref.name';
 
@@ -27,13 +28,20 @@ async function exists(p: string): Promise<boolean> {
   );
 }
 
-/** Copies every blob of `image` into `store`, verifying digests; skips blobs already there. */
+/**
+ * Copies every blob of `image` into `store`, verifying digests; skips blobs
+ * already there. Blobs weft wrote itself (image.blobFile) are copied by the
+ * kernel without hashing them again. A few blobs at a time: one large layer no
+ * longer holds up the small ones behind it.
+ */
 export async function copyBlobs(image: ImageHandle, store: BlobStore): Promise<void> {
   const descriptors = [image.manifest.config, ...image.manifest.layers];
-  for (const d of descriptors) {
-    if (await store.has(d.digest, d.size)) continue;
-    await store.putStream(await image.openBlob(d), { digest: d.digest, size: d.size });
-  }
+  await mapBounded(descriptors, 4, async (d) => {
+    if (await store.has(d.digest, d.size)) return;
+    const file = image.blobFile?.(d.digest);
+    if (file) await store.putTrustedFile(file, { digest: d.digest, size: d.size });
+    else await store.putStream(await image.openBlob(d), { digest: d.digest, size: d.size });
+  });
   await store.putBytes(image.manifestBytes);
 }
 

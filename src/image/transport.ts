@@ -26,6 +26,12 @@ export interface ImageHandle {
    * of uploading). Undefined for blobs that only exist locally.
    */
   blobOrigin?(digest: string): { registry: string; repository: string } | undefined;
+  /**
+   * Optional: a local file holding a blob's bytes that weft wrote and hashed
+   * itself (a freshly built layer in the layer cache). Writers may copy the
+   * file (in the kernel, or as a reflink) instead of reading and hashing it again.
+   */
+  blobFile?(digest: string): string | undefined;
 }
 
 export interface TransferProgress {

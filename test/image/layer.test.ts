@@ -261,3 +261,25 @@ test('layer cache: a process killed mid-write leaves no blob under a digest and 
   assert.ok(left.every((n) => /^[a-f0-9]{64}$/.test(n)), 'only digest-named blobs remain');
   for (const name of left) assert.equal(sha256(readFileSync(path.join(cacheDir, 'blobs', 'sha256', name))), `sha256:${name}`);
 });
+
+test('layer: a multi-chunk layer has the same digests with 1 and 2 gzip threads, and unpacks to its entries', async (t) => {
+  const { dir, cleanup } = tempDir();
+  t.after(cleanup);
+  const { randomBytes } = await import('node:crypto');
+  // 5 MB over several files: more than one 1 MiB gzip chunk, part incompressible (like jars).
+  const big = Buffer.concat([randomBytes(2 * 1024 * 1024), Buffer.from('x'.repeat(1024 * 1024))]);
+  const entries = [
+    { type: 'file' as const, path: 'app/libs/a.jar', data: big },
+    { type: 'file' as const, path: 'app/libs/b.jar', data: Buffer.concat([big.subarray(0, 1500000), randomBytes(700000)]) },
+    { type: 'file' as const, path: 'app/classes/Main.class', data: 'class' },
+  ];
+  const one = await writeLayer(entries, { store: new BlobStore(path.join(dir, 'one')), gzipThreads: 1 });
+  const two = await writeLayer(entries, { store: new BlobStore(path.join(dir, 'two')), gzipThreads: 2 });
+  assert.equal(two.descriptor.digest, one.descriptor.digest);
+  assert.equal(two.diffId, one.diffId);
+  const blob = readFileSync(one.blobPath);
+  assert.equal(sha256(blob), one.descriptor.digest);
+  assert.equal(sha256(gunzipSync(blob)), one.diffId);
+  const items = await listTar(blob);
+  assert.ok(items.find((i) => i.name === 'app/libs/a.jar')?.data.equals(big));
+});

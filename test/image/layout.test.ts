@@ -40,3 +40,33 @@ test('docker-archive: names are checked and normalised; a non-archive is a clear
   writeFileSync(bogus, 'not a tar at all');
   await assert.rejects(openImage(`docker-archive:${bogus}`), /no manifest.json|not a readable docker-archive/);
 });
+
+test('layout: blobs weft wrote itself are copied from their file, not re-read through openBlob; a wrong size is refused', async (t) => {
+  const { dir, cleanup } = tempDir();
+  t.after(cleanup);
+  const { StaticImage, jsonBytes, sha256: digestOf, MediaType, writeOciLayout } = await import('../../src/image/index.js');
+  const { readFileSync } = await import('node:fs');
+  const layer = Buffer.from('pretend this is a gzip layer');
+  const layerFile = path.join(dir, 'layer.bin');
+  writeFileSync(layerFile, layer);
+  const config = jsonBytes({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [] } });
+  const manifestFor = (size: number): Buffer =>
+    jsonBytes({
+      schemaVersion: 2,
+      mediaType: MediaType.ociManifest,
+      config: { mediaType: MediaType.ociConfig, digest: digestOf(config), size: config.length },
+      layers: [{ mediaType: MediaType.ociLayerGzip, digest: digestOf(layer), size }],
+    });
+  let opened = 0;
+  const opener = async (): Promise<never> => {
+    opened++;
+    throw new Error('openBlob must not be used for a blob with a file');
+  };
+  const image = new StaticImage('test', manifestFor(layer.length), config, opener, undefined, undefined, (d) => (d === digestOf(layer) ? layerFile : undefined));
+  const out = path.join(dir, 'out');
+  await writeOciLayout(image, out, 'latest');
+  assert.equal(opened, 0);
+  assert.ok(readFileSync(path.join(out, 'blobs', 'sha256', digestOf(layer).slice(7))).equals(layer));
+  const lying = new StaticImage('test', manifestFor(layer.length + 1), config, opener, undefined, undefined, (d) => (d === digestOf(layer) ? layerFile : undefined));
+  await assert.rejects(writeOciLayout(lying, path.join(dir, 'out2'), 'latest'), /has size/);
+});
