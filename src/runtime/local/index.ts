@@ -5,6 +5,8 @@ import type { LocalRuntimeOptions, Runtime } from '../api.js';
 import { LocalRuntime, type LocalOptions } from './runtime.js';
 
 export { LocalRuntime, LocalRuntimeError, defaultStateDir, formatAnnotations, parseAnnotations, portEnvName, type LocalMode, type LocalNetwork, type LocalOptions } from './runtime.js';
+export { instanceVerdict, runObservation, type InstanceFacts, type InstanceVerdict, type ObservedInstance } from './observe.js';
+export type { InstanceRecord, RunnableRecord, RunRecord } from './records.js';
 export { ImageError, ImageStore, normaliseImageRef, type UnpackedImage } from './images.js';
 export { applyLayer, applyLayerFile, entryComponents, makeDirectoryInRoot, resolveInRoot, UnpackError, type UnpackStats } from './unpack.js';
 export { defaultSeccomp } from './seccomp.js';

@@ -32,14 +32,17 @@ import { PORT_PROXY_SCRIPT } from './port-proxy.js';
 import { resolveImageUser, type ImageUser } from './image-user.js';
 import { cgroupMemoryBytes, isSameProcess, processStartTime, residentBytes, sampleCpu } from './procfs.js';
 import { SUPERVISOR_SCRIPT } from './supervisor.js';
+import { instanceVerdict, isTerminalInstance, runObservation, type ObservedInstance } from './observe.js';
+import type { InstanceRecord, LocalMode, LocalNetwork, RunnableRecord, RunRecord } from './records.js';
+import { deriveRunState, runnableStatuses } from '../derive/index.js';
+
+export type { LocalMode, LocalNetwork } from './records.js';
 
 const execFileAsync = promisify(execFile);
 
 export class LocalRuntimeError extends Error {
   override name = 'LocalRuntimeError';
 }
-
-export type LocalMode = 'runc' | 'host';
 
 export interface LocalOptions extends LocalRuntimeOptions {
   /** runc, host, or auto (default: $WEFT_LOCAL_MODE, else auto: runc when it can run here). */
@@ -63,57 +66,9 @@ export interface LocalOptions extends LocalRuntimeOptions {
   network?: LocalNetwork;
 }
 
-export type LocalNetwork = 'host' | 'private';
-
 export function defaultStateDir(): string {
   const base = process.env.XDG_STATE_HOME || path.join(os.homedir(), '.local', 'state');
   return path.join(base, 'weft', 'local');
-}
-
-// ---------------------------------------------------------------------------
-// Records (run.json)
-
-interface InstanceRecord {
-  id: string;
-  /** Instance directory, relative to the run directory. */
-  dir: string;
-  containerId: string;
-  ports: Record<string, number>;
-  supervisorPid?: number;
-  supervisorStart?: string;
-  createdAt: string;
-  /** Set when scaled down: the instance is stopped and dropped from the status once gone. */
-  removed?: boolean;
-  /**
-   * Set while weft restarts the instance (restartInstances): its old attempt's exit is
-   * weft's own doing, not a failure. Cleared, in the same save, when the new supervisor starts.
-   */
-  restarting?: { at: string; gracePeriodMs: number };
-}
-
-interface RunnableRecord {
-  desired: number;
-  instances: InstanceRecord[];
-  nextId: number;
-  image: { reference: string; digest: string; rootfs: string };
-}
-
-interface RunRecord {
-  version: 1;
-  runId: string;
-  app: string;
-  spec: AppSpec;
-  mode: LocalMode;
-  modeNote?: string;
-  /** runc mode's network (absent in records of older versions: host). */
-  network?: LocalNetwork;
-  createdAt: string;
-  startDeadline: number;
-  reachedRunning?: boolean;
-  suspended?: boolean;
-  stopRequested?: { at: string; kind: 'stop' | 'kill'; gracePeriodMs: number };
-  final?: { state: RunState; message?: string; reason?: string; exitCode?: number; finishedAt: string };
-  runnables: Record<string, RunnableRecord>;
 }
 
 const readText = (file: string): string | undefined => {
@@ -557,67 +512,30 @@ export class LocalRuntime implements Runtime {
 
   private viewInstance(record: RunRecord, runnable: RunnableSpec, inst: InstanceRecord): InstanceView {
     const dir = path.join(this.runDir(record.runId), inst.dir);
-    const alive = isSameProcess(inst.supervisorPid, inst.supervisorStart);
     const exitText = readText(path.join(dir, 'exit'));
     const childText = readText(path.join(dir, 'child'));
     const restarts = Number(readText(path.join(dir, 'restarts')) ?? 0);
     const started = readText(path.join(dir, 'started'));
-    const view: InstanceView = {
+    const verdict = instanceVerdict({
+      kind: runnable.kind,
+      record: inst,
+      alive: isSameProcess(inst.supervisorPid, inst.supervisorStart),
+      exitCode: exitText !== undefined && exitText !== '' ? Number(exitText) : undefined,
+      childStarted: Boolean(childText),
+      restarts,
+      runStopping: Boolean(record.stopRequested),
+      now: Date.now(),
+      lastLogLine: () => this.lastLogLine(dir),
+    });
+    return {
       runnable: runnable.name,
       record: inst,
       dir,
-      state: 'PENDING',
+      ...verdict,
       restarts,
       childPid: childText ? Number(childText) : undefined,
       startedAt: started ? new Date(Number(started)).toISOString() : undefined,
     };
-    const stopping = Boolean(record.stopRequested) || Boolean(inst.removed);
-    if (inst.restarting && !stopping) {
-      // Between the old attempt's end and the new one's start: weft's own restart, not a failure.
-      const overdue = Date.now() > Date.parse(inst.restarting.at) + inst.restarting.gracePeriodMs + RESTART_SLACK_MS;
-      if (!overdue || alive) {
-        view.state = 'STARTING';
-        view.reason = 'Restarting';
-        view.message = `restarting on request (asked at ${inst.restarting.at})`;
-        return view;
-      }
-      view.state = 'FAILED';
-      view.reason = 'RestartInterrupted';
-      view.message = `a restart asked for at ${inst.restarting.at} did not complete (the weft process restarting it ended)`;
-      return view;
-    }
-    if (exitText !== undefined && exitText !== '') {
-      const code = Number(exitText);
-      view.exitCode = code;
-      if (alive && runnable.kind !== 'batch' && !stopping) {
-        view.state = 'STARTING';
-        view.reason = 'CrashLoopBackOff';
-        view.message = `exited with code ${code}; restart ${restarts + 1} pending${this.lastLogLine(dir)}`;
-      } else if (alive) {
-        view.state = 'STOPPING';
-      } else if (code === 0 && !(stopping && runnable.kind !== 'batch')) {
-        view.state = 'COMPLETED';
-        view.reason = 'Completed';
-      } else if (stopping) {
-        view.state = 'KILLED';
-        view.reason = code === 137 ? 'Killed' : 'Stopped';
-        view.message = `stopped (exit code ${code})`;
-      } else {
-        view.state = 'FAILED';
-        view.reason = code === 137 ? 'OOMKilled or killed' : 'Error';
-        view.message = `exited with code ${code}${this.lastLogLine(dir)}`;
-      }
-      return view;
-    }
-    if (!alive) {
-      if (!inst.supervisorPid) return view;
-      view.state = stopping ? 'KILLED' : 'FAILED';
-      view.reason = 'Lost';
-      view.message = `the instance's supervisor (pid ${inst.supervisorPid}) ended without recording an exit code`;
-      return view;
-    }
-    view.state = stopping ? 'STOPPING' : childText ? 'RUNNING' : 'STARTING';
-    return view;
   }
 
   private lastLogLine(dir: string): string {
@@ -670,27 +588,23 @@ export class LocalRuntime implements Runtime {
    */
   private async derive(record: RunRecord, locked = false): Promise<RunStatus> {
     const views = await this.views(record);
-    const runnables: RunnableStatus[] = record.spec.runnables.map((r) => {
-      const mine = views.filter((v) => v.runnable === r.name && !(v.record.removed && isTerminalInstance(v.state)));
-      return {
-        name: r.name,
-        kind: r.kind,
-        desired: record.runnables[r.name]?.desired ?? r.instances,
-        running: mine.filter((v) => v.state === 'RUNNING').length,
-        instances: mine.map((v) => ({
-          id: v.record.id,
-          state: v.state,
-          name: v.record.containerId,
-          host: os.hostname(),
-          containerId: record.mode === 'runc' ? v.record.containerId : v.childPid ? `pid-${v.childPid}` : undefined,
-          restarts: v.restarts,
-          exitCode: v.exitCode,
-          reason: v.reason,
-          message: v.message,
-          startedAt: v.startedAt,
-        })),
-      };
-    });
+    const observed: ObservedInstance[] = views.map((v) => ({
+      runnable: v.runnable,
+      record: v.record,
+      status: {
+        id: v.record.id,
+        state: v.state,
+        name: v.record.containerId,
+        host: os.hostname(),
+        containerId: record.mode === 'runc' ? v.record.containerId : v.childPid ? `pid-${v.childPid}` : undefined,
+        restarts: v.restarts,
+        exitCode: v.exitCode,
+        reason: v.reason,
+        message: v.message,
+        startedAt: v.startedAt,
+      },
+    }));
+    const observation = runObservation(record, observed);
     const status: RunStatus = {
       runId: record.runId,
       app: record.app,
@@ -698,69 +612,15 @@ export class LocalRuntime implements Runtime {
       state: 'PENDING',
       createdAt: record.createdAt,
       namespace: this.runsDir,
-      runnables,
+      runnables: runnableStatuses(observation.runnables),
     };
     if (record.final) {
       return { ...status, state: record.final.state, message: record.final.message, reason: record.final.reason, exitCode: record.final.exitCode, finishedAt: record.final.finishedAt };
     }
-    const active = views.filter((v) => !v.record.removed);
-    const live = views.filter((v) => !isTerminalInstance(v.state) && v.record.supervisorPid);
-    let state: RunState;
-    let message: string | undefined;
-    let reason: string | undefined;
-    let exitCode: number | undefined;
-    const failed = active.find((v) => v.state === 'FAILED');
-    if (record.suspended && !record.stopRequested && live.length > 0 && !failed) {
-      state = 'SUSPENDED';
-      message = 'suspended: its batch instances are frozen until resumed';
-      reason = 'Suspended';
-    } else if (record.stopRequested) {
-      state = live.length > 0 ? 'STOPPING' : 'KILLED';
-      message = record.stopRequested.kind === 'kill' ? 'killed on request' : 'stopped on request';
-      reason = record.stopRequested.kind === 'kill' ? 'Killed' : 'Stopped';
-    } else if (failed) {
-      state = 'FAILED';
-      reason = failed.reason;
-      exitCode = failed.exitCode;
-      message = `${failed.runnable}/${failed.record.id} ${failed.message ?? 'failed'}`;
-    } else {
-      const kinds = record.spec.runnables;
-      const allBatch = kinds.every((r) => r.kind === 'batch');
-      const byName = (name: string) => active.filter((v) => v.runnable === name);
-      const complete = allBatch && kinds.every((r) => byName(r.name).length >= (record.runnables[r.name]?.desired ?? 0) && byName(r.name).every((v) => v.state === 'COMPLETED'));
-      const satisfied = kinds.every((r) => {
-        const mine = byName(r.name);
-        const want = record.runnables[r.name]?.desired ?? 0;
-        if (r.kind === 'batch') return mine.every((v) => v.state === 'RUNNING' || v.state === 'COMPLETED') && mine.length >= want;
-        return mine.filter((v) => v.state === 'RUNNING').length >= want;
-      });
-      if (complete) {
-        state = 'COMPLETED';
-        exitCode = 0;
-        message = 'every instance exited with code 0';
-      } else if (satisfied) {
-        state = 'RUNNING';
-      } else if (record.reachedRunning) {
-        // A service instance restarting after a crash or a scale-up in progress: still running.
-        state = 'RUNNING';
-        const crash = active.find((v) => v.reason === 'CrashLoopBackOff');
-        if (crash) {
-          message = `${crash.runnable}/${crash.record.id} ${crash.message}`;
-          reason = 'CrashLoopBackOff';
-        }
-      } else if (Date.now() > record.startDeadline) {
-        state = 'FAILED';
-        reason = 'StartTimeout';
-        message = `the run did not start within ${Math.round(record.spec.startTimeout / 1000)}s`;
-      } else {
-        state = active.some((v) => v.state !== 'PENDING') ? 'STARTING' : 'PENDING';
-        const crash = active.find((v) => v.reason === 'CrashLoopBackOff');
-        if (crash) {
-          message = `${crash.runnable}/${crash.record.id} ${crash.message}`;
-          reason = 'CrashLoopBackOff';
-        }
-      }
-    }
+    const verdict = deriveRunState(observation, Date.now());
+    const state = verdict.state;
+    const { reason, exitCode } = verdict;
+    let message = verdict.message;
     if (record.mode === 'host' && !message && !isTerminal(state)) message = record.modeNote;
     Object.assign(status, { state, message, reason, exitCode });
     if (isTerminal(state) && !locked) {
@@ -1317,13 +1177,6 @@ function listensOn(pid: number, port: number): boolean {
     // gone
   }
   return false;
-}
-
-/** How long after its grace period a restart may take before it counts as interrupted. */
-const RESTART_SLACK_MS = 60_000;
-
-function isTerminalInstance(state: InstanceState): boolean {
-  return state === 'COMPLETED' || state === 'FAILED' || state === 'KILLED';
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
