@@ -235,10 +235,8 @@ export type PortSpec = z.output<typeof PortSchema>;
 export type KubernetesExtras = z.output<typeof KubernetesExtrasSchema>;
 export type Readiness = z.output<typeof ReadinessSchema>;
 
-/** Environment variable that tells a program the port it announced as `name`: WEFT_PORT_<NAME>. Same on every runtime. */
-export function portEnvName(name: string): string {
-  return `WEFT_PORT_${name.toUpperCase().replace(/-/g, '_')}`;
-}
+/** WEFT_PORT_<NAME>: defined by the in-container contract (./contract), re-exported for importers of the spec. */
+export { portEnvName } from './contract/environment.js';
 
 /** The Kubernetes extras that apply to runnable `r`: the app's, then the runnable's on top. */
 export function kubernetesExtrasFor(app: AppSpec, r: RunnableSpec): KubernetesExtras {

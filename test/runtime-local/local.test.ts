@@ -94,7 +94,7 @@ describe('the local runtime with runc', () => {
     );
     assert.equal(config.root.readonly, true);
     assert.deepEqual(config.process.args.slice(-2), ['Probe', 'service'], 'the image entry point, then the spec args (replacing Cmd)');
-    for (const key of ['WEFT_RUN_ID', 'WEFT_APP', 'WEFT_RUNNABLE', 'WEFT_INSTANCE_ID', 'WEFT_INSTANCE_COUNT', 'WEFT_PORT_HTTP', 'JAVA_HOME']) {
+    for (const key of ['WEFT_RUN_ID', 'WEFT_APP', 'WEFT_RUNNABLE', 'WEFT_INSTANCE_ID', 'WEFT_INSTANCE_COUNT', 'WEFT_POD_NAME', 'WEFT_NAMESPACE', 'WEFT_RUNTIME', 'WEFT_PORT_HTTP', 'JAVA_HOME']) {
       assert.ok(config.process.env.some((e: string) => e.startsWith(`${key}=`)), `${key} in the environment`);
     }
     assert.ok(config.mounts.some((m: { destination: string }) => m.destination === '/etc/weft/podinfo'), 'the command directory is mounted');

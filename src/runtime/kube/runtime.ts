@@ -25,13 +25,13 @@ import type {
   Runtime,
   StatusListener,
 } from '../api.js';
+import { commandAnnotation } from '../contract/index.js';
 import { RunIdTakenError } from '../runid.js';
 import { startTimeoutOf } from '../spec.js';
 import { isTerminal } from '../state.js';
 import { instanceIdOf, podInstance, specOf, type Derived } from './derive.js';
 import {
   adopt,
-  ANN_COMMAND_PREFIX,
   ANN_EXIT_CODE,
   ANN_MESSAGE,
   ANN_REASON,
@@ -419,13 +419,12 @@ export class KubeRuntime implements Runtime {
     await this.requireRoot(runId);
     const pods = (await this.podsOf(runId, options?.runnable)).filter((p) => !p.metadata?.deletionTimestamp);
     if (pods.length === 0) throw new KubeError(`run ${runId} has no live instance${options?.runnable ? ` of ${options.runnable}` : ''} to send "${command}" to`);
-    const id = `${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`;
-    const value = JSON.stringify({ command, payload: options?.payload, sentAt: new Date().toISOString() });
+    const { key, value } = commandAnnotation(command, options?.payload);
     const merge = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
     await Promise.all(
       pods.map((pod) => {
         this.count('patch');
-        return this.core.patchNamespacedPod({ name: pod.metadata!.name!, namespace: this.namespace, body: { metadata: { annotations: { [`${ANN_COMMAND_PREFIX}${id}`]: value } } } }, merge);
+        return this.core.patchNamespacedPod({ name: pod.metadata!.name!, namespace: this.namespace, body: { metadata: { annotations: { [key]: value } } } }, merge);
       }),
     );
   }

@@ -23,9 +23,10 @@ import type {
   StatusListener,
 } from '../api.js';
 import { RunIdTakenError } from '../runid.js';
-import { portEnvName, type AppSpec, type RunnableSpec } from '../spec.js';
+import type { AppSpec, RunnableSpec } from '../spec.js';
+import { COMMANDS_FILE, commandAnnotation, FILES_PATH, formatAnnotations, instanceAnnotations, instanceEnvironment, parseAnnotations, portEnvName, runLabels } from '../contract/index.js';
 import { isTerminal, type InstanceState, type RunState } from '../state.js';
-import { hostProcess, PODINFO_PATH, FILES_PATH, runcConfig } from './bundle.js';
+import { hostProcess, runcConfig } from './bundle.js';
 import { ImageError, ImageStore } from './images.js';
 import { withFileLock } from './run-lock.js';
 import { PORT_PROXY_SCRIPT } from './port-proxy.js';
@@ -116,29 +117,7 @@ async function portIsFree(port: number): Promise<boolean> {
   });
 }
 
-export { portEnvName };
-
-/** The downward-API annotations format: key="value" lines, sorted. */
-export function formatAnnotations(annotations: Record<string, string>): string {
-  return Object.keys(annotations)
-    .sort()
-    .map((k) => `${k}=${JSON.stringify(annotations[k])}\n`)
-    .join('');
-}
-
-export function parseAnnotations(text: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const line of text.split('\n')) {
-    const eq = line.indexOf('=');
-    if (eq <= 0) continue;
-    try {
-      out[line.slice(0, eq)] = JSON.parse(line.slice(eq + 1)) as string;
-    } catch {
-      // not ours
-    }
-  }
-  return out;
-}
+export { formatAnnotations, parseAnnotations, portEnvName };
 
 function which(cmd: string): string | undefined {
   for (const dir of (process.env.PATH ?? '').split(':')) {
@@ -399,11 +378,9 @@ export class LocalRuntime implements Runtime {
     await fs.rm(instDir, { recursive: true, force: true });
     await privateDir(instDir);
     await fs.mkdir(path.join(instDir, 'podinfo'), { recursive: true });
-    await fs.writeFile(
-      path.join(instDir, 'podinfo', 'annotations'),
-      formatAnnotations({ 'weft.io/kind': r.kind, 'weft.io/run-id': record.runId, 'weft.io/runnable': r.name, 'weft.io/instance': id }),
-    );
-    await fs.writeFile(path.join(instDir, 'podinfo', 'labels'), formatAnnotations({ 'weft.io/run-id': record.runId, 'weft.io/app': record.app, 'weft.io/runnable': r.name }));
+    // The same files a pod's downward API gives (the contract's labels and annotations).
+    await fs.writeFile(path.join(instDir, 'podinfo', 'annotations'), formatAnnotations(instanceAnnotations(r.kind)));
+    await fs.writeFile(path.join(instDir, 'podinfo', 'labels'), formatAnnotations(runLabels(record.runId, record.app, r.name)));
     const ports: Record<string, number> = {};
     const taken = await this.reservedPorts(record);
     for (const p of r.ports) {
@@ -425,17 +402,19 @@ export class LocalRuntime implements Runtime {
     const rr = record.runnables[r.name];
     const filesDir = path.join(runDir, 'files', r.name);
     const inContainer = record.mode === 'runc';
-    const weftEnv: Record<string, string> = {
-      WEFT_RUN_ID: record.runId,
-      WEFT_APP: record.app,
-      WEFT_RUNNABLE: r.name,
-      WEFT_INSTANCE_ID: inst.id,
-      WEFT_INSTANCE_COUNT: String(rr.desired),
-      WEFT_RUNTIME: 'local',
-      WEFT_COMMANDS_FILE: inContainer ? `${PODINFO_PATH}/annotations` : path.join(instDir, 'podinfo', 'annotations'),
-      WEFT_FILES_DIR: inContainer ? FILES_PATH : filesDir,
-    };
-    for (const [name, port] of Object.entries(inst.ports)) weftEnv[portEnvName(name)] = String(port);
+    // A host process has no container paths: it is given the host paths of the same files.
+    const weftEnv = instanceEnvironment(
+      {
+        runtime: 'local',
+        runId: record.runId,
+        app: record.app,
+        runnable: r.name,
+        instanceCount: r.instances,
+        commandsFile: inContainer ? COMMANDS_FILE : path.join(instDir, 'podinfo', 'annotations'),
+        filesDir: inContainer ? FILES_PATH : filesDir,
+      },
+      { instanceId: inst.id, podName: inst.containerId, namespace: this.runsDir, ports: inst.ports },
+    );
     // From the local store: restarts and scale-ups never need the registry again.
     const config = await this.images.configOf(rr.image.rootfs).catch(() => this.images.prepare(rr.image.reference).then((i) => i.config));
     let command: string[];
@@ -984,13 +963,12 @@ export class LocalRuntime implements Runtime {
       if (options.runnable) this.runnableOf(record, options.runnable);
       const targets = (await this.views(record)).filter((v) => !v.record.removed && !isTerminalInstance(v.state) && (!options.runnable || v.runnable === options.runnable));
       if (targets.length === 0) throw new LocalRuntimeError(`run ${runId} has no live instance${options.runnable ? ` of ${options.runnable}` : ''} to send "${command}" to`);
-      const id = `${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`;
-      const value = JSON.stringify({ command, payload: options.payload, sentAt: new Date().toISOString() });
+      const { key, value } = commandAnnotation(command, options.payload);
       for (const v of targets) {
         // The same file format and key as the Kubernetes runtime's downward-API annotations file, replaced atomically.
         const file = path.join(v.dir, 'podinfo', 'annotations');
         const current = parseAnnotations(readText(file) ?? '');
-        current[`weft.io/command-${id}`] = value;
+        current[key] = value;
         const tmp = path.join(v.dir, 'podinfo', `.annotations.tmp-${process.pid}`);
         await fs.writeFile(tmp, formatAnnotations(current));
         await fs.rename(tmp, file);
