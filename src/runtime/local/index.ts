@@ -15,7 +15,7 @@ export { runcConfig, hostProcess, processArgs, memoryBytes, cpuMillicores, PODIN
 
 /** The factory src/runtime/index.ts imports for `createRunner({ runtime: 'local' })`. */
 export async function createRuntime(options: LocalRuntimeOptions): Promise<Runtime> {
-  return new LocalRuntime(options as LocalOptions);
+  return new LocalRuntime(options);
 }
 
 /** Same, typed as the local runtime (for its extras: mode, remove, stateDir). */

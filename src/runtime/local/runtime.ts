@@ -3,10 +3,10 @@
 // in files under the state directory, so a restarted weft process finds every
 // run, verifies its processes, and carries on.
 import { execFile, spawn, spawnSync } from 'node:child_process';
-import { closeSync, existsSync, openSync, promises as fs, readdirSync, readFileSync, readlinkSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { closeSync, existsSync, openSync, promises as fs, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import type {
   Endpoint,
@@ -30,8 +30,14 @@ import { hostProcess, runcConfig } from './bundle.js';
 import { ImageError, ImageStore } from './images.js';
 import { withFileLock } from './run-lock.js';
 import { PORT_PROXY_SCRIPT } from './port-proxy.js';
-import { resolveImageUser, type ImageUser } from './image-user.js';
-import { cgroupMemoryBytes, isSameProcess, processStartTime, residentBytes, sampleCpu } from './procfs.js';
+import { resolveImageUser } from './image-user.js';
+import { cgroupMemoryBytes, childrenOf, isProgramOf, isSameProcess, listensOn, processStartTime, residentBytes, sampleCpu } from './procfs.js';
+import { freePort, portIsFree } from './ports.js';
+import { chownTree, privateDir, PRIVATE_DIR, PRIVATE_FILE, readText } from './state-files.js';
+import { detached, hostKillWatchdog, runcSignalLoop, type RuncCommand } from './signals.js';
+import { streamLogs } from './logs.js';
+import { which } from './which.js';
+import { weftStateDir, writeFileAtomic } from '../../common/index.js';
 import { SUPERVISOR_SCRIPT } from './supervisor.js';
 import { instanceVerdict, isTerminalInstance, runObservation, type ObservedInstance } from './observe.js';
 import type { InstanceRecord, LocalMode, LocalNetwork, RunnableRecord, RunRecord } from './records.js';
@@ -45,91 +51,20 @@ export class LocalRuntimeError extends Error {
   override name = 'LocalRuntimeError';
 }
 
-export interface LocalOptions extends LocalRuntimeOptions {
-  /** runc, host, or auto (default: $WEFT_LOCAL_MODE, else auto: runc when it can run here). */
-  mode?: LocalMode | 'auto';
-  /** The runc binary (default: runc on PATH). */
-  runc?: string;
-  /** java for host-process mode (default: $JAVA_HOME/bin/java, else java on PATH). */
-  java?: string;
-  /** Status poll interval while someone watches (ms, default 300). */
-  pollMs?: number;
-  /** Apply cpu/memory limits with cgroups in runc mode (default true). */
-  limits?: boolean;
-  /** Where images are stored and unpacked (default <stateDir>/images). */
-  imageDir?: string;
-  /**
-   * runc mode: `private` (default; $WEFT_LOCAL_NETWORK overrides) gives each instance its
-   * own network namespace with loopback only, its announced ports published on the host's
-   * 127.0.0.1, as podman does; `host` shares the host's network, for programs that must
-   * reach services on this machine or elsewhere (see docs/security.md).
-   */
-  network?: LocalNetwork;
-}
+/** The local backend's options (typed in the backend SPI, ../api.ts). */
+export type LocalOptions = LocalRuntimeOptions;
 
 export function defaultStateDir(): string {
-  const base = process.env.XDG_STATE_HOME || path.join(os.homedir(), '.local', 'state');
-  return path.join(base, 'weft', 'local');
+  return weftStateDir('local');
 }
 
-const readText = (file: string): string | undefined => {
-  try {
-    return readFileSync(file, 'utf8').trim();
-  } catch {
-    return undefined;
-  }
-};
 
-// State files hold the spec's environment values (secrets), files given to the run
-// and program output: only weft's user may read them (directories 0700, files 0600).
-const PRIVATE_DIR = 0o700;
-const PRIVATE_FILE = 0o600;
 
-async function writeJsonAtomic(file: string, value: unknown): Promise<void> {
-  const tmp = `${file}.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`;
-  await fs.writeFile(tmp, JSON.stringify(value, null, 2), { mode: PRIVATE_FILE });
-  await fs.rename(tmp, file);
-}
 
-/** Creates `dir` (and missing parents) as 0700, and tightens it when it exists with a looser mode (older weft versions). */
-async function privateDir(dir: string): Promise<void> {
-  await fs.mkdir(dir, { recursive: true, mode: PRIVATE_DIR });
-  const stat = await fs.stat(dir);
-  if ((stat.mode & 0o777) !== PRIVATE_DIR && stat.uid === process.getuid?.()) await fs.chmod(dir, PRIVATE_DIR);
-}
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const port = (server.address() as { port: number }).port;
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-async function portIsFree(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const server = createServer();
-    server.once('error', () => resolve(false));
-    server.listen(port, '0.0.0.0', () => server.close(() => resolve(true)));
-  });
-}
 
 export { formatAnnotations, parseAnnotations, portEnvName };
 
-function which(cmd: string): string | undefined {
-  for (const dir of (process.env.PATH ?? '').split(':')) {
-    const file = path.join(dir || '.', cmd);
-    if (existsSync(file)) return file;
-  }
-  for (const dir of ['/usr/sbin', '/sbin', '/usr/local/sbin']) {
-    const file = path.join(dir, cmd);
-    if (existsSync(file)) return file;
-  }
-  return undefined;
-}
 
 // ---------------------------------------------------------------------------
 
@@ -156,6 +91,7 @@ export class LocalRuntime implements Runtime {
   readonly network: LocalNetwork;
   private readonly images: ImageStore;
   private readonly runc: string;
+  private readonly runcCommand: RuncCommand;
   private readonly java: string;
   private readonly pollMs: number;
   private readonly limits: boolean;
@@ -174,6 +110,7 @@ export class LocalRuntime implements Runtime {
     this.runcRoot = path.join(this.stateDir, 'runc');
     this.images = new ImageStore(options.imageDir ?? path.join(this.stateDir, 'images'));
     this.runc = options.runc ?? which('runc') ?? 'runc';
+    this.runcCommand = { bin: this.runc, root: this.runcRoot };
     this.java = options.java ?? (process.env.JAVA_HOME ? path.join(process.env.JAVA_HOME, 'bin', 'java') : which('java') ?? 'java');
     this.pollMs = options.pollMs ?? 300;
     this.limits = options.limits ?? true;
@@ -232,7 +169,7 @@ export class LocalRuntime implements Runtime {
   }
 
   private save(record: RunRecord): Promise<void> {
-    return writeJsonAtomic(path.join(this.runDir(record.runId), 'run.json'), record);
+    return writeFileAtomic(path.join(this.runDir(record.runId), 'run.json'), JSON.stringify(record, null, 2), PRIVATE_FILE);
   }
 
   /**
@@ -462,9 +399,7 @@ export class LocalRuntime implements Runtime {
     if (readText(script) !== SUPERVISOR_SCRIPT.trim()) {
       await privateDir(this.stateDir);
       // A temp name of this process's own: two weft processes on one state dir (the CLI twice, two masters) may write it at once.
-      const tmp = `${script}.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`;
-      await fs.writeFile(tmp, SUPERVISOR_SCRIPT, { mode: 0o755 });
-      await fs.rename(tmp, script);
+      await writeFileAtomic(script, SUPERVISOR_SCRIPT, 0o755);
     }
     const log = openSync(path.join(instDir, 'log'), 'a', PRIVATE_FILE);
     try {
@@ -748,7 +683,7 @@ export class LocalRuntime implements Runtime {
     if (record.mode === 'runc') {
       // Never signal the runc process itself: killed while it creates the container, it would
       // orphan the container. `runc kill` is retried until the container exists and has ended.
-      detached(this.runcSignalLoop(view, signal === 'SIGKILL' ? 'KILL' : 'TERM', 0));
+      detached(runcSignalLoop(this.runcCommand, view, signal === 'SIGKILL' ? 'KILL' : 'TERM', 0));
       return;
     }
     const pid = view.childPid ?? Number(readText(path.join(view.dir, 'child')) ?? 0);
@@ -759,22 +694,6 @@ export class LocalRuntime implements Runtime {
         // already gone
       }
     }
-  }
-
-  /**
-   * A shell loop that waits `afterSeconds`, then sends `runc kill <id> SIG` until the
-   * instance has recorded its exit (TERM: until it was delivered once); it ends when the
-   * instance ends or its directory is removed, at most 60 s after it starts signalling.
-   * It is bound to the attempt it was started for (its supervisor's pid and start time):
-   * once that supervisor is gone, a restarted attempt in the same directory is not its target.
-   */
-  private runcSignalLoop(view: InstanceView, sig: 'TERM' | 'KILL', afterSeconds: number): string {
-    const kill = `'${this.runc}' --root '${this.runcRoot}' kill '${view.record.containerId}' ${sig} 2>/dev/null`;
-    const alive = `[ -d '${view.dir}' ] && [ ! -e '${view.dir}/exit' ] && ${supervisorAliveTest(view.record)}`;
-    return (
-      `end=$(( $(date +%s) + ${afterSeconds} )); while ${alive} && [ "$(date +%s)" -lt "$end" ]; do sleep 0.2; done; ` +
-      `i=0; while ${alive} && [ $i -lt 300 ]; do if ${kill}; then ${sig === 'TERM' ? 'exit 0' : 'true'}; fi; sleep 0.2; i=$((i+1)); done`
-    );
   }
 
   /** Signals instances with SIGTERM and escalates to SIGKILL after the grace period (also when this process exits first). */
@@ -790,12 +709,9 @@ export class LocalRuntime implements Runtime {
       // A detached watchdog carries out the escalation even if this weft process exits in the meantime;
       // it polls, so it ends as soon as the instance does (or its directory is removed).
       if (record.mode === 'runc') {
-        detached(this.runcSignalLoop(v, 'KILL', seconds));
+        detached(runcSignalLoop(this.runcCommand, v, 'KILL', seconds));
       } else if (v.childPid) {
-        detached(
-          `end=$(( $(date +%s) + ${seconds} )); while [ -d '${v.dir}' ] && [ ! -e '${v.dir}/exit' ] && ${supervisorAliveTest(v.record)}; do ` +
-            `if [ "$(date +%s)" -ge "$end" ]; then kill -9 ${v.childPid} 2>/dev/null; exit 0; fi; sleep 0.2; done`,
-        );
+        detached(hostKillWatchdog(v, v.childPid, seconds));
       }
     }
   }
@@ -969,9 +885,8 @@ export class LocalRuntime implements Runtime {
         const file = path.join(v.dir, 'podinfo', 'annotations');
         const current = parseAnnotations(readText(file) ?? '');
         current[key] = value;
-        const tmp = path.join(v.dir, 'podinfo', `.annotations.tmp-${process.pid}`);
-        await fs.writeFile(tmp, formatAnnotations(current));
-        await fs.rename(tmp, file);
+        // Readable by the container's user, whoever the image runs as (as the kubelet's file is).
+        await writeFileAtomic(file, formatAnnotations(current), 0o644);
       }
     });
   }
@@ -1069,172 +984,5 @@ export class LocalRuntime implements Runtime {
     this.timer = undefined;
     for (const t of this.timers) clearTimeout(t);
     await Promise.all([...this.locks.values()].map((p) => p.catch(() => undefined)));
-  }
-}
-
-/** Gives a directory and the files in it (one level: withFiles has no subdirectories) to `user`. */
-async function chownTree(dir: string, user: ImageUser): Promise<void> {
-  await fs.chown(dir, user.uid, user.gid);
-  for (const name of await fs.readdir(dir)) await fs.lchown(path.join(dir, name), user.uid, user.gid);
-}
-
-/** A shell test that holds while the instance's current supervisor (pid and start time) is alive. */
-function supervisorAliveTest(inst: InstanceRecord): string {
-  const pid = inst.supervisorPid ?? 0;
-  if (!inst.supervisorStart) return `[ -e /proc/${pid} ]`;
-  // Field 22 of /proc/<pid>/stat; the supervisor's command name is "sh" (no spaces to shift fields).
-  return `[ "$(cut -d' ' -f22 /proc/${pid}/stat 2>/dev/null)" = '${inst.supervisorStart}' ]`;
-}
-
-/** True when `pid` is the host-mode program of that instance (its environment names it). */
-function isProgramOf(pid: number, runId: string, runnable: string, instance: string): boolean {
-  try {
-    const env = readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0');
-    return env.includes(`WEFT_RUN_ID=${runId}`) && env.includes(`WEFT_RUNNABLE=${runnable}`) && env.includes(`WEFT_INSTANCE_ID=${instance}`);
-  } catch {
-    return false;
-  }
-}
-
-/** Runs a shell snippet detached from this process (it survives weft exiting). */
-function detached(script: string): void {
-  const child = spawn('/bin/sh', ['-c', script], { detached: true, stdio: 'ignore' });
-  child.on('error', () => undefined);
-  child.unref();
-}
-
-/** Child pids of a process (for `runc run`: the container's init). */
-function childrenOf(pid: number): number[] {
-  const out: number[] = [];
-  try {
-    for (const tid of readdirSync(`/proc/${pid}/task`)) {
-      for (const c of readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8').trim().split(/\s+/)) if (c) out.push(Number(c));
-    }
-  } catch {
-    // gone
-  }
-  return out;
-}
-
-/** Inodes of sockets listening on a TCP port (any address, IPv4 or IPv6) in the network namespace of `pid`. */
-function listeningInodes(pid: number, port: number): Set<string> {
-  const inodes = new Set<string>();
-  const hex = port.toString(16).toUpperCase().padStart(4, '0');
-  for (const file of [`/proc/${pid}/net/tcp`, `/proc/${pid}/net/tcp6`]) {
-    let text: string;
-    try {
-      text = readFileSync(file, 'utf8');
-    } catch {
-      continue;
-    }
-    for (const line of text.split('\n').slice(1)) {
-      const f = line.trim().split(/\s+/);
-      if (f.length < 10 || f[3] !== '0A') continue;
-      if (f[1].endsWith(`:${hex}`)) inodes.add(f[9]);
-    }
-  }
-  return inodes;
-}
-
-/** True when process `pid` holds a socket listening on `port`. */
-function listensOn(pid: number, port: number): boolean {
-  const inodes = listeningInodes(pid, port);
-  if (inodes.size === 0) return false;
-  try {
-    for (const fd of readdirSync(`/proc/${pid}/fd`)) {
-      let target: string;
-      try {
-        target = readlinkSync(`/proc/${pid}/fd/${fd}`);
-      } catch {
-        continue;
-      }
-      const m = /^socket:\[(\d+)\]$/.exec(target);
-      if (m && inodes.has(m[1])) return true;
-    }
-  } catch {
-    // gone
-  }
-  return false;
-}
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-async function* streamLogs(runtime: LocalRuntime, runId: string, options: LogOptions): AsyncIterable<LogLine> {
-  const files = await runtime.logFiles(runId, options);
-  const offsets = new Map<string, number>();
-  const partial = new Map<string, string>();
-  // Initial content (tail N lines per instance when asked).
-  for (const f of files) {
-    let text = '';
-    try {
-      text = await fs.readFile(f.file, 'utf8');
-    } catch {
-      // not written yet
-    }
-    offsets.set(f.file, Buffer.byteLength(text));
-    let lines = text.split('\n');
-    partial.set(f.file, lines.pop() ?? '');
-    if (options.tail !== undefined) lines = lines.slice(Math.max(0, lines.length - options.tail));
-    for (const line of lines) yield { runnable: f.runnable, instance: f.instance, line };
-  }
-  if (!options.follow) {
-    for (const f of files) {
-      const rest = partial.get(f.file);
-      if (rest) yield { runnable: f.runnable, instance: f.instance, line: rest };
-    }
-    return;
-  }
-  let known = files;
-  let finalRounds = 0;
-  while (!options.signal?.aborted) {
-    let progressed = false;
-    for (const f of known) {
-      if (!offsets.has(f.file)) {
-        offsets.set(f.file, 0);
-        partial.set(f.file, '');
-      }
-      let size: number;
-      try {
-        size = (await fs.stat(f.file)).size;
-      } catch {
-        continue;
-      }
-      const offset = offsets.get(f.file)!;
-      if (size <= offset) continue;
-      const handle = await fs.open(f.file, 'r');
-      const buf = Buffer.alloc(size - offset);
-      try {
-        await handle.read(buf, 0, buf.length, offset);
-      } finally {
-        await handle.close();
-      }
-      offsets.set(f.file, size);
-      progressed = true;
-      const lines = (partial.get(f.file)! + buf.toString('utf8')).split('\n');
-      partial.set(f.file, lines.pop() ?? '');
-      for (const line of lines) yield { runnable: f.runnable, instance: f.instance, line };
-    }
-    if (progressed) continue;
-    const status = await runtime.status(runId);
-    if (!status || isTerminal(status.state)) {
-      // One more pass after the end, so the last lines written are not lost.
-      if (++finalRounds > 1) break;
-    }
-    known = await runtime.logFiles(runId, options).catch(() => known);
-    await new Promise<void>((resolve) => {
-      const onAbort = () => {
-        clearTimeout(t);
-        resolve();
-      };
-      const t = setTimeout(() => {
-        options.signal?.removeEventListener('abort', onAbort);
-        resolve();
-      }, 200);
-      options.signal?.addEventListener('abort', onAbort, { once: true });
-    });
-  }
-  for (const f of known) {
-    const rest = partial.get(f.file);
-    if (rest) yield { runnable: f.runnable, instance: f.instance, line: rest };
   }
 }
