@@ -1,4 +1,5 @@
 // Plumbing shared by the components that run and coordinate programs: atomic
-// files and the default directories.
+// files, the default directories and durations.
 export { readTextIfAny, writeFileAtomic } from './files.js';
 export { weftStateDir } from './directories.js';
+export { DurationError, formatDuration, parseDurationMs } from './durations.js';

@@ -7,7 +7,7 @@ import { AppsV1Api, BatchV1Api, CoreV1Api } from '@kubernetes/client-node';
 import type { RunStatus, StatusListener } from '../api.js';
 import { isTerminal, RunStateMachine } from '../state.js';
 import { deriveRun, runIdOf, type Derived, type RunObjects } from './derive.js';
-import { Informer, type ListPage } from './informer.js';
+import { Informer, type ListPage } from '../../kube-client/index.js';
 import { LABEL_ROLE, MANAGED_SELECTOR } from './render.js';
 
 interface RunEntry {

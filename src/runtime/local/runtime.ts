@@ -42,6 +42,7 @@ import { SUPERVISOR_SCRIPT } from './supervisor.js';
 import { instanceVerdict, isTerminalInstance, runObservation, type ObservedInstance } from './observe.js';
 import type { InstanceRecord, LocalMode, LocalNetwork, RunnableRecord, RunRecord } from './records.js';
 import { deriveRunState, runnableStatuses } from '../derive/index.js';
+import { resolveBuilds } from '../build/index.js';
 
 export type { LocalMode, LocalNetwork } from './records.js';
 
@@ -194,7 +195,9 @@ export class LocalRuntime implements Runtime {
   // Submit
 
   async submit(request: RunRequest): Promise<RunStatus> {
-    const { runId, spec } = request;
+    const { runId } = request;
+    // The Runner resolved build: sections already; this covers callers of the SPI alone (the master).
+    const spec = await resolveBuilds(request.spec);
     const dir = this.runDir(runId);
     // Checked again atomically below; this early check only saves preparing images for nothing.
     if (existsSync(dir)) throw new RunIdTakenError(runId, `${dir} already exists`);
@@ -215,11 +218,7 @@ export class LocalRuntime implements Runtime {
     const images: Record<string, RunnableRecord['image']> = {};
     try {
       for (const r of spec.runnables) {
-        if (r.build || !r.image) {
-          throw new LocalRuntimeError(
-            `runnable ${r.name} has a build: section; build and push the image first (weft build ... --output docker://127.0.0.1:5000/<name>:<tag>) and put its reference under image:`,
-          );
-        }
+        if (!r.image) throw new LocalRuntimeError(`runnable ${r.name} has no image`);
         const unpacked = await this.images.prepare(r.image);
         images[r.name] = { reference: r.image, digest: unpacked.digest, rootfs: unpacked.rootfs };
       }
