@@ -7,11 +7,11 @@
 //          [--lease MS --renew MS --retry MS]
 // Needs WEFT_ETCD_ENDPOINTS for etcd and KUBECONFIG for kubernetes (bench/coord-failover.sh sets both).
 import { parseArgs } from 'node:util';
-import { runCandidate, type CandidateEvent, type RunningCandidate } from '../src/coord/candidate.js';
+import { runCandidate, type CandidateEvent, type RunningCandidate } from '../test/support/coord-candidate.js';
 import { MemoryCluster, resolveTimings, type LeaseTimings, type MemoryCoordination } from '../src/coord/index.js';
 import { checkSafety, isElected, median, percentile, Timeline } from '../test/coord/harness.js';
 import { failover, type BackendUnderTest } from '../test/coord/scenarios.js';
-import { loadKubeConfig } from '../src/coord/kube.js';
+import { loadKubeConfig } from '../src/kube-client/index.js';
 import { CoreV1Api } from '@kubernetes/client-node';
 import { uniq } from '../test/coord/scenarios.js';
 
@@ -68,7 +68,7 @@ function backend(name: 'etcd' | 'kubernetes'): BackendUnderTest {
   }
   const kubeconfig = process.env.KUBECONFIG;
   if (!kubeconfig) throw new Error('KUBECONFIG is not set: run bench/coord-failover.sh, or scripts/k8s-testenv up and export it');
-  const server = new URL(loadKubeConfig(kubeconfig).getCurrentCluster()!.server);
+  const server = new URL(loadKubeConfig({ kubeconfig }).getCurrentCluster()!.server);
   return { target: { host: server.hostname, port: Number(server.port) }, timings, options: () => ({ backend: 'kubernetes', kubeconfig, namespace: values.namespace!, timings }) };
 }
 
@@ -77,7 +77,7 @@ if (values.backends!.split(',').includes('kubernetes') && !values.namespace) {
   const kubeconfig = process.env.KUBECONFIG;
   if (!kubeconfig) throw new Error('KUBECONFIG is not set: run bench/coord-failover.sh, or scripts/k8s-testenv up and export it');
   values.namespace = uniq('weft-coord-bench');
-  await loadKubeConfig(kubeconfig).makeApiClient(CoreV1Api).createNamespace({ body: { metadata: { name: values.namespace } } });
+  await loadKubeConfig({ kubeconfig }).makeApiClient(CoreV1Api).createNamespace({ body: { metadata: { name: values.namespace } } });
   ownNamespace = true;
 }
 const rows: string[] = [];
@@ -117,5 +117,5 @@ for (const b of ['etcd', 'kubernetes']) {
   const p = [...medians.entries()].find(([k]) => k.startsWith(`peer ${b}`))?.[1];
   if (w !== undefined && p !== undefined) console.log(`ratio weft/peer (${b}, median failover): ${(w / p).toFixed(2)}`);
 }
-if (ownNamespace) await loadKubeConfig(process.env.KUBECONFIG).makeApiClient(CoreV1Api).deleteNamespace({ name: values.namespace! }).catch(() => undefined);
+if (ownNamespace) await loadKubeConfig({ kubeconfig: process.env.KUBECONFIG }).makeApiClient(CoreV1Api).deleteNamespace({ name: values.namespace! }).catch(() => undefined);
 process.exit(0); // candidate processes are gone; don't wait for idle client connections

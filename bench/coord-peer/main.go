@@ -1,7 +1,7 @@
 // coord-peer: the reference leader-election implementations weft's coordination
 // backends are benchmarked against — client-go's leaderelection (LeaseLock) and
 // etcd's concurrency.Election — as a candidate process that prints the same JSON
-// events as weft's src/coord/candidate.ts (ready, elected, stepdown).
+// events as weft's test/support/coord-candidate.ts (ready, elected, stepdown).
 //
 // Usage: coord-peer kube|etcd -name N -id ID [-kubeconfig P -namespace NS | -endpoints URL]
 //        [-lease 3s -renew 2s -retry 500ms]

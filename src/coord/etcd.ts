@@ -12,7 +12,7 @@
 // down renewDeadline after it, which is before the server-side TTL can run out.
 import { randomUUID } from 'node:crypto';
 import { Etcd3, EtcdLeaseInvalidError, type Lease, type Watcher } from 'etcd3';
-import { withTimeout, sleep } from './lease-campaign.js';
+import { awaitElection, sleep, withTimeout, type ElectionOutcome } from './lease-campaign.js';
 import { acquireLock } from './lock-handle.js';
 import { checkEndpoint } from './memory.js';
 import { LiveServiceList } from './service-list.js';
@@ -56,7 +56,7 @@ class EtcdCampaign {
   private key: string | undefined;
   private endTerm: ((reason: string) => void) | undefined;
   private loop: Promise<void> | undefined;
-  private elected: { resolve: (t: number) => void; reject: (e: Error) => void } | undefined;
+  private elected: ElectionOutcome | undefined;
 
   constructor(
     private readonly client: Etcd3,
@@ -79,15 +79,10 @@ class EtcdCampaign {
   }
 
   acquire(timeoutMs: number | undefined): Promise<number> {
-    return new Promise<number>((resolve, reject) => {
-      let timer: NodeJS.Timeout | undefined;
-      this.elected = {
-        resolve: (t) => { clearTimeout(timer); resolve(t); },
-        reject: (e) => { clearTimeout(timer); reject(e); },
-      };
-      if (timeoutMs !== undefined) timer = setTimeout(() => this.elected?.reject(new Error('timeout')), timeoutMs);
-      this.start();
-    });
+    const waiting = awaitElection(timeoutMs);
+    this.elected = waiting.elected;
+    this.start();
+    return waiting.token;
   }
 
   private async run(): Promise<void> {

@@ -15,13 +15,13 @@ import {
   ApiException,
   CoordinationV1Api,
   CoreV1Api,
-  KubeConfig,
   makeInformer,
   V1MicroTime,
   type Informer,
   type ObjectCache,
   type V1Lease,
 } from '@kubernetes/client-node';
+import { contextNamespace, loadKubeConfig } from '../kube-client/index.js';
 import { CampaignRegistry, leaseElector, leaseLocks } from './lease-backend.js';
 import { ConflictError, type LeaseRecord, type LeaseRecordStore, type VersionedRecord } from './lease-campaign.js';
 import { checkEndpoint } from './memory.js';
@@ -82,33 +82,9 @@ function toSpec(r: LeaseRecord): V1Lease['spec'] {
   };
 }
 
-export function loadKubeConfig(path?: string, server?: string): KubeConfig {
-  const kc = new KubeConfig();
-  try {
-    if (path) kc.loadFromFile(path);
-    else kc.loadFromDefault();
-  } catch (error) {
-    throw new Error(`cannot load the kubeconfig${path ? ` ${path}` : ''}: ${(error as Error).message}; set KUBECONFIG or pass a kubeconfig path`);
-  }
-  if (!kc.getCurrentCluster()) throw new Error('the kubeconfig has no current cluster: set KUBECONFIG to a kubeconfig with a current-context');
-  if (server) {
-    const current = kc.getCurrentContext();
-    const clusterName = kc.getContextObject(current)!.cluster;
-    const next = new KubeConfig();
-    next.loadFromOptions({
-      clusters: kc.clusters.map((c) => (c.name === clusterName ? { ...c, server } : c)),
-      users: kc.users,
-      contexts: kc.contexts,
-      currentContext: current,
-    });
-    return next;
-  }
-  return kc;
-}
-
 export function createKubeCoordination(options: KubeOptions): Coordination {
-  const kc = loadKubeConfig(options.kubeconfig, options.server);
-  const namespace = options.namespace ?? kc.getContextObject(kc.getCurrentContext())?.namespace ?? 'default';
+  const kc = loadKubeConfig({ kubeconfig: options.kubeconfig, server: options.server });
+  const namespace = options.namespace ?? contextNamespace(kc);
   checkName('namespace', namespace);
   const timings = options.timings;
   const leases = kc.makeApiClient(CoordinationV1Api);

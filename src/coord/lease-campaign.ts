@@ -10,6 +10,34 @@
 import { randomUUID } from 'node:crypto';
 import type { LeaderCallbacks, LeaseTimings } from './types.js';
 
+/** What a campaign calls once it wins (with its fencing token) or gives up. */
+export interface ElectionOutcome {
+  resolve: (token: number) => void;
+  reject: (e: Error) => void;
+}
+
+/**
+ * The promise a lock's acquire() returns: the campaign settles it through `elected`; after
+ * `timeoutMs` without a win, `onTimeout` runs and it rejects with "timeout".
+ */
+export function awaitElection(timeoutMs: number | undefined, onTimeout?: () => void): { elected: ElectionOutcome; token: Promise<number> } {
+  let elected!: ElectionOutcome;
+  const token = new Promise<number>((resolve, reject) => {
+    let timer: NodeJS.Timeout | undefined;
+    elected = {
+      resolve: (t) => { clearTimeout(timer); resolve(t); },
+      reject: (e) => { clearTimeout(timer); reject(e); },
+    };
+    if (timeoutMs !== undefined) {
+      timer = setTimeout(() => {
+        onTimeout?.();
+        elected.reject(new Error('timeout'));
+      }, timeoutMs);
+    }
+  });
+  return { elected, token };
+}
+
 export interface LeaseRecord {
   holderIdentity: string;
   leaseDurationMs: number;
@@ -69,7 +97,7 @@ export class LeaseCampaign {
   private watchdog: NodeJS.Timeout | undefined;
   private loop: Promise<void> | undefined;
   private wake: (() => void) | undefined;
-  private elected: { resolve: (token: number) => void; reject: (e: Error) => void } | undefined;
+  private elected: ElectionOutcome | undefined;
   readonly id = randomUUID();
 
   constructor(private readonly opts: CampaignOptions) {}
@@ -86,23 +114,15 @@ export class LeaseCampaign {
     this.loop = this.run().catch(() => undefined);
   }
 
-  /** Lock mode: resolves with the token once acquired, rejects after `timeoutMs`. */
+  /** Lock mode: resolves with the token once acquired, rejects after `timeoutMs` (and stops campaigning). */
   acquire(timeoutMs: number | undefined): Promise<number> {
-    return new Promise<number>((resolve, reject) => {
-      let timer: NodeJS.Timeout | undefined;
-      this.elected = {
-        resolve: (t) => { clearTimeout(timer); resolve(t); },
-        reject: (e) => { clearTimeout(timer); reject(e); },
-      };
-      if (timeoutMs !== undefined) {
-        timer = setTimeout(() => {
-          this.elected = undefined;
-          void this.stop(false);
-          reject(new Error('timeout'));
-        }, timeoutMs);
-      }
-      this.start();
+    const waiting = awaitElection(timeoutMs, () => {
+      this.elected = undefined;
+      void this.stop(false);
     });
+    this.elected = waiting.elected;
+    this.start();
+    return waiting.token;
   }
 
   private async run(): Promise<void> {

@@ -3,9 +3,8 @@
 // stopped (CDAP's provisioner records its task state the same way). Written atomically:
 // a kill mid-write leaves the previous journal, never a torn one.
 import { promises as fs } from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import { writeFileAtomic } from '../image/index.js';
+import { weftStateDir, writeFileAtomic } from '../common/index.js';
 import type { ClusterConfig } from './types.js';
 
 export type StepState = 'started' | 'done';
@@ -34,8 +33,8 @@ export class JournalError extends Error {
 }
 
 /** ${XDG_STATE_HOME:-~/.local/state}/weft/clusters */
-export function defaultJournalDir(env: NodeJS.ProcessEnv = process.env): string {
-  return path.join(env.XDG_STATE_HOME || path.join(os.homedir(), '.local', 'state'), 'weft', 'clusters');
+export function defaultJournalDir(): string {
+  return weftStateDir('clusters');
 }
 
 const NAME = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;

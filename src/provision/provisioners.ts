@@ -2,11 +2,11 @@
 // (the project's test environment, scripts/k8s-testenv, which weft starts and stops).
 import { spawn } from 'node:child_process';
 import { existsSync, promises as fs } from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { KubeConfig, VersionApi } from '@kubernetes/client-node';
 import { runningInstallation } from '../image/index.js';
-import { loadKubeConfig } from '../runtime/kube/index.js';
+import { weftStateDir } from '../common/index.js';
+import { loadKubeConfig } from '../kube-client/index.js';
 import type { ClusterConfig, ClusterHealth, Provisioner, ProvisionerName } from './types.js';
 
 export class ProvisionError extends Error {
@@ -53,7 +53,7 @@ class ExistingProvisioner implements Provisioner {
 
 /** The test environment's state dir: the one recorded at provisioning, else WEFT_K8S_STATE, else its default. */
 export function testenvState(config: ClusterConfig, env: NodeJS.ProcessEnv = process.env): string {
-  return config.testenvState ?? env.WEFT_K8S_STATE ?? path.join(env.XDG_STATE_HOME || path.join(os.homedir(), '.local', 'state'), 'weft', 'k8s-testenv');
+  return config.testenvState ?? env.WEFT_K8S_STATE ?? weftStateDir('k8s-testenv');
 }
 
 class TestenvProvisioner implements Provisioner {

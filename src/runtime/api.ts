@@ -234,7 +234,25 @@ export interface LocalRuntimeOptions {
   runtime: 'local';
   /** Where the local backend keeps run state; its default when unset. */
   stateDir?: string;
-  [option: string]: unknown;
+  /** runc, host, or auto (default: $WEFT_LOCAL_MODE, else auto: runc when it can run here). */
+  mode?: 'runc' | 'host' | 'auto';
+  /** The runc binary (default: runc on PATH). */
+  runc?: string;
+  /** java for host-process mode (default: $JAVA_HOME/bin/java, else java on PATH). */
+  java?: string;
+  /** Status poll interval while someone watches (ms, default 300). */
+  pollMs?: number;
+  /** Apply cpu/memory limits with cgroups in runc mode (default true). */
+  limits?: boolean;
+  /** Where images are stored and unpacked (default <stateDir>/images). */
+  imageDir?: string;
+  /**
+   * runc mode: `private` (default; $WEFT_LOCAL_NETWORK overrides) gives each instance its
+   * own network namespace with loopback only, its announced ports published on the host's
+   * 127.0.0.1, as podman does; `host` shares the host's network, for programs that must
+   * reach services on this machine or elsewhere (see docs/security.md).
+   */
+  network?: 'host' | 'private';
 }
 
 export type RunnerOptions = KubernetesRuntimeOptions | LocalRuntimeOptions;

@@ -1,6 +1,6 @@
 // The runtime capability: app spec, run states, the Twill-style API, and the
 // factory that picks a backend.
-import type { KubernetesRuntimeOptions, LocalRuntimeOptions, RunnerOptions, Runtime, RunStatus, RuntimeFactory, TwillRunner } from './api.js';
+import type { KubernetesRuntimeOptions, LocalRuntimeOptions, RunnerOptions, Runtime, RunStatus, TwillRunner } from './api.js';
 import { Runner } from './runner.js';
 
 export * from './api.js';
@@ -13,20 +13,13 @@ export { createRunIdGenerator, isValidRunId, newRunId, RUN_ID_MAX_LENGTH, RunIdT
 export async function createRuntime(options: RunnerOptions): Promise<Runtime> {
   switch (options.runtime) {
     case 'kubernetes': {
-      const mod = (await import('./kube/index.js')) as { createRuntime: RuntimeFactory<typeof options> };
-      return mod.createRuntime(options);
+      // Loaded on demand: a local-only user never loads the Kubernetes client, and the reverse.
+      const backend = await import('./kube/index.js');
+      return backend.createRuntime(options);
     }
     case 'local': {
-      // The local backend lives in ./local (see src/runtime/local/index.ts); it exports createRuntime.
-      const path = './local/index.js';
-      let mod: { createRuntime?: RuntimeFactory<typeof options> };
-      try {
-        mod = (await import(path)) as typeof mod;
-      } catch (error) {
-        throw new Error(`the local runtime is not available in this build (${(error as Error).message}); use --runtime kubernetes`);
-      }
-      if (typeof mod.createRuntime !== 'function') throw new Error('src/runtime/local/index.ts must export createRuntime(options)');
-      return mod.createRuntime(options);
+      const backend = await import('./local/index.js');
+      return backend.createRuntime(options);
     }
     default:
       throw new Error(`unknown runtime "${(options as { runtime: string }).runtime}": use kubernetes or local`);

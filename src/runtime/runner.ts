@@ -14,6 +14,7 @@ import type {
   StatusListener,
   TwillRunner,
 } from './api.js';
+import { resolveBuilds } from './build/index.js';
 import { newRunId, RunIdTakenError, type RunIdGenerator } from './runid.js';
 import { parseDuration, SpecError, type AppSpec, type Resources } from './spec.js';
 import { isTerminal, type RunState } from './state.js';
@@ -231,12 +232,14 @@ class RunPreparer implements Preparer {
     for (const f of files) {
       if (!/^[-._a-zA-Z0-9]+$/.test(f.name)) throw new SpecError(`file name "${f.name}" must be letters, digits, ".", "-" or "_"`);
     }
+    // Built and pushed once, here, whichever backend runs it (and not again on a run id retry).
+    const spec = await resolveBuilds(this.spec);
     const makeId = this.options.newRunId ?? newRunId;
     const attempts = this.options.runIdAttempts ?? 5;
     for (let attempt = 1; ; attempt++) {
       const runId = makeId(this.spec.name);
       try {
-        const status = await this.runtime.submit({ runId, spec: this.spec, files });
+        const status = await this.runtime.submit({ runId, spec, files });
         return new RunController(this.runtime, status);
       } catch (error) {
         // Another run holds the id: the backend created nothing, so a new id is safe (never adopt the other run).

@@ -4,41 +4,22 @@ import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
+import { DurationError, formatDuration, parseDurationMs } from '../common/index.js';
 
 export class SpecError extends Error {
   override name = 'SpecError';
 }
 
-const durationUnits: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
-
 /** Parses durations like `500ms`, `60s`, `5m`, `1h30m` (or a bare number of seconds) into milliseconds. */
 export function parseDuration(text: string | number): number {
-  if (typeof text === 'number') {
-    if (!Number.isFinite(text) || text < 0) throw new SpecError(`invalid duration ${text}: use a positive number of seconds or a string like 60s, 5m, 1h`);
-    return Math.round(text * 1000);
+  try {
+    return parseDurationMs(text);
+  } catch (error) {
+    throw error instanceof DurationError ? new SpecError(error.message) : error;
   }
-  const trimmed = text.trim();
-  if (/^\d+(\.\d+)?$/.test(trimmed)) return Math.round(Number(trimmed) * 1000);
-  const part = /(\d+(?:\.\d+)?)(ms|s|m|h)/gy;
-  let total = 0;
-  let consumed = 0;
-  let match: RegExpExecArray | null;
-  while ((match = part.exec(trimmed)) !== null) {
-    total += Number(match[1]) * durationUnits[match[2]];
-    consumed = part.lastIndex;
-  }
-  if (consumed === 0 || consumed !== trimmed.length) {
-    throw new SpecError(`invalid duration "${text}": write it like 500ms, 60s, 5m or 1h30m`);
-  }
-  return Math.round(total);
 }
 
-export function formatDuration(ms: number): string {
-  if (ms % 3_600_000 === 0 && ms > 0) return `${ms / 3_600_000}h`;
-  if (ms % 60_000 === 0 && ms > 0) return `${ms / 60_000}m`;
-  if (ms % 1000 === 0) return `${ms / 1000}s`;
-  return `${ms}ms`;
-}
+export { formatDuration };
 
 const labelPattern = /^[a-z]([-a-z0-9]*[a-z0-9])?$/;
 const labelHint = 'use lowercase letters, digits and "-", starting with a letter (a DNS label)';
@@ -235,10 +216,8 @@ export type PortSpec = z.output<typeof PortSchema>;
 export type KubernetesExtras = z.output<typeof KubernetesExtrasSchema>;
 export type Readiness = z.output<typeof ReadinessSchema>;
 
-/** Environment variable that tells a program the port it announced as `name`: WEFT_PORT_<NAME>. Same on every runtime. */
-export function portEnvName(name: string): string {
-  return `WEFT_PORT_${name.toUpperCase().replace(/-/g, '_')}`;
-}
+/** WEFT_PORT_<NAME>: defined by the in-container contract (./contract), re-exported for importers of the spec. */
+export { portEnvName } from './contract/environment.js';
 
 /** The Kubernetes extras that apply to runnable `r`: the app's, then the runnable's on top. */
 export function kubernetesExtrasFor(app: AppSpec, r: RunnableSpec): KubernetesExtras {

@@ -5,11 +5,11 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { CandidateConfig, CandidateEvent } from '../../src/coord/candidate.js';
+import type { CandidateConfig, CandidateEvent } from '../support/coord-candidate.js';
 import type { FencedEntry } from '../../src/coord/index.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-export const candidateScript = path.resolve(here, '../../src/coord/candidate.js');
+export const candidateScript = path.resolve(here, '../support/coord-candidate.js');
 
 /** All events of all candidates, in arrival order, plus the test's own marks (kills, cuts). */
 export class Timeline {

@@ -5,7 +5,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { CoordinationV1Api, CoreV1Api } from '@kubernetes/client-node';
 import { createCoordination, type LeaseTimings } from '../../src/coord/index.js';
-import { loadKubeConfig } from '../../src/coord/kube.js';
+import { loadKubeConfig } from '../../src/kube-client/index.js';
 import { requireEnv } from './harness.js';
 import { discovery, failover, locks, partition, uniq, type BackendUnderTest } from './scenarios.js';
 
@@ -17,18 +17,18 @@ const namespace = uniq('weft-coord-test');
 before(async () => {
   const kubeconfig = process.env.KUBECONFIG;
   if (!kubeconfig) return; // each test fails with the reason
-  await loadKubeConfig(kubeconfig).makeApiClient(CoreV1Api).createNamespace({ body: { metadata: { name: namespace } } });
+  await loadKubeConfig({ kubeconfig }).makeApiClient(CoreV1Api).createNamespace({ body: { metadata: { name: namespace } } });
 });
 
 after(async () => {
   const kubeconfig = process.env.KUBECONFIG;
   if (!kubeconfig) return;
-  await loadKubeConfig(kubeconfig).makeApiClient(CoreV1Api).deleteNamespace({ name: namespace }).catch(() => undefined);
+  await loadKubeConfig({ kubeconfig }).makeApiClient(CoreV1Api).deleteNamespace({ name: namespace }).catch(() => undefined);
 });
 
 function backend(): BackendUnderTest {
   const kubeconfig = requireEnv('KUBECONFIG', 'run the tests with scripts/test, or start the control plane with scripts/k8s-testenv up and export the KUBECONFIG it prints');
-  const server = new URL(loadKubeConfig(kubeconfig).getCurrentCluster()!.server);
+  const server = new URL(loadKubeConfig({ kubeconfig }).getCurrentCluster()!.server);
   return {
     target: { host: server.hostname, port: Number(server.port || 443) },
     timings,
@@ -66,7 +66,7 @@ test('kubernetes: the election Lease looks like client-go\'s', async () => {
     const deadline = Date.now() + 30_000;
     while (!h.isLeader && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
     assert.ok(h.isLeader, 'the only candidate leads');
-    const api = loadKubeConfig(kubeconfig).makeApiClient(CoordinationV1Api);
+    const api = loadKubeConfig({ kubeconfig }).makeApiClient(CoordinationV1Api);
     const lease = await api.readNamespacedLease({ name: `weft-leader-${name}`, namespace });
     assert.equal(lease.spec?.holderIdentity, 'pod-a');
     assert.equal(lease.spec?.leaseDurationSeconds, 3);

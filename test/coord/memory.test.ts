@@ -2,7 +2,7 @@
 // partitions are simulated by the backend's fault injection.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { runCandidate, type CandidateEvent, type RunningCandidate } from '../../src/coord/candidate.js';
+import { runCandidate, type CandidateEvent, type RunningCandidate } from '../support/coord-candidate.js';
 import { createCoordination, MemoryCluster, StaleTokenError, type LeaseTimings, type MemoryCoordination } from '../../src/coord/index.js';
 import { checkSafety, isElected, Timeline } from './harness.js';
 import { locks, type BackendUnderTest } from './scenarios.js';

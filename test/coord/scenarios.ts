@@ -3,7 +3,7 @@
 // (No tests in this file.)
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import type { CandidateConfig, CandidateEvent } from '../../src/coord/candidate.js';
+import type { CandidateConfig, CandidateEvent } from '../support/coord-candidate.js';
 import { createCoordination, LockTimeoutError, type CoordinationOptions, type LeaseTimings, type ServiceInstance } from '../../src/coord/index.js';
 import { CandidateProcess, checkSafety, isElected, PartitionProxy, stopAll, Timeline } from './harness.js';
 

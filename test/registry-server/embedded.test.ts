@@ -9,18 +9,11 @@ import { fileURLToPath } from 'node:url';
 import { ensureEmbeddedRegistry } from '../../src/registry/server/index.js';
 import { pushBlob, raw, tempDir } from './helpers.js';
 import { freePort } from '../support/net.js';
+import { isAlive } from '../support/process.js';
 
 const cli = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 test('ensureEmbeddedRegistry starts `weft registry serve` in the background once and reuses it', { timeout: 60_000 }, async () => {
   const dir = await tempDir('registry-embedded');
@@ -34,7 +27,7 @@ test('ensureEmbeddedRegistry starts `weft registry serve` in the background once
     assert.equal(first.started, true);
     assert.equal(first.url, `http://${addr}`);
     pid = first.pid;
-    assert.ok(pid && alive(pid));
+    assert.ok(pid && isAlive(pid));
     assert.equal(readFileSync(join(dir.path, 'state', 'weft', 'registry.pid'), 'utf8').trim(), String(pid));
     const pushed = await pushBlob(first.url, 'embedded/app', Buffer.from('hello'));
     assert.equal(pushed.status, 201);
@@ -44,9 +37,9 @@ test('ensureEmbeddedRegistry starts `weft registry serve` in the background once
     assert.equal(second.started, false);
     assert.equal(second.url, first.url);
   } finally {
-    if (pid && alive(pid)) process.kill(pid, 'SIGTERM');
-    for (let i = 0; i < 100 && pid && alive(pid); i++) await new Promise((r) => setTimeout(r, 50));
-    if (pid && alive(pid)) process.kill(pid, 'SIGKILL');
+    if (pid && isAlive(pid)) process.kill(pid, 'SIGTERM');
+    for (let i = 0; i < 100 && pid && isAlive(pid); i++) await new Promise((r) => setTimeout(r, 50));
+    if (pid && isAlive(pid)) process.kill(pid, 'SIGKILL');
     process.env.WEFT_REGISTRY_ADDR = saved.addr;
     process.env.XDG_STATE_HOME = saved.state;
     if (saved.addr === undefined) delete process.env.WEFT_REGISTRY_ADDR;

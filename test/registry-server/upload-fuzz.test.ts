@@ -13,19 +13,8 @@ import { request } from 'node:http';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { startRegistry } from '../../src/registry/server/index.js';
+import { prng } from '../support/prng.js';
 import { sha256, tempDir } from './helpers.js';
-
-/** mulberry32: a small seeded PRNG, enough to replay a run. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface Reply {
   status: number;

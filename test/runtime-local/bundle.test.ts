@@ -3,11 +3,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { promises as fs } from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { defaultSeccomp, formatAnnotations, hostProcess, memoryBytes, cpuMillicores, parseAnnotations, portEnvName, processArgs, resolveImageUser, runcConfig } from '../../src/runtime/local/index.js';
 import { parseAppSpec } from '../../src/runtime/index.js';
 import type { ImageConfig } from '../../src/image/index.js';
+import { tempDir } from '../support/temp.js';
 
 const image: ImageConfig = {
   architecture: 'amd64',
@@ -105,7 +105,7 @@ test('seccomp: rules follow capabilities and architectures as containers/common 
 });
 
 test("the image's User: ids, names from the image's passwd/group, never read through a link out of the root", async () => {
-  const root = await fs.mkdtemp(path.join(os.tmpdir(), 'weft-user-'));
+  const root = await tempDir('weft-user-');
   try {
     const rootfs = path.join(root, 'rootfs');
     await fs.mkdir(path.join(rootfs, 'etc'), { recursive: true });

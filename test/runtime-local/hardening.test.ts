@@ -7,7 +7,6 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { execFile } from 'node:child_process';
 import { promises as fs } from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { createServer, type AddressInfo } from 'node:net';
 import { promisify } from 'node:util';
@@ -17,6 +16,9 @@ import { createRunner, isTerminal, parseAppSpec, type AppSpecInput, type Control
 import { createLocalRuntime, LocalRuntime } from '../../src/runtime/local/index.js';
 import { buildProbeImage, weftMain, type ProbeImage } from '../twill/fixtures/probe-image.js';
 import { readLine, readLineWhenListening, waitForLogs } from '../twill/local-target.js';
+import { isAlive } from '../support/process.js';
+import { StartedRuns } from '../support/runs.js';
+import { tempDir } from '../support/temp.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -107,14 +109,6 @@ async function runcContainers(stateDir: string): Promise<string[]> {
   return stdout.split('\n').filter(Boolean);
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 async function supervisorPids(stateDir: string, runId: string): Promise<number[]> {
   const record = JSON.parse(await fs.readFile(path.join(stateDir, 'runs', runId, 'run.json'), 'utf8')) as { runnables: Record<string, { instances: Array<{ supervisorPid?: number }> }> };
@@ -127,21 +121,16 @@ describe('local runtime hardening (issue 13)', () => {
   let stateDir: string;
   let runtime: LocalRuntime;
   let runner: TwillRunner;
-  const controllers: Controller[] = [];
+  const runs = new StartedRuns(() => runner);
+  const start = (input: AppSpecInput) => runs.start(input);
   const env = (extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv => {
     const e: NodeJS.ProcessEnv = { ...process.env, NO_COLOR: '1', WEFT_LOCAL_STATE_DIR: stateDir, WEFT_LOCAL_MODE: 'runc', ...extra };
     delete e.WEFT_RUNTIME;
     return e;
   };
-  const start = async (input: AppSpecInput) => {
-    const c = await runner.prepare(parseAppSpec(input)).start();
-    controllers.push(c);
-    return c;
-  };
-
   before(async () => {
     probe = await buildProbeImage();
-    work = await fs.mkdtemp(path.join(os.tmpdir(), 'weft-local-hardening-'));
+    work = await tempDir('weft-local-hardening-');
     stateDir = path.join(work, 'state');
     // An existing state dir with the loose mode older versions left: it must be tightened.
     await fs.mkdir(stateDir, { mode: 0o755 });
@@ -151,8 +140,7 @@ describe('local runtime hardening (issue 13)', () => {
   });
 
   after(async () => {
-    for (const c of controllers) await runtime.kill(c.runId).catch(() => undefined);
-    for (const c of controllers) await c.awaitTerminated(30_000).catch(() => undefined);
+    await runs.endAll(runtime);
     await runner?.close();
     await runtime?.close();
     await probe?.remove();
@@ -245,7 +233,7 @@ describe('local runtime hardening (issue 13)', () => {
     await c.kill();
     assert.equal((await c.awaitTerminated(60_000)).state, 'KILLED');
     await until('every supervisor and container of the run gone', async () =>
-      pids.every((p) => !alive(p)) && !(await runcContainers(stateDir)).some((id) => id.startsWith(`weft-${c.runId}-`)) ? true : undefined,
+      pids.every((p) => !isAlive(p)) && !(await runcContainers(stateDir)).some((id) => id.startsWith(`weft-${c.runId}-`)) ? true : undefined,
     );
   });
 
@@ -260,10 +248,10 @@ describe('local runtime hardening (issue 13)', () => {
     record.final = { state: 'FAILED', reason: 'Error', message: 'recorded by hand', finishedAt: new Date().toISOString() };
     await fs.writeFile(file, JSON.stringify(record));
     assert.equal((await runtime.status(c.runId))?.state, 'FAILED');
-    assert.ok(alive(pid), 'the leftover supervisor runs');
+    assert.ok(isAlive(pid), 'the leftover supervisor runs');
     await runtime.kill(c.runId);
     await until('the leftover supervisor and container gone', async () =>
-      !alive(pid) && !(await runcContainers(stateDir)).some((id) => id.startsWith(`weft-${c.runId}-`)) ? true : undefined,
+      !isAlive(pid) && !(await runcContainers(stateDir)).some((id) => id.startsWith(`weft-${c.runId}-`)) ? true : undefined,
     );
   });
 
@@ -272,7 +260,7 @@ describe('local runtime hardening (issue 13)', () => {
       .prepare(parseAppSpec({ name: 'hd-private', runnables: [{ name: 'job', kind: 'batch', image: probe.reference, args: ['batch'], env: { DB_PASSWORD: 's3cret-value' } }] }))
       .withFiles([{ name: 'token.txt', data: 'another secret' }])
       .start();
-    controllers.push(c);
+    runs.track(c);
     assert.equal((await c.awaitTerminated(60_000)).state, 'COMPLETED');
     const mode = async (p: string) => (await fs.stat(path.join(stateDir, p))).mode & 0o777;
     const runDir = path.join('runs', c.runId);
@@ -292,7 +280,7 @@ describe('local runtime hardening (issue 13)', () => {
       .prepare(parseAppSpec({ name: 'hd-defaults', runnables: [{ name: 'job', kind: 'batch', image, args: ['inspect'], resources: { memory: '160Mi', cpu: '500m' }, env: { JAVA_TOOL_OPTIONS: '-XX:MinRAMPercentage=75' } }] }))
       .withFiles([{ name: 'secret.txt', data: 'for the container user' }])
       .start();
-    controllers.push(c);
+    runs.track(c);
     const end = await c.awaitTerminated(60_000);
     const lines: string[] = [];
     for await (const l of c.logs()) lines.push(l.line);

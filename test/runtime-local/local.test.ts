@@ -6,7 +6,6 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { promises as fs } from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { openImage, parseDockerReference } from '../../src/image/index.js';
@@ -16,6 +15,8 @@ import { createRunIdGenerator, createRunner, isTerminal, parseAppSpec, Runner, R
 import { createLocalRuntime, LocalRuntime } from '../../src/runtime/local/index.js';
 import { buildProbeImage, weftMain, type ProbeImage } from '../twill/fixtures/probe-image.js';
 import { logLines, readLineWhenListening, waitForLogs } from '../twill/local-target.js';
+import { StartedRuns } from '../support/runs.js';
+import { tempDir } from '../support/temp.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -37,22 +38,18 @@ describe('the local runtime with runc', () => {
   let runtime: LocalRuntime;
   let runner: TwillRunner;
   let remoteImage: string;
-  const controllers: Controller[] = [];
+  const runs = new StartedRuns(() => runner);
+  const start = (input: AppSpecInput) => runs.start(input);
 
   const service = (name: string, image: string, instances = 1): AppSpecInput => ({
     name,
     stopTimeout: '10s',
     runnables: [{ name: 'web', kind: 'service', image, instances, args: ['service'], ports: [{ name: 'http', port: 18181 }] }],
   });
-  const start = async (input: AppSpecInput) => {
-    const c = await runner.prepare(parseAppSpec(input)).start();
-    controllers.push(c);
-    return c;
-  };
 
   before(async () => {
     probe = await buildProbeImage();
-    stateDir = await fs.mkdtemp(path.join(os.tmpdir(), 'weft-local-test-'));
+    stateDir = await tempDir('weft-local-test-');
     registry = await startRegistry({ root: path.join(stateDir, 'registry'), addr: '127.0.0.1:0', logLevel: 'silent' });
     // Push the probe to weft's registry with weft's client: the run pulls it back from there.
     const image = (await openImage(probe.reference))!;
@@ -63,11 +60,7 @@ describe('the local runtime with runc', () => {
   });
 
   after(async () => {
-    for (const c of controllers) {
-      const s = await runtime.status(c.runId).catch(() => undefined);
-      if (s && !isTerminal(s.state)) await runtime.kill(c.runId).catch(() => undefined);
-    }
-    for (const c of controllers) await c.awaitTerminated(30_000).catch(() => undefined);
+    await runs.endAll(runtime);
     await runner?.close();
     await runtime?.close();
     await registry?.close();
@@ -94,7 +87,7 @@ describe('the local runtime with runc', () => {
     );
     assert.equal(config.root.readonly, true);
     assert.deepEqual(config.process.args.slice(-2), ['Probe', 'service'], 'the image entry point, then the spec args (replacing Cmd)');
-    for (const key of ['WEFT_RUN_ID', 'WEFT_APP', 'WEFT_RUNNABLE', 'WEFT_INSTANCE_ID', 'WEFT_INSTANCE_COUNT', 'WEFT_PORT_HTTP', 'JAVA_HOME']) {
+    for (const key of ['WEFT_RUN_ID', 'WEFT_APP', 'WEFT_RUNNABLE', 'WEFT_INSTANCE_ID', 'WEFT_INSTANCE_COUNT', 'WEFT_POD_NAME', 'WEFT_NAMESPACE', 'WEFT_RUNTIME', 'WEFT_PORT_HTTP', 'JAVA_HOME']) {
       assert.ok(config.process.env.some((e: string) => e.startsWith(`${key}=`)), `${key} in the environment`);
     }
     assert.ok(config.mounts.some((m: { destination: string }) => m.destination === '/etc/weft/podinfo'), 'the command directory is mounted');
@@ -169,7 +162,7 @@ describe('the local runtime with runc', () => {
     await assert.rejects(runtime.suspend((await start(service('lr-suspend-svc', probe.reference))).runId, true), /only batch runs can be suspended/);
   });
 
-  test('bad input: a missing image fails with ErrImagePull and is recorded with its reason; a build: section is rejected', { timeout: 60_000 }, async () => {
+  test('bad input: a missing image fails with ErrImagePull and is recorded with its reason; a build: section without a target is refused', { timeout: 60_000 }, async () => {
     const missing = await runner.prepare(parseAppSpec({ name: 'lr-missing', runnables: [{ name: 'job', kind: 'batch', image: `oci:${path.join(stateDir, 'nope')}:x` }] })).start();
     assert.equal(missing.state, 'FAILED');
     assert.equal(missing.status.reason, 'ErrImagePull');
@@ -178,10 +171,11 @@ describe('the local runtime with runc', () => {
     assert.equal(recorded?.state, 'FAILED', 'the run that never started is recorded');
     assert.equal(recorded?.reason, 'ErrImagePull');
     assert.deepEqual(recorded?.runnables.map((r) => r.instances.length), [0], 'no instance was created');
-    const build = await runner.prepare(parseAppSpec({ name: 'lr-build', runnables: [{ name: 'job', kind: 'batch', build: { jar: 'x.jar' } }] })).start();
-    assert.equal(build.state, 'REJECTED');
-    assert.match(build.status.message!, /build and push the image first/);
-    assert.equal((await runtime.status(build.runId))?.state, 'REJECTED');
+    // build: sections are resolved before any backend sees the run, the same on both runtimes
+    // (test/runtime-kube/lifecycle.test.ts asserts the same refusal on Kubernetes).
+    const build = parseAppSpec({ name: 'lr-build', runnables: [{ name: 'job', kind: 'batch', build: { jar: 'x.jar' } }] });
+    await assert.rejects(runner.prepare(build).start(), /needs target: docker:\/\/<registry>\/<repository>:<tag>/);
+    assert.equal((await runtime.list({ app: 'lr-build' })).length, 0, 'nothing was recorded');
   });
 
   test('weft run --runtime local --wait runs a batch to completion; status, logs and list see it', { timeout: 120_000 }, async () => {
@@ -208,7 +202,7 @@ describe('the local runtime in host-process mode', () => {
   let stateDir: string;
   before(async () => {
     probe = await buildProbeImage();
-    stateDir = await fs.mkdtemp(path.join(os.tmpdir(), 'weft-local-host-'));
+    stateDir = await tempDir('weft-local-host-');
   });
   after(async () => {
     await probe?.remove();

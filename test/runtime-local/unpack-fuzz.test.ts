@@ -10,27 +10,16 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { pack } from 'tar-stream';
 import { applyLayer, makeDirectoryInRoot } from '../../src/runtime/local/index.js';
+import { prng } from '../support/prng.js';
+import { tempDir } from '../support/temp.js';
 
 const SEED = Number(process.env.WEFT_FUZZ_SEED ?? 1301);
 const CASES = Number(process.env.WEFT_FUZZ_CASES ?? 300);
 const SECRET = 'sentinel-secret-7f3a';
-
-/** mulberry32: small, fast, and the same sequence on every machine. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 type Kind = 'file' | 'directory' | 'symlink' | 'link';
 interface Entry {
@@ -151,7 +140,7 @@ let sentinel: string;
 let sentinelBefore: Map<string, string>;
 
 before(async () => {
-  workDir = await fs.mkdtemp(path.join(os.tmpdir(), 'weft-unpack-fuzz-'));
+  workDir = await tempDir('weft-unpack-fuzz-');
   sentinel = path.join(workDir, 'sentinel');
   await fs.mkdir(path.join(sentinel, 'dir'), { recursive: true });
   await fs.writeFile(path.join(sentinel, 'file'), SECRET, { mode: 0o640 });

@@ -5,7 +5,6 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { existsSync, promises as fs } from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { promisify } from 'node:util';
@@ -13,6 +12,7 @@ import { pack } from 'tar-stream';
 import { applyLayer, ImageStore, makeDirectoryInRoot, UnpackError } from '../../src/runtime/local/index.js';
 import { jsonBytes, MediaType, sha256, StaticImage, writeOciLayout } from '../../src/image/index.js';
 import { buildProbeImage, type ProbeImage } from '../twill/fixtures/probe-image.js';
+import { tempDir } from '../support/temp.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -35,7 +35,7 @@ describe('layer unpacking', () => {
   let outside: string;
 
   before(async () => {
-    dir = await fs.mkdtemp(path.join(os.tmpdir(), 'weft-unpack-'));
+    dir = await tempDir('weft-unpack-');
   });
   after(async () => {
     await fs.rm(dir, { recursive: true, force: true });
@@ -162,7 +162,7 @@ describe('layer unpacking', () => {
 
 describe('issue 13 #2: ImageStore creates mount points inside the rootfs', () => {
   test('an image whose etc is a symlink to a host directory gets its etc/weft mount points inside the rootfs', async () => {
-    const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'weft-unpack-mounts-'));
+    const dir = await tempDir('weft-unpack-mounts-');
     try {
       const hostDir = path.join(dir, 'host-etc');
       await fs.mkdir(hostDir);
@@ -193,7 +193,7 @@ describe('unpacking a real image: weft and umoci agree', () => {
   let dir: string;
   before(async () => {
     probe = await buildProbeImage();
-    dir = await fs.mkdtemp(path.join(os.tmpdir(), 'weft-unpack-umoci-'));
+    dir = await tempDir('weft-unpack-umoci-');
   });
   after(async () => {
     await probe?.remove();

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { createServer, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { KubeConfig, type V1ConfigMap } from '@kubernetes/client-node';
-import { Informer, type ListPage } from '../../src/runtime/kube/informer.js';
+import { Informer, type ListPage } from '../../src/kube-client/index.js';
 
 const cm = (name: string, rv: string): V1ConfigMap => ({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name, namespace: 'ns', uid: `uid-${name}`, resourceVersion: rv } });
 

@@ -1,13 +1,12 @@
 // `weft master`: parses options, starts the master (src/master), prints where it listens.
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
-import path from 'node:path';
 import { InvalidArgumentError, type Command } from 'commander';
+import { weftStateDir } from '../../common/index.js';
 import { progress } from '../output.js';
 
 function defaultTokenFile(): string {
-  const base = process.env.XDG_STATE_HOME || path.join(os.homedir(), '.local', 'state');
-  return path.join(base, 'weft', 'master', 'admin-token');
+  return weftStateDir('master', 'admin-token');
 }
 
 const positiveInt = (v: string) => {

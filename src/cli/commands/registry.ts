@@ -1,14 +1,8 @@
 // `weft registry serve` and `weft registry gc`: the embedded OCI registry.
 import type { Command } from 'commander';
 import { collectGarbage, defaultRegistryRoot, startRegistry } from '../../registry/server/index.js';
+import { parseDurationMs as duration } from '../../common/index.js';
 import { printJson, progress } from '../output.js';
-
-function duration(value: string): number {
-  const match = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(value.trim());
-  if (!match) throw new Error(`invalid duration "${value}": use e.g. 500ms, 30s, 10m, 1h`);
-  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[match[2] ?? 's']!;
-  return Math.round(Number(match[1]) * unit);
-}
 
 function size(value: string): number {
   const match = /^(\d+)([KMG]i?B?)?$/i.exec(value.trim());

@@ -1,7 +1,8 @@
 // Derives a run's status from its Kubernetes objects. Pure (time is passed in),
 // so every failure explanation is unit-tested with hand-written objects.
 import type { V1ConfigMap, V1ContainerStatus, V1Deployment, V1Job, V1Pod, V1StatefulSet } from '@kubernetes/client-node';
-import type { InstanceStatus, RunnableStatus, RunStatus } from '../api.js';
+import type { InstanceStatus, RunStatus } from '../api.js';
+import { deriveRunState, runnableStatuses, type RunnableObservation } from '../derive/index.js';
 import type { AppSpec } from '../spec.js';
 import type { InstanceState, RunState } from '../state.js';
 import { ANN_CREATED, ANN_EXIT_CODE, ANN_MESSAGE, ANN_REASON, ANN_START_DEADLINE, ANN_STATE, ANN_STOP, LABEL_APP, LABEL_RUN_ID, LABEL_RUNNABLE, MAIN_CONTAINER, SPEC_KEY } from './render.js';
@@ -20,9 +21,6 @@ export interface Derived extends RunStatus {
   /** The start deadline (ms since epoch) while it still matters. */
   deadline?: number;
 }
-
-/** Waiting reasons that never fix themselves: the run fails at once. */
-const FATAL_WAITING = new Set(['ImagePullBackOff', 'ErrImagePull', 'InvalidImageName', 'ErrImageNeverPull', 'CreateContainerConfigError', 'CreateContainerError', 'RunContainerError']);
 
 export function specOf(root: V1ConfigMap | undefined): AppSpec | undefined {
   const text = root?.data?.[SPEC_KEY];
@@ -109,6 +107,8 @@ export function podInstance(pod: V1Pod, kind: string, memory?: string): Instance
     if (reason === 'CrashLoopBackOff') {
       const last = cs?.lastState?.terminated;
       message = `CrashLoopBackOff: the program keeps exiting; last ${last ? explainTermination(last, memory) : 'exit unknown'}`;
+      // The last attempt's exit code, as the local runtime reports a crash-looping instance's.
+      if (last?.exitCode !== undefined) return { ...base, state: 'STARTING', reason, message, exitCode: last.exitCode };
     } else if (reason === 'ImagePullBackOff' || reason === 'ErrImagePull' || reason === 'InvalidImageName' || reason === 'ErrImageNeverPull') {
       message = `cannot pull image ${cs?.image ?? pod.spec?.containers?.[0]?.image ?? ''}: ${reason}${waiting.message ? `: ${waiting.message}` : ''}; check the image reference, that it was pushed, and imagePullSecrets`;
     } else if (reason === 'CreateContainerConfigError' || reason === 'CreateContainerError' || reason === 'RunContainerError') {
@@ -138,22 +138,27 @@ function sortInstances(list: InstanceStatus[]): InstanceStatus[] {
 }
 
 /**
- * Derives the run state. `now` decides the start deadline. The caller feeds
- * the result through the RunStateMachine, which drops backward moves.
+ * Derives the run state from the run's objects: they are translated into instance
+ * observations, and the rules shared with the local backend decide (../derive).
+ * `now` decides the start deadline; `reachedRunning` is the tracker's state machine
+ * having seen RUNNING. The caller feeds the result through the RunStateMachine,
+ * which drops backward moves.
  */
-export function deriveRun(runId: string, objects: RunObjects, now: number): Derived {
+export function deriveRun(runId: string, objects: RunObjects, now: number, options: { reachedRunning?: boolean } = {}): Derived {
   const root = objects.root;
   const spec = specOf(root);
   const ann = root?.metadata?.annotations ?? {};
   const app = spec?.name ?? root?.metadata?.labels?.[LABEL_APP] ?? objects.pods[0]?.metadata?.labels?.[LABEL_APP] ?? '?';
-  const runnables: RunnableStatus[] = [];
   const specRunnables = spec?.runnables ?? [];
   const kindOf = new Map(specRunnables.map((r) => [r.name, r.kind]));
   const memoryOf = new Map(specRunnables.map((r) => [r.name, r.resources?.memory]));
   const desiredOf = new Map<string, number>(specRunnables.map((r) => [r.name, r.instances]));
+  const jobOf = new Map<string, V1Job>();
   for (const j of objects.jobs) {
     const r = j.metadata?.labels?.[LABEL_RUNNABLE];
-    if (r) desiredOf.set(r, j.spec?.parallelism ?? j.spec?.completions ?? 1);
+    if (!r) continue;
+    desiredOf.set(r, j.spec?.parallelism ?? j.spec?.completions ?? 1);
+    jobOf.set(r, j);
   }
   for (const d of [...objects.deployments, ...objects.statefulSets]) {
     const r = d.metadata?.labels?.[LABEL_RUNNABLE];
@@ -167,136 +172,50 @@ export function deriveRun(runId: string, objects: RunObjects, now: number): Deri
     if (!podsByRunnable.has(r)) podsByRunnable.set(r, []);
     podsByRunnable.get(r)!.push(pod);
   }
+  const observed: RunnableObservation[] = [];
   for (const name of names) {
     const kind = kindOf.get(name) ?? 'service';
     const instances = sortInstances((podsByRunnable.get(name) ?? []).map((p) => podInstance(p, kind, memoryOf.get(name))));
-    // A replaced pod (restart, or a Job retry) can leave two pods with the same index: keep the newest live one.
-    runnables.push({
+    const job = jobOf.get(name);
+    const failed = job && jobCondition(job, 'Failed', 'FailureTarget');
+    observed.push({
       name,
       kind,
       desired: desiredOf.get(name) ?? instances.length,
-      running: instances.filter((i) => i.state === 'RUNNING').length,
       instances,
+      // The Job's verdict holds after its pods are gone; a batch runnable without a Job is not done.
+      complete: kind === 'batch' ? Boolean(job && jobCondition(job, 'Complete', 'SuccessCriteriaMet')) : undefined,
+      failure: failed ? { reason: failed.reason ?? 'JobFailed', message: `job ${job.metadata?.name} failed: ${failed.message ?? failed.reason ?? 'no reason given'}` } : undefined,
+      // Deployments and StatefulSets replace a failed pod.
+      replacesFailed: kind !== 'batch',
     });
   }
 
+  const recordedState = ann[ANN_STATE] as RunState | undefined;
+  const deadline = ann[ANN_START_DEADLINE] ? Date.parse(ann[ANN_START_DEADLINE]) : NaN;
+  const hasLongRunning = observed.some((r) => r.kind !== 'batch');
+  const verdict = deriveRunState(
+    {
+      runnables: observed,
+      recorded: recordedState ? { state: recordedState, message: ann[ANN_MESSAGE], reason: ann[ANN_REASON], exitCode: ann[ANN_EXIT_CODE] !== undefined ? Number(ann[ANN_EXIT_CODE]) : undefined } : undefined,
+      // A stop asked for (annotation), or the root is being deleted or gone: every pod left is still shutting down.
+      stop: !root || root.metadata?.deletionTimestamp || ann[ANN_STOP] ? { remaining: objects.pods.length, ended: !root && objects.pods.length === 0 } : undefined,
+      suspended: objects.jobs.length > 0 && !hasLongRunning && objects.jobs.every((j) => j.spec?.suspend === true),
+      startDeadline: Number.isFinite(deadline) ? deadline : undefined,
+      reachedRunning: options.reachedRunning,
+    },
+    now,
+  );
   const status: Derived = {
     runId,
     app,
     runtime: 'kubernetes',
-    state: 'PENDING',
     createdAt: ann[ANN_CREATED] ?? (root?.metadata?.creationTimestamp ? new Date(root.metadata.creationTimestamp).toISOString() : undefined),
     namespace: root?.metadata?.namespace,
-    runnables,
+    runnables: runnableStatuses(observed),
+    ...verdict,
   };
-
-  // 1. A final state recorded on the root wins (weft's own decisions survive restarts and vanished pods).
-  const recorded = ann[ANN_STATE] as RunState | undefined;
-  if (recorded && ['COMPLETED', 'FAILED', 'KILLED', 'REJECTED'].includes(recorded)) {
-    status.state = recorded;
-    status.message = ann[ANN_MESSAGE];
-    status.reason = ann[ANN_REASON];
-    if (ann[ANN_EXIT_CODE] !== undefined) status.exitCode = Number(ann[ANN_EXIT_CODE]);
-    return status;
-  }
-
-  // 2. Stopping: requested (annotation) or the root is being deleted.
-  if (!root || root.metadata?.deletionTimestamp || ann[ANN_STOP]) {
-    const left = objects.pods.length;
-    status.state = 'STOPPING';
-    status.message = left ? `stopping: ${left} instance(s) still shutting down` : 'stopping';
-    return status;
-  }
-
-  const allInstances = runnables.flatMap((r) => r.instances.map((i) => ({ runnable: r, instance: i })));
-  const describeInstance = (r: RunnableStatus, i: InstanceStatus) => `${r.name}/${i.id}`;
-
-  // 3. Failures: a failed batch instance (restartPolicy Never, backoffLimit 0), or a fatal waiting reason anywhere.
-  for (const { runnable, instance } of allInstances) {
-    if (instance.state === 'FAILED' && runnable.kind === 'batch') {
-      status.state = 'FAILED';
-      status.reason = instance.reason;
-      status.exitCode = instance.exitCode;
-      status.message = `instance ${describeInstance(runnable, instance)} failed: ${instance.message ?? instance.reason}`;
-      return status;
-    }
-  }
-  for (const { runnable, instance } of allInstances) {
-    if (instance.reason && FATAL_WAITING.has(instance.reason)) {
-      status.state = 'FAILED';
-      status.reason = instance.reason;
-      status.message = `instance ${describeInstance(runnable, instance)}: ${instance.message ?? instance.reason}`;
-      status.decidedByWeft = true;
-      return status;
-    }
-  }
-  for (const job of objects.jobs) {
-    const failed = jobCondition(job, 'Failed', 'FailureTarget');
-    if (failed) {
-      status.state = 'FAILED';
-      status.reason = failed.reason ?? 'JobFailed';
-      status.message = `job ${job.metadata?.name} failed: ${failed.message ?? failed.reason ?? 'no reason given'}`;
-      return status;
-    }
-  }
-
-  // 4. Completion: every runnable is batch and every Job is complete.
-  const hasLongRunning = runnables.some((r) => r.kind !== 'batch');
-  if (!hasLongRunning && objects.jobs.length > 0 && objects.jobs.length >= runnables.filter((r) => r.kind === 'batch').length) {
-    if (objects.jobs.every((j) => jobCondition(j, 'Complete', 'SuccessCriteriaMet'))) {
-      status.state = 'COMPLETED';
-      status.message = 'every instance exited with code 0';
-      status.exitCode = 0;
-      return status;
-    }
-  }
-
-  // 5. Suspended batch runs.
-  if (objects.jobs.length > 0 && objects.jobs.every((j) => j.spec?.suspend === true) && !hasLongRunning) {
-    status.state = 'SUSPENDED';
-    status.message = 'suspended: resume it to start its instances again';
-    return status;
-  }
-
-  // 6. Running: every runnable has all its wanted instances running (batch: running or done).
-  const satisfied = (r: RunnableStatus) => {
-    const up = r.instances.filter((i) => i.state === 'RUNNING' || (r.kind === 'batch' && i.state === 'COMPLETED')).length;
-    return up >= Math.max(r.desired, r.desired === 0 ? 0 : 1);
-  };
-  const allRunning = runnables.length > 0 && runnables.every(satisfied);
-  if (allRunning) {
-    status.state = 'RUNNING';
-    const troubled = allInstances.find((x) => x.instance.reason === 'CrashLoopBackOff' || x.instance.state === 'FAILED');
-    if (troubled) status.message = `instance ${describeInstance(troubled.runnable, troubled.instance)}: ${troubled.instance.message ?? troubled.instance.reason}`;
-    return status;
-  }
-
-  const started = allInstances.some((x) => x.instance.state !== 'PENDING');
-  status.state = started ? 'STARTING' : 'PENDING';
-  const blocker =
-    allInstances.find((x) => x.instance.reason === 'Unschedulable') ??
-    allInstances.find((x) => x.instance.reason === 'CrashLoopBackOff') ??
-    allInstances.find((x) => x.instance.message);
-  if (blocker) {
-    status.reason = blocker.instance.reason;
-    status.message = `instance ${describeInstance(blocker.runnable, blocker.instance)}: ${blocker.instance.message ?? blocker.instance.reason}`;
-  } else {
-    status.message = started ? 'instances are starting' : objects.pods.length ? 'waiting for the scheduler' : 'waiting for instances to be created';
-  }
-
-  // 7. The start deadline: still not running when it passes -> FAILED, with the reason it is stuck.
-  const deadline = ann[ANN_START_DEADLINE] ? Date.parse(ann[ANN_START_DEADLINE]) : NaN;
-  if (Number.isFinite(deadline)) {
-    status.deadline = deadline;
-    if (now >= deadline) {
-      status.state = 'FAILED';
-      status.reason = blocker?.instance.reason ?? 'StartTimeout';
-      status.decidedByWeft = true;
-      status.message = `did not start before its start deadline ${new Date(deadline).toISOString()}${blocker ? ` (${status.message})` : ''}`;
-      const exit = blocker?.instance.exitCode;
-      if (exit !== undefined) status.exitCode = exit;
-    }
-  }
+  if (Number.isFinite(deadline) && (verdict.state === 'PENDING' || verdict.state === 'STARTING')) status.deadline = deadline;
   return status;
 }
 

@@ -7,7 +7,7 @@ export { KubeRuntime, KubeError, createKubeRuntime, loadKubeConfig, kubeImage, a
 export { renderRun, adopt, workloadName, runLabels } from './render.js';
 export * as labels from './render.js';
 export { deriveRun, podInstance } from './derive.js';
-export { Informer } from './informer.js';
+export { Informer } from '../../kube-client/index.js';
 export { Tracker } from './tracker.js';
 
 export async function createRuntime(options: KubernetesRuntimeOptions): Promise<Runtime> {

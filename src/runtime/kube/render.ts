@@ -19,15 +19,29 @@ import type {
   V1VolumeMount,
 } from '@kubernetes/client-node';
 import type { RunFile, RunRequest } from '../api.js';
-import { kubernetesExtrasFor, portEnvName, startTimeoutOf, type AppSpec, type Readiness, type RunnableSpec } from '../spec.js';
+import {
+  ANN_COMMAND_PREFIX,
+  ANN_KIND,
+  COMMANDS_FILE,
+  ENV,
+  FILES_PATH,
+  instanceAnnotations,
+  LABEL_APP,
+  LABEL_MANAGED_BY,
+  LABEL_NAME,
+  LABEL_RUN_ID,
+  LABEL_RUNNABLE,
+  MANAGED_BY,
+  PODINFO_PATH,
+  portEnvironment,
+  runLabels,
+  runnableEnvironment,
+} from '../contract/index.js';
+import { kubernetesExtrasFor, startTimeoutOf, type AppSpec, type Readiness, type RunnableSpec } from '../spec.js';
 
-export const LABEL_MANAGED_BY = 'app.kubernetes.io/managed-by';
-export const LABEL_NAME = 'app.kubernetes.io/name';
-export const LABEL_RUN_ID = 'weft.io/run-id';
-export const LABEL_APP = 'weft.io/app';
-export const LABEL_RUNNABLE = 'weft.io/runnable';
+// The labels, annotations and paths a program sees are the in-container contract's (one home, ../contract).
+export { ANN_COMMAND_PREFIX, ANN_KIND, FILES_PATH, LABEL_APP, LABEL_MANAGED_BY, LABEL_NAME, LABEL_RUN_ID, LABEL_RUNNABLE, MANAGED_BY, PODINFO_PATH, runLabels };
 export const LABEL_ROLE = 'weft.io/role';
-export const MANAGED_BY = 'weft';
 export const ANN_START_DEADLINE = 'weft.io/start-deadline';
 export const ANN_CREATED = 'weft.io/created';
 export const ANN_STATE = 'weft.io/state';
@@ -35,13 +49,9 @@ export const ANN_MESSAGE = 'weft.io/message';
 export const ANN_REASON = 'weft.io/reason';
 export const ANN_EXIT_CODE = 'weft.io/exit-code';
 export const ANN_STOP = 'weft.io/stop-requested';
-export const ANN_KIND = 'weft.io/kind';
 export const ANN_INSTANCES = 'weft.io/instances';
-export const ANN_COMMAND_PREFIX = 'weft.io/command-';
 export const MAIN_CONTAINER = 'main';
 export const SPEC_KEY = 'spec.json';
-export const PODINFO_PATH = '/etc/weft/podinfo';
-export const FILES_PATH = '/etc/weft/files';
 export const MAX_FILES_BYTES = 900 * 1024;
 
 /** Selector matching every object weft creates. */
@@ -67,17 +77,6 @@ export function workloadName(runId: string, runnable: string): string {
   return `${runId}-${runnable}`;
 }
 
-export function runLabels(runId: string, app: string, runnable?: string): Record<string, string> {
-  const labels: Record<string, string> = {
-    [LABEL_MANAGED_BY]: MANAGED_BY,
-    [LABEL_NAME]: app,
-    [LABEL_RUN_ID]: runId,
-    [LABEL_APP]: app,
-  };
-  if (runnable) labels[LABEL_RUNNABLE] = runnable;
-  return labels;
-}
-
 function fileKey(file: RunFile): string {
   return `file.${file.runnable ?? '_'}.${file.name}`;
 }
@@ -95,23 +94,21 @@ export function ownerReferenceTo(root: V1ConfigMap): V1OwnerReference {
 }
 
 function envFor(app: AppSpec, runId: string, r: RunnableSpec): V1EnvVar[] {
-  const instanceId: V1EnvVar =
+  const field = (fieldPath: string): Pick<V1EnvVar, 'valueFrom'> => ({ valueFrom: { fieldRef: { fieldPath } } });
+  // Per-pod values come from the downward API: the pod's index (batch, stateful) or its name.
+  const instanceId =
     r.kind === 'batch'
-      ? { name: 'WEFT_INSTANCE_ID', valueFrom: { fieldRef: { fieldPath: "metadata.annotations['batch.kubernetes.io/job-completion-index']" } } }
+      ? field("metadata.annotations['batch.kubernetes.io/job-completion-index']")
       : r.kind === 'stateful'
-        ? { name: 'WEFT_INSTANCE_ID', valueFrom: { fieldRef: { fieldPath: "metadata.labels['apps.kubernetes.io/pod-index']" } } }
-        : { name: 'WEFT_INSTANCE_ID', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } };
+        ? field("metadata.labels['apps.kubernetes.io/pod-index']")
+        : field('metadata.name');
+  const shared = runnableEnvironment({ runtime: 'kubernetes', runId, app: app.name, runnable: r.name, instanceCount: r.instances, commandsFile: COMMANDS_FILE, filesDir: FILES_PATH });
   const env: V1EnvVar[] = [
-    { name: 'WEFT_RUN_ID', value: runId },
-    { name: 'WEFT_APP', value: app.name },
-    { name: 'WEFT_RUNNABLE', value: r.name },
-    instanceId,
-    { name: 'WEFT_INSTANCE_COUNT', value: String(r.instances) },
-    { name: 'WEFT_POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
-    { name: 'WEFT_NAMESPACE', valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } },
-    { name: 'WEFT_COMMANDS_FILE', value: `${PODINFO_PATH}/annotations` },
-    { name: 'WEFT_FILES_DIR', value: FILES_PATH },
-    ...r.ports.map((p) => ({ name: portEnvName(p.name), value: String(p.port) })),
+    ...Object.entries(shared).map(([name, value]) => ({ name, value })),
+    { name: ENV.instanceId, ...instanceId },
+    { name: ENV.podName, ...field('metadata.name') },
+    { name: ENV.namespace, ...field('metadata.namespace') },
+    ...Object.entries(portEnvironment(Object.fromEntries(r.ports.map((p) => [p.name, p.port])))).map(([name, value]) => ({ name, value })),
   ];
   for (const [name, value] of Object.entries(r.env)) env.push({ name, value });
   return env;
@@ -162,7 +159,7 @@ function podTemplate(app: AppSpec, req: RunRequest, r: RunnableSpec, image: stri
   return {
     metadata: {
       labels: { ...extras.podLabels, ...labels },
-      annotations: { ...extras.podAnnotations, [ANN_KIND]: r.kind },
+      annotations: { ...extras.podAnnotations, ...instanceAnnotations(r.kind) },
     },
     spec: {
       containers: [container],

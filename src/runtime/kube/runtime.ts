@@ -25,13 +25,15 @@ import type {
   Runtime,
   StatusListener,
 } from '../api.js';
+import { resolveBuilds } from '../build/index.js';
+import { commandAnnotation } from '../contract/index.js';
+import { KubeConfigError, loadKubeConfig as loadSharedKubeConfig } from '../../kube-client/index.js';
 import { RunIdTakenError } from '../runid.js';
 import { startTimeoutOf } from '../spec.js';
 import { isTerminal } from '../state.js';
 import { instanceIdOf, podInstance, specOf, type Derived } from './derive.js';
 import {
   adopt,
-  ANN_COMMAND_PREFIX,
   ANN_EXIT_CODE,
   ANN_MESSAGE,
   ANN_REASON,
@@ -84,25 +86,13 @@ function isAlreadyExists(error: unknown): boolean {
   }
 }
 
-/** Loads a kubeconfig the way kubectl does: --kubeconfig, else KUBECONFIG (a list), else ~/.kube/config, else in-cluster. */
+/** Loads a kubeconfig the way kubectl does (the shared loader), its errors as KubeErrors. */
 export function loadKubeConfig(options: { kubeconfig?: string; context?: string }): KubeConfig {
-  const kc = new KubeConfig();
   try {
-    if (options.kubeconfig) kc.loadFromFile(options.kubeconfig);
-    else kc.loadFromDefault();
+    return loadSharedKubeConfig(options);
   } catch (error) {
-    throw new KubeError(`cannot load kubeconfig${options.kubeconfig ? ` ${options.kubeconfig}` : ''}: ${(error as Error).message}`);
+    throw error instanceof KubeConfigError ? new KubeError(error.message) : error;
   }
-  if (options.context) {
-    if (!kc.getContextObject(options.context)) {
-      throw new KubeError(`no context "${options.context}" in the kubeconfig: it has ${kc.getContexts().map((c) => c.name).join(', ') || 'no contexts'}`);
-    }
-    kc.setCurrentContext(options.context);
-  }
-  if (!kc.getCurrentCluster()) {
-    throw new KubeError('no Kubernetes cluster configured: set KUBECONFIG, pass --kubeconfig <file>, or run inside a cluster');
-  }
-  return kc;
 }
 
 /** Strips skopeo's docker:// prefix; other transports cannot be pulled by a kubelet. */
@@ -112,31 +102,6 @@ export function kubeImage(image: string, runnable: string): string {
     throw new KubeError(`runnable ${runnable}: image ${image} is not in a registry; push it first (weft push) and use its registry reference`);
   }
   return image;
-}
-
-/**
- * Builds a runnable's `build:` section with the image builder (src/image) and pushes it with the
- * registry client to `build.target`; returns the pushed reference pinned by digest.
- */
-async function buildAndPush(runnable: string, build: NonNullable<RunRequest['spec']['runnables'][number]['build']>): Promise<string> {
-  if (!build.target || !build.target.startsWith('docker://')) {
-    throw new KubeError(
-      `runnable ${runnable}: a build: section needs target: docker://<registry>/<repository>:<tag>, a registry the cluster can pull from`,
-    );
-  }
-  const image = await import('../../image/index.js');
-  const { createRemoteTransport } = await import('../../registry/client/index.js');
-  const target = image.parseImageReference(build.target);
-  if (target.transport !== 'docker') throw new KubeError(`runnable ${runnable}: target must be docker://...`);
-  const remote = createRemoteTransport();
-  let built;
-  try {
-    built = await image.buildJvmImage({ program: build.jar, libs: build.libs, main: build.mainClass, base: build.base ?? undefined, remote });
-  } catch (error) {
-    throw new KubeError(`runnable ${runnable}: building ${build.jar} failed: ${(error as Error).message}`);
-  }
-  const pushed = await image.writeImage(built.image, target, { remote });
-  return image.formatDockerReference({ ...target.ref, tag: undefined, digest: pushed.digest });
 }
 
 interface Counter {
@@ -200,11 +165,9 @@ export class KubeRuntime implements Runtime {
   }
 
   async submit(request: RunRequest): Promise<RunStatus> {
-    const images: Record<string, string> = {};
-    for (const r of request.spec.runnables) {
-      images[r.name] = r.build ? await buildAndPush(r.name, r.build) : kubeImage(r.image!, r.name);
-    }
-    const spec = { ...request.spec, runnables: request.spec.runnables.map((r) => ({ ...r, image: images[r.name] })) };
+    // The Runner resolved build: sections already; this covers callers of the SPI alone (the master).
+    const built = await resolveBuilds(request.spec);
+    const spec = { ...built, runnables: built.runnables.map((r) => ({ ...r, image: kubeImage(r.image!, r.name) })) };
     const rendered = renderRun({ ...request, spec }, { namespace: this.namespace });
     const rejected = (message: string): RunStatus => ({
       runId: request.runId,
@@ -419,13 +382,12 @@ export class KubeRuntime implements Runtime {
     await this.requireRoot(runId);
     const pods = (await this.podsOf(runId, options?.runnable)).filter((p) => !p.metadata?.deletionTimestamp);
     if (pods.length === 0) throw new KubeError(`run ${runId} has no live instance${options?.runnable ? ` of ${options.runnable}` : ''} to send "${command}" to`);
-    const id = `${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`;
-    const value = JSON.stringify({ command, payload: options?.payload, sentAt: new Date().toISOString() });
+    const { key, value } = commandAnnotation(command, options?.payload);
     const merge = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
     await Promise.all(
       pods.map((pod) => {
         this.count('patch');
-        return this.core.patchNamespacedPod({ name: pod.metadata!.name!, namespace: this.namespace, body: { metadata: { annotations: { [`${ANN_COMMAND_PREFIX}${id}`]: value } } } }, merge);
+        return this.core.patchNamespacedPod({ name: pod.metadata!.name!, namespace: this.namespace, body: { metadata: { annotations: { [key]: value } } } }, merge);
       }),
     );
   }

@@ -7,7 +7,7 @@ import { AppsV1Api, BatchV1Api, CoreV1Api } from '@kubernetes/client-node';
 import type { RunStatus, StatusListener } from '../api.js';
 import { isTerminal, RunStateMachine } from '../state.js';
 import { deriveRun, runIdOf, type Derived, type RunObjects } from './derive.js';
-import { Informer, type ListPage } from './informer.js';
+import { Informer, type ListPage } from '../../kube-client/index.js';
 import { LABEL_ROLE, MANAGED_SELECTOR } from './render.js';
 
 interface RunEntry {
@@ -225,6 +225,8 @@ export class Tracker {
     const e = this.runs.get(runId);
     if (!e) return;
     const now = Date.now();
+    // A run the machine saw RUNNING stays RUNNING through a pod's restart (the shared rule, as on the local runtime).
+    const seen = { reachedRunning: e.machine?.state === 'RUNNING' };
     let derived: Derived;
     if (!e.root) {
       if (!e.rootSeen) {
@@ -233,7 +235,7 @@ export class Tracker {
         return;
       }
       // The root is gone: the run was stopped (or cleaned up). KILLED once no instance is left.
-      derived = deriveRun(runId, this.objects(runId)!, now);
+      derived = deriveRun(runId, this.objects(runId)!, now, seen);
       derived.app = e.status?.app ?? derived.app;
       derived.createdAt = e.status?.createdAt ?? derived.createdAt;
       derived.namespace = this.options.namespace;
@@ -243,7 +245,7 @@ export class Tracker {
         e.goneAt ??= now;
       }
     } else {
-      derived = deriveRun(runId, this.objects(runId)!, now);
+      derived = deriveRun(runId, this.objects(runId)!, now, seen);
     }
     if (!e.machine) e.machine = new RunStateMachine(derived.state === 'STOPPING' || isTerminal(derived.state) || derived.state === 'SUSPENDED' ? derived.state : 'PENDING');
     const before = e.machine.state;

@@ -7,8 +7,9 @@ import { parseQuantityBytes, type RunnableSpec } from '../spec.js';
 import type { ImageUser } from './image-user.js';
 import { defaultSeccomp } from './seccomp.js';
 
-export const PODINFO_PATH = '/etc/weft/podinfo';
-export const FILES_PATH = '/etc/weft/files';
+import { FILES_PATH, PODINFO_PATH } from '../contract/index.js';
+
+export { FILES_PATH, PODINFO_PATH };
 
 /** Converts a Kubernetes quantity to bytes (256Mi, 1Gi, 500M, 1000); the spec's own parser, so both agree. */
 export function memoryBytes(quantity: string): number {

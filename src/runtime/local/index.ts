@@ -5,6 +5,8 @@ import type { LocalRuntimeOptions, Runtime } from '../api.js';
 import { LocalRuntime, type LocalOptions } from './runtime.js';
 
 export { LocalRuntime, LocalRuntimeError, defaultStateDir, formatAnnotations, parseAnnotations, portEnvName, type LocalMode, type LocalNetwork, type LocalOptions } from './runtime.js';
+export { instanceVerdict, runObservation, type InstanceFacts, type InstanceVerdict, type ObservedInstance } from './observe.js';
+export type { InstanceRecord, RunnableRecord, RunRecord } from './records.js';
 export { ImageError, ImageStore, normaliseImageRef, type UnpackedImage } from './images.js';
 export { applyLayer, applyLayerFile, entryComponents, makeDirectoryInRoot, resolveInRoot, UnpackError, type UnpackStats } from './unpack.js';
 export { defaultSeccomp } from './seccomp.js';
@@ -13,7 +15,7 @@ export { runcConfig, hostProcess, processArgs, memoryBytes, cpuMillicores, PODIN
 
 /** The factory src/runtime/index.ts imports for `createRunner({ runtime: 'local' })`. */
 export async function createRuntime(options: LocalRuntimeOptions): Promise<Runtime> {
-  return new LocalRuntime(options as LocalOptions);
+  return new LocalRuntime(options);
 }
 
 /** Same, typed as the local runtime (for its extras: mode, remove, stateDir). */

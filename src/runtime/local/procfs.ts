@@ -1,6 +1,6 @@
 // Reading processes from /proc: identity (pid + start time, so a recycled pid
 // is never mistaken for ours), cpu time and resident memory.
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { promises as fs } from 'node:fs';
 
 export const CLOCK_TICKS = 100; // USER_HZ on Linux
@@ -79,4 +79,68 @@ export async function sampleCpu(pids: number[], ms = 250): Promise<Map<number, n
     out.set(pid, Math.round(((t1 - t0) / CLOCK_TICKS / elapsed) * 1000));
   }
   return out;
+}
+
+/** True when `pid` is the host-mode program of that instance (its environment names it). */
+export function isProgramOf(pid: number, runId: string, runnable: string, instance: string): boolean {
+  try {
+    const env = readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0');
+    return env.includes(`WEFT_RUN_ID=${runId}`) && env.includes(`WEFT_RUNNABLE=${runnable}`) && env.includes(`WEFT_INSTANCE_ID=${instance}`);
+  } catch {
+    return false;
+  }
+}
+
+/** Child pids of a process (for `runc run`: the container's init). */
+export function childrenOf(pid: number): number[] {
+  const out: number[] = [];
+  try {
+    for (const tid of readdirSync(`/proc/${pid}/task`)) {
+      for (const c of readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8').trim().split(/\s+/)) if (c) out.push(Number(c));
+    }
+  } catch {
+    // gone
+  }
+  return out;
+}
+
+/** Inodes of sockets listening on a TCP port (any address, IPv4 or IPv6) in the network namespace of `pid`. */
+function listeningInodes(pid: number, port: number): Set<string> {
+  const inodes = new Set<string>();
+  const hex = port.toString(16).toUpperCase().padStart(4, '0');
+  for (const file of [`/proc/${pid}/net/tcp`, `/proc/${pid}/net/tcp6`]) {
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch {
+      continue;
+    }
+    for (const line of text.split('\n').slice(1)) {
+      const f = line.trim().split(/\s+/);
+      if (f.length < 10 || f[3] !== '0A') continue;
+      if (f[1].endsWith(`:${hex}`)) inodes.add(f[9]);
+    }
+  }
+  return inodes;
+}
+
+/** True when process `pid` holds a socket listening on `port`. */
+export function listensOn(pid: number, port: number): boolean {
+  const inodes = listeningInodes(pid, port);
+  if (inodes.size === 0) return false;
+  try {
+    for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+      let target: string;
+      try {
+        target = readlinkSync(`/proc/${pid}/fd/${fd}`);
+      } catch {
+        continue;
+      }
+      const m = /^socket:\[(\d+)\]$/.exec(target);
+      if (m && inodes.has(m[1])) return true;
+    }
+  } catch {
+    // gone
+  }
+  return false;
 }

@@ -3,10 +3,10 @@
 // in files under the state directory, so a restarted weft process finds every
 // run, verifies its processes, and carries on.
 import { execFile, spawn, spawnSync } from 'node:child_process';
-import { closeSync, existsSync, openSync, promises as fs, readdirSync, readFileSync, readlinkSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { closeSync, existsSync, openSync, promises as fs, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import type {
   Endpoint,
@@ -23,15 +23,28 @@ import type {
   StatusListener,
 } from '../api.js';
 import { RunIdTakenError } from '../runid.js';
-import { portEnvName, type AppSpec, type RunnableSpec } from '../spec.js';
+import type { AppSpec, RunnableSpec } from '../spec.js';
+import { COMMANDS_FILE, commandAnnotation, FILES_PATH, formatAnnotations, instanceAnnotations, instanceEnvironment, parseAnnotations, portEnvName, runLabels } from '../contract/index.js';
 import { isTerminal, type InstanceState, type RunState } from '../state.js';
-import { hostProcess, PODINFO_PATH, FILES_PATH, runcConfig } from './bundle.js';
+import { hostProcess, runcConfig } from './bundle.js';
 import { ImageError, ImageStore } from './images.js';
 import { withFileLock } from './run-lock.js';
 import { PORT_PROXY_SCRIPT } from './port-proxy.js';
-import { resolveImageUser, type ImageUser } from './image-user.js';
-import { cgroupMemoryBytes, isSameProcess, processStartTime, residentBytes, sampleCpu } from './procfs.js';
+import { resolveImageUser } from './image-user.js';
+import { cgroupMemoryBytes, childrenOf, isProgramOf, isSameProcess, listensOn, processStartTime, residentBytes, sampleCpu } from './procfs.js';
+import { freePort, portIsFree } from './ports.js';
+import { chownTree, privateDir, PRIVATE_DIR, PRIVATE_FILE, readText } from './state-files.js';
+import { detached, hostKillWatchdog, runcSignalLoop, type RuncCommand } from './signals.js';
+import { streamLogs } from './logs.js';
+import { which } from './which.js';
+import { weftStateDir, writeFileAtomic } from '../../common/index.js';
 import { SUPERVISOR_SCRIPT } from './supervisor.js';
+import { instanceVerdict, isTerminalInstance, runObservation, type ObservedInstance } from './observe.js';
+import type { InstanceRecord, LocalMode, LocalNetwork, RunnableRecord, RunRecord } from './records.js';
+import { deriveRunState, runnableStatuses } from '../derive/index.js';
+import { resolveBuilds } from '../build/index.js';
+
+export type { LocalMode, LocalNetwork } from './records.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -39,163 +52,20 @@ export class LocalRuntimeError extends Error {
   override name = 'LocalRuntimeError';
 }
 
-export type LocalMode = 'runc' | 'host';
-
-export interface LocalOptions extends LocalRuntimeOptions {
-  /** runc, host, or auto (default: $WEFT_LOCAL_MODE, else auto: runc when it can run here). */
-  mode?: LocalMode | 'auto';
-  /** The runc binary (default: runc on PATH). */
-  runc?: string;
-  /** java for host-process mode (default: $JAVA_HOME/bin/java, else java on PATH). */
-  java?: string;
-  /** Status poll interval while someone watches (ms, default 300). */
-  pollMs?: number;
-  /** Apply cpu/memory limits with cgroups in runc mode (default true). */
-  limits?: boolean;
-  /** Where images are stored and unpacked (default <stateDir>/images). */
-  imageDir?: string;
-  /**
-   * runc mode: `private` (default; $WEFT_LOCAL_NETWORK overrides) gives each instance its
-   * own network namespace with loopback only, its announced ports published on the host's
-   * 127.0.0.1, as podman does; `host` shares the host's network, for programs that must
-   * reach services on this machine or elsewhere (see docs/security.md).
-   */
-  network?: LocalNetwork;
-}
-
-export type LocalNetwork = 'host' | 'private';
+/** The local backend's options (typed in the backend SPI, ../api.ts). */
+export type LocalOptions = LocalRuntimeOptions;
 
 export function defaultStateDir(): string {
-  const base = process.env.XDG_STATE_HOME || path.join(os.homedir(), '.local', 'state');
-  return path.join(base, 'weft', 'local');
+  return weftStateDir('local');
 }
 
-// ---------------------------------------------------------------------------
-// Records (run.json)
 
-interface InstanceRecord {
-  id: string;
-  /** Instance directory, relative to the run directory. */
-  dir: string;
-  containerId: string;
-  ports: Record<string, number>;
-  supervisorPid?: number;
-  supervisorStart?: string;
-  createdAt: string;
-  /** Set when scaled down: the instance is stopped and dropped from the status once gone. */
-  removed?: boolean;
-  /**
-   * Set while weft restarts the instance (restartInstances): its old attempt's exit is
-   * weft's own doing, not a failure. Cleared, in the same save, when the new supervisor starts.
-   */
-  restarting?: { at: string; gracePeriodMs: number };
-}
 
-interface RunnableRecord {
-  desired: number;
-  instances: InstanceRecord[];
-  nextId: number;
-  image: { reference: string; digest: string; rootfs: string };
-}
 
-interface RunRecord {
-  version: 1;
-  runId: string;
-  app: string;
-  spec: AppSpec;
-  mode: LocalMode;
-  modeNote?: string;
-  /** runc mode's network (absent in records of older versions: host). */
-  network?: LocalNetwork;
-  createdAt: string;
-  startDeadline: number;
-  reachedRunning?: boolean;
-  suspended?: boolean;
-  stopRequested?: { at: string; kind: 'stop' | 'kill'; gracePeriodMs: number };
-  final?: { state: RunState; message?: string; reason?: string; exitCode?: number; finishedAt: string };
-  runnables: Record<string, RunnableRecord>;
-}
 
-const readText = (file: string): string | undefined => {
-  try {
-    return readFileSync(file, 'utf8').trim();
-  } catch {
-    return undefined;
-  }
-};
 
-// State files hold the spec's environment values (secrets), files given to the run
-// and program output: only weft's user may read them (directories 0700, files 0600).
-const PRIVATE_DIR = 0o700;
-const PRIVATE_FILE = 0o600;
+export { formatAnnotations, parseAnnotations, portEnvName };
 
-async function writeJsonAtomic(file: string, value: unknown): Promise<void> {
-  const tmp = `${file}.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`;
-  await fs.writeFile(tmp, JSON.stringify(value, null, 2), { mode: PRIVATE_FILE });
-  await fs.rename(tmp, file);
-}
-
-/** Creates `dir` (and missing parents) as 0700, and tightens it when it exists with a looser mode (older weft versions). */
-async function privateDir(dir: string): Promise<void> {
-  await fs.mkdir(dir, { recursive: true, mode: PRIVATE_DIR });
-  const stat = await fs.stat(dir);
-  if ((stat.mode & 0o777) !== PRIVATE_DIR && stat.uid === process.getuid?.()) await fs.chmod(dir, PRIVATE_DIR);
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const port = (server.address() as { port: number }).port;
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-async function portIsFree(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const server = createServer();
-    server.once('error', () => resolve(false));
-    server.listen(port, '0.0.0.0', () => server.close(() => resolve(true)));
-  });
-}
-
-export { portEnvName };
-
-/** The downward-API annotations format: key="value" lines, sorted. */
-export function formatAnnotations(annotations: Record<string, string>): string {
-  return Object.keys(annotations)
-    .sort()
-    .map((k) => `${k}=${JSON.stringify(annotations[k])}\n`)
-    .join('');
-}
-
-export function parseAnnotations(text: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const line of text.split('\n')) {
-    const eq = line.indexOf('=');
-    if (eq <= 0) continue;
-    try {
-      out[line.slice(0, eq)] = JSON.parse(line.slice(eq + 1)) as string;
-    } catch {
-      // not ours
-    }
-  }
-  return out;
-}
-
-function which(cmd: string): string | undefined {
-  for (const dir of (process.env.PATH ?? '').split(':')) {
-    const file = path.join(dir || '.', cmd);
-    if (existsSync(file)) return file;
-  }
-  for (const dir of ['/usr/sbin', '/sbin', '/usr/local/sbin']) {
-    const file = path.join(dir, cmd);
-    if (existsSync(file)) return file;
-  }
-  return undefined;
-}
 
 // ---------------------------------------------------------------------------
 
@@ -222,6 +92,7 @@ export class LocalRuntime implements Runtime {
   readonly network: LocalNetwork;
   private readonly images: ImageStore;
   private readonly runc: string;
+  private readonly runcCommand: RuncCommand;
   private readonly java: string;
   private readonly pollMs: number;
   private readonly limits: boolean;
@@ -240,6 +111,7 @@ export class LocalRuntime implements Runtime {
     this.runcRoot = path.join(this.stateDir, 'runc');
     this.images = new ImageStore(options.imageDir ?? path.join(this.stateDir, 'images'));
     this.runc = options.runc ?? which('runc') ?? 'runc';
+    this.runcCommand = { bin: this.runc, root: this.runcRoot };
     this.java = options.java ?? (process.env.JAVA_HOME ? path.join(process.env.JAVA_HOME, 'bin', 'java') : which('java') ?? 'java');
     this.pollMs = options.pollMs ?? 300;
     this.limits = options.limits ?? true;
@@ -298,7 +170,7 @@ export class LocalRuntime implements Runtime {
   }
 
   private save(record: RunRecord): Promise<void> {
-    return writeJsonAtomic(path.join(this.runDir(record.runId), 'run.json'), record);
+    return writeFileAtomic(path.join(this.runDir(record.runId), 'run.json'), JSON.stringify(record, null, 2), PRIVATE_FILE);
   }
 
   /**
@@ -323,7 +195,9 @@ export class LocalRuntime implements Runtime {
   // Submit
 
   async submit(request: RunRequest): Promise<RunStatus> {
-    const { runId, spec } = request;
+    const { runId } = request;
+    // The Runner resolved build: sections already; this covers callers of the SPI alone (the master).
+    const spec = await resolveBuilds(request.spec);
     const dir = this.runDir(runId);
     // Checked again atomically below; this early check only saves preparing images for nothing.
     if (existsSync(dir)) throw new RunIdTakenError(runId, `${dir} already exists`);
@@ -344,11 +218,7 @@ export class LocalRuntime implements Runtime {
     const images: Record<string, RunnableRecord['image']> = {};
     try {
       for (const r of spec.runnables) {
-        if (r.build || !r.image) {
-          throw new LocalRuntimeError(
-            `runnable ${r.name} has a build: section; build and push the image first (weft build ... --output docker://127.0.0.1:5000/<name>:<tag>) and put its reference under image:`,
-          );
-        }
+        if (!r.image) throw new LocalRuntimeError(`runnable ${r.name} has no image`);
         const unpacked = await this.images.prepare(r.image);
         images[r.name] = { reference: r.image, digest: unpacked.digest, rootfs: unpacked.rootfs };
       }
@@ -444,11 +314,9 @@ export class LocalRuntime implements Runtime {
     await fs.rm(instDir, { recursive: true, force: true });
     await privateDir(instDir);
     await fs.mkdir(path.join(instDir, 'podinfo'), { recursive: true });
-    await fs.writeFile(
-      path.join(instDir, 'podinfo', 'annotations'),
-      formatAnnotations({ 'weft.io/kind': r.kind, 'weft.io/run-id': record.runId, 'weft.io/runnable': r.name, 'weft.io/instance': id }),
-    );
-    await fs.writeFile(path.join(instDir, 'podinfo', 'labels'), formatAnnotations({ 'weft.io/run-id': record.runId, 'weft.io/app': record.app, 'weft.io/runnable': r.name }));
+    // The same files a pod's downward API gives (the contract's labels and annotations).
+    await fs.writeFile(path.join(instDir, 'podinfo', 'annotations'), formatAnnotations(instanceAnnotations(r.kind)));
+    await fs.writeFile(path.join(instDir, 'podinfo', 'labels'), formatAnnotations(runLabels(record.runId, record.app, r.name)));
     const ports: Record<string, number> = {};
     const taken = await this.reservedPorts(record);
     for (const p of r.ports) {
@@ -470,17 +338,19 @@ export class LocalRuntime implements Runtime {
     const rr = record.runnables[r.name];
     const filesDir = path.join(runDir, 'files', r.name);
     const inContainer = record.mode === 'runc';
-    const weftEnv: Record<string, string> = {
-      WEFT_RUN_ID: record.runId,
-      WEFT_APP: record.app,
-      WEFT_RUNNABLE: r.name,
-      WEFT_INSTANCE_ID: inst.id,
-      WEFT_INSTANCE_COUNT: String(rr.desired),
-      WEFT_RUNTIME: 'local',
-      WEFT_COMMANDS_FILE: inContainer ? `${PODINFO_PATH}/annotations` : path.join(instDir, 'podinfo', 'annotations'),
-      WEFT_FILES_DIR: inContainer ? FILES_PATH : filesDir,
-    };
-    for (const [name, port] of Object.entries(inst.ports)) weftEnv[portEnvName(name)] = String(port);
+    // A host process has no container paths: it is given the host paths of the same files.
+    const weftEnv = instanceEnvironment(
+      {
+        runtime: 'local',
+        runId: record.runId,
+        app: record.app,
+        runnable: r.name,
+        instanceCount: r.instances,
+        commandsFile: inContainer ? COMMANDS_FILE : path.join(instDir, 'podinfo', 'annotations'),
+        filesDir: inContainer ? FILES_PATH : filesDir,
+      },
+      { instanceId: inst.id, podName: inst.containerId, namespace: this.runsDir, ports: inst.ports },
+    );
     // From the local store: restarts and scale-ups never need the registry again.
     const config = await this.images.configOf(rr.image.rootfs).catch(() => this.images.prepare(rr.image.reference).then((i) => i.config));
     let command: string[];
@@ -528,9 +398,7 @@ export class LocalRuntime implements Runtime {
     if (readText(script) !== SUPERVISOR_SCRIPT.trim()) {
       await privateDir(this.stateDir);
       // A temp name of this process's own: two weft processes on one state dir (the CLI twice, two masters) may write it at once.
-      const tmp = `${script}.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`;
-      await fs.writeFile(tmp, SUPERVISOR_SCRIPT, { mode: 0o755 });
-      await fs.rename(tmp, script);
+      await writeFileAtomic(script, SUPERVISOR_SCRIPT, 0o755);
     }
     const log = openSync(path.join(instDir, 'log'), 'a', PRIVATE_FILE);
     try {
@@ -557,67 +425,30 @@ export class LocalRuntime implements Runtime {
 
   private viewInstance(record: RunRecord, runnable: RunnableSpec, inst: InstanceRecord): InstanceView {
     const dir = path.join(this.runDir(record.runId), inst.dir);
-    const alive = isSameProcess(inst.supervisorPid, inst.supervisorStart);
     const exitText = readText(path.join(dir, 'exit'));
     const childText = readText(path.join(dir, 'child'));
     const restarts = Number(readText(path.join(dir, 'restarts')) ?? 0);
     const started = readText(path.join(dir, 'started'));
-    const view: InstanceView = {
+    const verdict = instanceVerdict({
+      kind: runnable.kind,
+      record: inst,
+      alive: isSameProcess(inst.supervisorPid, inst.supervisorStart),
+      exitCode: exitText !== undefined && exitText !== '' ? Number(exitText) : undefined,
+      childStarted: Boolean(childText),
+      restarts,
+      runStopping: Boolean(record.stopRequested),
+      now: Date.now(),
+      lastLogLine: () => this.lastLogLine(dir),
+    });
+    return {
       runnable: runnable.name,
       record: inst,
       dir,
-      state: 'PENDING',
+      ...verdict,
       restarts,
       childPid: childText ? Number(childText) : undefined,
       startedAt: started ? new Date(Number(started)).toISOString() : undefined,
     };
-    const stopping = Boolean(record.stopRequested) || Boolean(inst.removed);
-    if (inst.restarting && !stopping) {
-      // Between the old attempt's end and the new one's start: weft's own restart, not a failure.
-      const overdue = Date.now() > Date.parse(inst.restarting.at) + inst.restarting.gracePeriodMs + RESTART_SLACK_MS;
-      if (!overdue || alive) {
-        view.state = 'STARTING';
-        view.reason = 'Restarting';
-        view.message = `restarting on request (asked at ${inst.restarting.at})`;
-        return view;
-      }
-      view.state = 'FAILED';
-      view.reason = 'RestartInterrupted';
-      view.message = `a restart asked for at ${inst.restarting.at} did not complete (the weft process restarting it ended)`;
-      return view;
-    }
-    if (exitText !== undefined && exitText !== '') {
-      const code = Number(exitText);
-      view.exitCode = code;
-      if (alive && runnable.kind !== 'batch' && !stopping) {
-        view.state = 'STARTING';
-        view.reason = 'CrashLoopBackOff';
-        view.message = `exited with code ${code}; restart ${restarts + 1} pending${this.lastLogLine(dir)}`;
-      } else if (alive) {
-        view.state = 'STOPPING';
-      } else if (code === 0 && !(stopping && runnable.kind !== 'batch')) {
-        view.state = 'COMPLETED';
-        view.reason = 'Completed';
-      } else if (stopping) {
-        view.state = 'KILLED';
-        view.reason = code === 137 ? 'Killed' : 'Stopped';
-        view.message = `stopped (exit code ${code})`;
-      } else {
-        view.state = 'FAILED';
-        view.reason = code === 137 ? 'OOMKilled or killed' : 'Error';
-        view.message = `exited with code ${code}${this.lastLogLine(dir)}`;
-      }
-      return view;
-    }
-    if (!alive) {
-      if (!inst.supervisorPid) return view;
-      view.state = stopping ? 'KILLED' : 'FAILED';
-      view.reason = 'Lost';
-      view.message = `the instance's supervisor (pid ${inst.supervisorPid}) ended without recording an exit code`;
-      return view;
-    }
-    view.state = stopping ? 'STOPPING' : childText ? 'RUNNING' : 'STARTING';
-    return view;
   }
 
   private lastLogLine(dir: string): string {
@@ -670,27 +501,23 @@ export class LocalRuntime implements Runtime {
    */
   private async derive(record: RunRecord, locked = false): Promise<RunStatus> {
     const views = await this.views(record);
-    const runnables: RunnableStatus[] = record.spec.runnables.map((r) => {
-      const mine = views.filter((v) => v.runnable === r.name && !(v.record.removed && isTerminalInstance(v.state)));
-      return {
-        name: r.name,
-        kind: r.kind,
-        desired: record.runnables[r.name]?.desired ?? r.instances,
-        running: mine.filter((v) => v.state === 'RUNNING').length,
-        instances: mine.map((v) => ({
-          id: v.record.id,
-          state: v.state,
-          name: v.record.containerId,
-          host: os.hostname(),
-          containerId: record.mode === 'runc' ? v.record.containerId : v.childPid ? `pid-${v.childPid}` : undefined,
-          restarts: v.restarts,
-          exitCode: v.exitCode,
-          reason: v.reason,
-          message: v.message,
-          startedAt: v.startedAt,
-        })),
-      };
-    });
+    const observed: ObservedInstance[] = views.map((v) => ({
+      runnable: v.runnable,
+      record: v.record,
+      status: {
+        id: v.record.id,
+        state: v.state,
+        name: v.record.containerId,
+        host: os.hostname(),
+        containerId: record.mode === 'runc' ? v.record.containerId : v.childPid ? `pid-${v.childPid}` : undefined,
+        restarts: v.restarts,
+        exitCode: v.exitCode,
+        reason: v.reason,
+        message: v.message,
+        startedAt: v.startedAt,
+      },
+    }));
+    const observation = runObservation(record, observed);
     const status: RunStatus = {
       runId: record.runId,
       app: record.app,
@@ -698,69 +525,15 @@ export class LocalRuntime implements Runtime {
       state: 'PENDING',
       createdAt: record.createdAt,
       namespace: this.runsDir,
-      runnables,
+      runnables: runnableStatuses(observation.runnables),
     };
     if (record.final) {
       return { ...status, state: record.final.state, message: record.final.message, reason: record.final.reason, exitCode: record.final.exitCode, finishedAt: record.final.finishedAt };
     }
-    const active = views.filter((v) => !v.record.removed);
-    const live = views.filter((v) => !isTerminalInstance(v.state) && v.record.supervisorPid);
-    let state: RunState;
-    let message: string | undefined;
-    let reason: string | undefined;
-    let exitCode: number | undefined;
-    const failed = active.find((v) => v.state === 'FAILED');
-    if (record.suspended && !record.stopRequested && live.length > 0 && !failed) {
-      state = 'SUSPENDED';
-      message = 'suspended: its batch instances are frozen until resumed';
-      reason = 'Suspended';
-    } else if (record.stopRequested) {
-      state = live.length > 0 ? 'STOPPING' : 'KILLED';
-      message = record.stopRequested.kind === 'kill' ? 'killed on request' : 'stopped on request';
-      reason = record.stopRequested.kind === 'kill' ? 'Killed' : 'Stopped';
-    } else if (failed) {
-      state = 'FAILED';
-      reason = failed.reason;
-      exitCode = failed.exitCode;
-      message = `${failed.runnable}/${failed.record.id} ${failed.message ?? 'failed'}`;
-    } else {
-      const kinds = record.spec.runnables;
-      const allBatch = kinds.every((r) => r.kind === 'batch');
-      const byName = (name: string) => active.filter((v) => v.runnable === name);
-      const complete = allBatch && kinds.every((r) => byName(r.name).length >= (record.runnables[r.name]?.desired ?? 0) && byName(r.name).every((v) => v.state === 'COMPLETED'));
-      const satisfied = kinds.every((r) => {
-        const mine = byName(r.name);
-        const want = record.runnables[r.name]?.desired ?? 0;
-        if (r.kind === 'batch') return mine.every((v) => v.state === 'RUNNING' || v.state === 'COMPLETED') && mine.length >= want;
-        return mine.filter((v) => v.state === 'RUNNING').length >= want;
-      });
-      if (complete) {
-        state = 'COMPLETED';
-        exitCode = 0;
-        message = 'every instance exited with code 0';
-      } else if (satisfied) {
-        state = 'RUNNING';
-      } else if (record.reachedRunning) {
-        // A service instance restarting after a crash or a scale-up in progress: still running.
-        state = 'RUNNING';
-        const crash = active.find((v) => v.reason === 'CrashLoopBackOff');
-        if (crash) {
-          message = `${crash.runnable}/${crash.record.id} ${crash.message}`;
-          reason = 'CrashLoopBackOff';
-        }
-      } else if (Date.now() > record.startDeadline) {
-        state = 'FAILED';
-        reason = 'StartTimeout';
-        message = `the run did not start within ${Math.round(record.spec.startTimeout / 1000)}s`;
-      } else {
-        state = active.some((v) => v.state !== 'PENDING') ? 'STARTING' : 'PENDING';
-        const crash = active.find((v) => v.reason === 'CrashLoopBackOff');
-        if (crash) {
-          message = `${crash.runnable}/${crash.record.id} ${crash.message}`;
-          reason = 'CrashLoopBackOff';
-        }
-      }
-    }
+    const verdict = deriveRunState(observation, Date.now());
+    const state = verdict.state;
+    const { reason, exitCode } = verdict;
+    let message = verdict.message;
     if (record.mode === 'host' && !message && !isTerminal(state)) message = record.modeNote;
     Object.assign(status, { state, message, reason, exitCode });
     if (isTerminal(state) && !locked) {
@@ -909,7 +682,7 @@ export class LocalRuntime implements Runtime {
     if (record.mode === 'runc') {
       // Never signal the runc process itself: killed while it creates the container, it would
       // orphan the container. `runc kill` is retried until the container exists and has ended.
-      detached(this.runcSignalLoop(view, signal === 'SIGKILL' ? 'KILL' : 'TERM', 0));
+      detached(runcSignalLoop(this.runcCommand, view, signal === 'SIGKILL' ? 'KILL' : 'TERM', 0));
       return;
     }
     const pid = view.childPid ?? Number(readText(path.join(view.dir, 'child')) ?? 0);
@@ -920,22 +693,6 @@ export class LocalRuntime implements Runtime {
         // already gone
       }
     }
-  }
-
-  /**
-   * A shell loop that waits `afterSeconds`, then sends `runc kill <id> SIG` until the
-   * instance has recorded its exit (TERM: until it was delivered once); it ends when the
-   * instance ends or its directory is removed, at most 60 s after it starts signalling.
-   * It is bound to the attempt it was started for (its supervisor's pid and start time):
-   * once that supervisor is gone, a restarted attempt in the same directory is not its target.
-   */
-  private runcSignalLoop(view: InstanceView, sig: 'TERM' | 'KILL', afterSeconds: number): string {
-    const kill = `'${this.runc}' --root '${this.runcRoot}' kill '${view.record.containerId}' ${sig} 2>/dev/null`;
-    const alive = `[ -d '${view.dir}' ] && [ ! -e '${view.dir}/exit' ] && ${supervisorAliveTest(view.record)}`;
-    return (
-      `end=$(( $(date +%s) + ${afterSeconds} )); while ${alive} && [ "$(date +%s)" -lt "$end" ]; do sleep 0.2; done; ` +
-      `i=0; while ${alive} && [ $i -lt 300 ]; do if ${kill}; then ${sig === 'TERM' ? 'exit 0' : 'true'}; fi; sleep 0.2; i=$((i+1)); done`
-    );
   }
 
   /** Signals instances with SIGTERM and escalates to SIGKILL after the grace period (also when this process exits first). */
@@ -951,12 +708,9 @@ export class LocalRuntime implements Runtime {
       // A detached watchdog carries out the escalation even if this weft process exits in the meantime;
       // it polls, so it ends as soon as the instance does (or its directory is removed).
       if (record.mode === 'runc') {
-        detached(this.runcSignalLoop(v, 'KILL', seconds));
+        detached(runcSignalLoop(this.runcCommand, v, 'KILL', seconds));
       } else if (v.childPid) {
-        detached(
-          `end=$(( $(date +%s) + ${seconds} )); while [ -d '${v.dir}' ] && [ ! -e '${v.dir}/exit' ] && ${supervisorAliveTest(v.record)}; do ` +
-            `if [ "$(date +%s)" -ge "$end" ]; then kill -9 ${v.childPid} 2>/dev/null; exit 0; fi; sleep 0.2; done`,
-        );
+        detached(hostKillWatchdog(v, v.childPid, seconds));
       }
     }
   }
@@ -1124,16 +878,14 @@ export class LocalRuntime implements Runtime {
       if (options.runnable) this.runnableOf(record, options.runnable);
       const targets = (await this.views(record)).filter((v) => !v.record.removed && !isTerminalInstance(v.state) && (!options.runnable || v.runnable === options.runnable));
       if (targets.length === 0) throw new LocalRuntimeError(`run ${runId} has no live instance${options.runnable ? ` of ${options.runnable}` : ''} to send "${command}" to`);
-      const id = `${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`;
-      const value = JSON.stringify({ command, payload: options.payload, sentAt: new Date().toISOString() });
+      const { key, value } = commandAnnotation(command, options.payload);
       for (const v of targets) {
         // The same file format and key as the Kubernetes runtime's downward-API annotations file, replaced atomically.
         const file = path.join(v.dir, 'podinfo', 'annotations');
         const current = parseAnnotations(readText(file) ?? '');
-        current[`weft.io/command-${id}`] = value;
-        const tmp = path.join(v.dir, 'podinfo', `.annotations.tmp-${process.pid}`);
-        await fs.writeFile(tmp, formatAnnotations(current));
-        await fs.rename(tmp, file);
+        current[key] = value;
+        // Readable by the container's user, whoever the image runs as (as the kubelet's file is).
+        await writeFileAtomic(file, formatAnnotations(current), 0o644);
       }
     });
   }
@@ -1231,179 +983,5 @@ export class LocalRuntime implements Runtime {
     this.timer = undefined;
     for (const t of this.timers) clearTimeout(t);
     await Promise.all([...this.locks.values()].map((p) => p.catch(() => undefined)));
-  }
-}
-
-/** Gives a directory and the files in it (one level: withFiles has no subdirectories) to `user`. */
-async function chownTree(dir: string, user: ImageUser): Promise<void> {
-  await fs.chown(dir, user.uid, user.gid);
-  for (const name of await fs.readdir(dir)) await fs.lchown(path.join(dir, name), user.uid, user.gid);
-}
-
-/** A shell test that holds while the instance's current supervisor (pid and start time) is alive. */
-function supervisorAliveTest(inst: InstanceRecord): string {
-  const pid = inst.supervisorPid ?? 0;
-  if (!inst.supervisorStart) return `[ -e /proc/${pid} ]`;
-  // Field 22 of /proc/<pid>/stat; the supervisor's command name is "sh" (no spaces to shift fields).
-  return `[ "$(cut -d' ' -f22 /proc/${pid}/stat 2>/dev/null)" = '${inst.supervisorStart}' ]`;
-}
-
-/** True when `pid` is the host-mode program of that instance (its environment names it). */
-function isProgramOf(pid: number, runId: string, runnable: string, instance: string): boolean {
-  try {
-    const env = readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0');
-    return env.includes(`WEFT_RUN_ID=${runId}`) && env.includes(`WEFT_RUNNABLE=${runnable}`) && env.includes(`WEFT_INSTANCE_ID=${instance}`);
-  } catch {
-    return false;
-  }
-}
-
-/** Runs a shell snippet detached from this process (it survives weft exiting). */
-function detached(script: string): void {
-  const child = spawn('/bin/sh', ['-c', script], { detached: true, stdio: 'ignore' });
-  child.on('error', () => undefined);
-  child.unref();
-}
-
-/** Child pids of a process (for `runc run`: the container's init). */
-function childrenOf(pid: number): number[] {
-  const out: number[] = [];
-  try {
-    for (const tid of readdirSync(`/proc/${pid}/task`)) {
-      for (const c of readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8').trim().split(/\s+/)) if (c) out.push(Number(c));
-    }
-  } catch {
-    // gone
-  }
-  return out;
-}
-
-/** Inodes of sockets listening on a TCP port (any address, IPv4 or IPv6) in the network namespace of `pid`. */
-function listeningInodes(pid: number, port: number): Set<string> {
-  const inodes = new Set<string>();
-  const hex = port.toString(16).toUpperCase().padStart(4, '0');
-  for (const file of [`/proc/${pid}/net/tcp`, `/proc/${pid}/net/tcp6`]) {
-    let text: string;
-    try {
-      text = readFileSync(file, 'utf8');
-    } catch {
-      continue;
-    }
-    for (const line of text.split('\n').slice(1)) {
-      const f = line.trim().split(/\s+/);
-      if (f.length < 10 || f[3] !== '0A') continue;
-      if (f[1].endsWith(`:${hex}`)) inodes.add(f[9]);
-    }
-  }
-  return inodes;
-}
-
-/** True when process `pid` holds a socket listening on `port`. */
-function listensOn(pid: number, port: number): boolean {
-  const inodes = listeningInodes(pid, port);
-  if (inodes.size === 0) return false;
-  try {
-    for (const fd of readdirSync(`/proc/${pid}/fd`)) {
-      let target: string;
-      try {
-        target = readlinkSync(`/proc/${pid}/fd/${fd}`);
-      } catch {
-        continue;
-      }
-      const m = /^socket:\[(\d+)\]$/.exec(target);
-      if (m && inodes.has(m[1])) return true;
-    }
-  } catch {
-    // gone
-  }
-  return false;
-}
-
-/** How long after its grace period a restart may take before it counts as interrupted. */
-const RESTART_SLACK_MS = 60_000;
-
-function isTerminalInstance(state: InstanceState): boolean {
-  return state === 'COMPLETED' || state === 'FAILED' || state === 'KILLED';
-}
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-async function* streamLogs(runtime: LocalRuntime, runId: string, options: LogOptions): AsyncIterable<LogLine> {
-  const files = await runtime.logFiles(runId, options);
-  const offsets = new Map<string, number>();
-  const partial = new Map<string, string>();
-  // Initial content (tail N lines per instance when asked).
-  for (const f of files) {
-    let text = '';
-    try {
-      text = await fs.readFile(f.file, 'utf8');
-    } catch {
-      // not written yet
-    }
-    offsets.set(f.file, Buffer.byteLength(text));
-    let lines = text.split('\n');
-    partial.set(f.file, lines.pop() ?? '');
-    if (options.tail !== undefined) lines = lines.slice(Math.max(0, lines.length - options.tail));
-    for (const line of lines) yield { runnable: f.runnable, instance: f.instance, line };
-  }
-  if (!options.follow) {
-    for (const f of files) {
-      const rest = partial.get(f.file);
-      if (rest) yield { runnable: f.runnable, instance: f.instance, line: rest };
-    }
-    return;
-  }
-  let known = files;
-  let finalRounds = 0;
-  while (!options.signal?.aborted) {
-    let progressed = false;
-    for (const f of known) {
-      if (!offsets.has(f.file)) {
-        offsets.set(f.file, 0);
-        partial.set(f.file, '');
-      }
-      let size: number;
-      try {
-        size = (await fs.stat(f.file)).size;
-      } catch {
-        continue;
-      }
-      const offset = offsets.get(f.file)!;
-      if (size <= offset) continue;
-      const handle = await fs.open(f.file, 'r');
-      const buf = Buffer.alloc(size - offset);
-      try {
-        await handle.read(buf, 0, buf.length, offset);
-      } finally {
-        await handle.close();
-      }
-      offsets.set(f.file, size);
-      progressed = true;
-      const lines = (partial.get(f.file)! + buf.toString('utf8')).split('\n');
-      partial.set(f.file, lines.pop() ?? '');
-      for (const line of lines) yield { runnable: f.runnable, instance: f.instance, line };
-    }
-    if (progressed) continue;
-    const status = await runtime.status(runId);
-    if (!status || isTerminal(status.state)) {
-      // One more pass after the end, so the last lines written are not lost.
-      if (++finalRounds > 1) break;
-    }
-    known = await runtime.logFiles(runId, options).catch(() => known);
-    await new Promise<void>((resolve) => {
-      const onAbort = () => {
-        clearTimeout(t);
-        resolve();
-      };
-      const t = setTimeout(() => {
-        options.signal?.removeEventListener('abort', onAbort);
-        resolve();
-      }, 200);
-      options.signal?.addEventListener('abort', onAbort, { once: true });
-    });
-  }
-  for (const f of known) {
-    const rest = partial.get(f.file);
-    if (rest) yield { runnable: f.runnable, instance: f.instance, line: rest };
   }
 }

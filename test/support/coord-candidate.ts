@@ -3,10 +3,9 @@
 // fenced log). It prints one JSON event per line on stdout. The failover tests and
 // bench/coord-failover run three of these and SIGKILL the leader.
 //
-// Run: node dist/src/coord/candidate.js '<CandidateConfig as JSON>'
+// Run: node dist/test/support/coord-candidate.js '<CandidateConfig as JSON>'
 import { pathToFileURL } from 'node:url';
-import { createCoordination, type CoordinationOptions } from './index.js';
-import { StaleTokenError, type Coordination, type LeaderHandle, type LeaseTimings } from './types.js';
+import { createCoordination, StaleTokenError, type Coordination, type CoordinationOptions, type LeaderHandle, type LeaseTimings } from '../../src/coord/index.js';
 
 export interface CandidateConfig {
   /** Where the election runs (may go through a proxy the test can cut). */
@@ -98,7 +97,7 @@ export async function runCandidate(config: CandidateConfig, emit: (e: CandidateE
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
   const raw = process.argv[2];
   if (!raw) {
-    process.stderr.write('usage: node candidate.js \'{"election":{"backend":"etcd","endpoints":["http://127.0.0.1:2379"]},"name":"e","id":"c1","logName":"l","actionIntervalMs":100}\'\n');
+    process.stderr.write('usage: node coord-candidate.js \'{"election":{"backend":"etcd","endpoints":["http://127.0.0.1:2379"]},"name":"e","id":"c1","logName":"l","actionIntervalMs":100}\'\n');
     process.exit(2);
   }
   const config = JSON.parse(raw) as CandidateConfig;
