@@ -152,11 +152,17 @@ const haSuite = (election: 'etcd' | 'kubernetes') =>
       const failoverMs = await failover!;
       ctx.diagnostic(`failover (${election}): the surviving master led ${failoverMs} ms after the leader was SIGKILLed (lease 3 s, /readyz polled every 50 ms)`);
 
+      let lastSeen: Array<{ id: string; state: RunState; reason?: string }> = [];
       const runs = await waitFor('every run to end', async () => {
         const list = await call(survivor.url, 'GET', '/api/v1/namespaces/ha/runs?limit=1000', { token });
         const items = list.json.items as Array<{ id: string; state: RunState; reason?: string }>;
+        lastSeen = items;
         return items.length >= total && items.every((r) => isTerminal(r.state)) ? items : undefined;
-      }, 300_000);
+      }, 300_000).catch((error: Error) => {
+        // Say which runs did not end and what the surviving master logged.
+        const open = lastSeen.filter((r) => !isTerminal(r.state)).map((r) => `${r.id} ${r.state} ${r.reason ?? ''}`);
+        throw new Error(`${error.message}: ${lastSeen.length} runs listed, not ended: ${open.join('; ')}\nsurvivor log (last 4000 chars):\n${survivor.log().slice(-4000)}`);
+      });
       assert.equal(runs.length, total, 'no run was duplicated');
       assert.deepEqual(new Set(runs.map((r) => r.id)), new Set(acked.values()), 'the stored runs are exactly the acknowledged ones');
       const lost = runs.filter((r) => r.state !== 'COMPLETED');
