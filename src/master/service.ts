@@ -291,44 +291,54 @@ export class MasterService {
 
   private async reconcileOnce(): Promise<void> {
     if (!this.leading) return;
-    const metrics = this.options.metrics;
     const live = await this.store.liveRuns();
     const known = new Map((await this.runtime.list()).map((s) => [s.runId, s]));
     const now = Date.now();
     for (const run of live) {
       if (this.inFlight.has(run.id) || run.queuedAt !== undefined) continue; // queued runs have no objects yet
-      const status = known.get(run.id) ?? (await this.runtime.status(run.id));
-      if (!status) {
-        // updatedAt: a run admitted from the queue is handed to the runtime only then.
-        if (now - Math.max(run.createdAt, run.updatedAt) < (this.options.submitGraceMs ?? 15_000) && run.state === 'PENDING') continue;
-        const event = await this.store.transition(run.id, 'FAILED', {
-          reason: 'Lost',
-          message: `the run's objects are gone from the ${this.runtime.name} runtime (deleted while the master was not watching, or lost with a node); the master marked it FAILED`,
-        });
-        if (event) {
-          metrics.reconcilerActions.inc({ action: 'lost' });
-          this.changes.emit('event');
-          this.log('run lost', { runId: run.id });
-        }
-        continue;
+      // One run the runtime cannot answer for (a lock, a broken record) must not stop the others' correction.
+      await this.reconcileRun(run, known, now).catch((error) => this.log('reconciling a run failed', { runId: run.id, error: String(error) }));
+    }
+    await this.reconcileRest(live, known);
+  }
+
+  private async reconcileRun(run: RunRecord, known: Map<string, RunStatus>, now: number): Promise<void> {
+    const metrics = this.options.metrics;
+    const status = known.get(run.id) ?? (await this.runtime.status(run.id));
+    if (!status) {
+      // updatedAt: a run admitted from the queue is handed to the runtime only then.
+      if (now - Math.max(run.createdAt, run.updatedAt) < (this.options.submitGraceMs ?? 15_000) && run.state === 'PENDING') return;
+      const event = await this.store.transition(run.id, 'FAILED', {
+        reason: 'Lost',
+        message: `the run's objects are gone from the ${this.runtime.name} runtime (deleted while the master was not watching, or lost with a node); the master marked it FAILED`,
+      });
+      if (event) {
+        metrics.reconcilerActions.inc({ action: 'lost' });
+        this.changes.emit('event');
+        this.log('run lost', { runId: run.id });
       }
-      if (status.state !== run.state) {
-        await this.record(status);
-        metrics.reconcilerActions.inc({ action: 'synced' });
-      } else {
-        this.ensureArchiver(run.id, status.state);
-      }
-      const stopping = status.state === 'STOPPING' ? await this.store.getRun(run.id) : undefined;
-      if (stopping?.stopRequestedAt !== undefined) {
-        const deadline = stopping.stopRequestedAt + (stopping.stopGraceMs ?? 0) + (this.options.stuckStoppingSlackMs ?? 5_000);
-        if (now > deadline) {
-          await this.runtime.kill(run.id).catch((error) => this.log('killing a stuck run failed', { runId: run.id, error: String(error) }));
-          metrics.stuckStoppingKills.inc();
-          metrics.reconcilerActions.inc({ action: 'killed_stuck_stopping' });
-          await this.store.addAudit({ actor: 'reconciler', namespace: run.namespace, action: 'run.kill', target: run.id, outcome: 'ok', detail: 'STOPPING past its grace period' });
-        }
+      return;
+    }
+    if (status.state !== run.state) {
+      await this.record(status);
+      metrics.reconcilerActions.inc({ action: 'synced' });
+    } else {
+      this.ensureArchiver(run.id, status.state);
+    }
+    const stopping = status.state === 'STOPPING' ? await this.store.getRun(run.id) : undefined;
+    if (stopping?.stopRequestedAt !== undefined) {
+      const deadline = stopping.stopRequestedAt + (stopping.stopGraceMs ?? 0) + (this.options.stuckStoppingSlackMs ?? 5_000);
+      if (now > deadline) {
+        await this.runtime.kill(run.id).catch((error) => this.log('killing a stuck run failed', { runId: run.id, error: String(error) }));
+        metrics.stuckStoppingKills.inc();
+        metrics.reconcilerActions.inc({ action: 'killed_stuck_stopping' });
+        await this.store.addAudit({ actor: 'reconciler', namespace: run.namespace, action: 'run.kill', target: run.id, outcome: 'ok', detail: 'STOPPING past its grace period' });
       }
     }
+  }
+
+  private async reconcileRest(live: RunRecord[], known: Map<string, RunStatus>): Promise<void> {
+    const metrics = this.options.metrics;
     // Queued runs whose slot freed while no master was watching (or on another master).
     for (const namespace of await this.store.queuedNamespaces()) await this.pumpQueue(namespace);
     // Live runs the store lacks (started by a CLI, or lost from the store): adopted so they are tracked.
