@@ -114,6 +114,7 @@ export class Journal {
 
   private async save(): Promise<void> {
     this.record!.updatedAt = new Date().toISOString();
+    await fs.mkdir(path.dirname(this.file), { recursive: true, mode: 0o700 });
     await writeFileAtomic(this.file, `${JSON.stringify(this.record, null, 2)}\n`);
   }
 }
