@@ -105,6 +105,10 @@ export class VerifyingStream extends Transform {
 export function verifiedStream(source: Readable, expected: { digest: string; size?: number }, what: string): Readable {
   const verifier = new VerifyingStream(expected, what);
   source.on('error', (error) => verifier.destroy(error));
+  // The mismatch is found at the end of the stream; a consumer that already gave up on it (another
+  // blob failed first) must not turn that late error into an uncaught exception. Consumers that read
+  // it (pipeline, for await) still get the error.
+  verifier.on('error', () => undefined);
   return source.pipe(verifier);
 }
 
