@@ -109,15 +109,9 @@ function killPoint(step: string): void {
   if (process.env.WEFT_PROVISION_KILL_AFTER === step) process.kill(process.pid, 'SIGKILL');
 }
 
-export async function provision(options: ProvisionOptions): Promise<ProvisionReport> {
-  const log = options.log ?? (() => undefined);
-  const polling = options.polling ?? DEFAULT_POLLING;
-  const provisioner = provisionerFor(options.config.provisioner);
-  const journal = await Journal.open(options.journalDir ?? defaultJournalDir(), options.cluster);
-  const { resumed } = await journal.begin(options.cluster, options.config, 'provisioning');
-  if (resumed) log(`resuming the unfinished provisioning of ${options.cluster} (journal ${journal.file})`);
-  const steps: StepReport[] = [];
-  const step = async (name: string, run: () => Promise<void>): Promise<void> => {
+/** Runs journal steps with progress lines, collecting what each did for the report. */
+function journalStepper(journal: Journal, steps: StepReport[], log: (line: string) => void) {
+  return async (name: string, run: () => Promise<void>): Promise<void> => {
     const result = await journal.step(name, async () => {
       log(`step ${name}`);
       await run();
@@ -126,6 +120,17 @@ export async function provision(options: ProvisionOptions): Promise<ProvisionRep
     steps.push({ name, result });
     killPoint(name);
   };
+}
+
+export async function provision(options: ProvisionOptions): Promise<ProvisionReport> {
+  const log = options.log ?? (() => undefined);
+  const polling = options.polling ?? DEFAULT_POLLING;
+  const provisioner = provisionerFor(options.config.provisioner);
+  const journal = await Journal.open(options.journalDir ?? defaultJournalDir(), options.cluster);
+  const { resumed } = await journal.begin(options.cluster, options.config, 'provisioning');
+  if (resumed) log(`resuming the unfinished provisioning of ${options.cluster} (journal ${journal.file})`);
+  const steps: StepReport[] = [];
+  const step = journalStepper(journal, steps, log);
 
   let kc: KubeConfig | undefined;
   await step('create', async () => {
@@ -216,14 +221,7 @@ export async function deprovision(options: {
   const provisioner = provisionerFor(config.provisioner);
   const { resumed } = await journal.begin(options.cluster, config, 'deprovisioning');
   const steps: StepReport[] = [];
-  const step = async (name: string, run: () => Promise<void>): Promise<void> => {
-    const result = await journal.step(name, async () => {
-      log(`step ${name}`);
-      await run();
-    });
-    steps.push({ name, result });
-    killPoint(name);
-  };
+  const step = journalStepper(journal, steps, log);
   const health = await provisioner.status(config);
   if (health.state === 'READY') {
     const client = new ObjectClient(provisioner.kubeConfig(config));
