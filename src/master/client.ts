@@ -28,6 +28,23 @@ interface RunJson {
   runtime: string;
 }
 
+/** The events of a text/event-stream body that carry an id and JSON data, as they arrive. */
+export async function* serverSentEvents<T>(body: AsyncIterable<Uint8Array>): AsyncGenerator<{ id: string; data: T }> {
+  const decoder = new TextDecoder();
+  let buffer = '';
+  for await (const chunk of body) {
+    buffer += decoder.decode(chunk, { stream: true });
+    let end: number;
+    while ((end = buffer.indexOf('\n\n')) >= 0) {
+      const block = buffer.slice(0, end);
+      buffer = buffer.slice(end + 2);
+      const id = /^id: (\d+)$/m.exec(block);
+      const data = /^data: (.*)$/m.exec(block);
+      if (id && data) yield { id: id[1], data: JSON.parse(data[1]) as T };
+    }
+  }
+}
+
 export class MasterRuntime implements Runtime {
   readonly name: 'kubernetes' | 'local' = 'local';
   private readonly base: string;
@@ -141,22 +158,10 @@ export class MasterRuntime implements Runtime {
         if (lastId) headers['last-event-id'] = lastId;
         const res = await fetch(`${this.base}/api/v1/namespaces/${encodeURIComponent(this.namespace)}/watch`, { headers, signal });
         if (!res.ok || !res.body) throw new Error(`watch answered ${res.status}`);
-        const decoder = new TextDecoder();
-        let buffer = '';
-        for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
-          buffer += decoder.decode(chunk, { stream: true });
-          let end: number;
-          while ((end = buffer.indexOf('\n\n')) >= 0) {
-            const block = buffer.slice(0, end);
-            buffer = buffer.slice(end + 2);
-            const id = /^id: (\d+)$/m.exec(block);
-            const data = /^data: (.*)$/m.exec(block);
-            if (!id || !data) continue;
-            lastId = id[1];
-            const event = JSON.parse(data[1]) as { runId: string };
-            const status = await this.status(event.runId).catch(() => undefined);
-            if (status && !signal.aborted) listener(status);
-          }
+        for await (const event of serverSentEvents<{ runId: string }>(res.body as unknown as AsyncIterable<Uint8Array>)) {
+          lastId = event.id;
+          const status = await this.status(event.data.runId).catch(() => undefined);
+          if (status && !signal.aborted) listener(status);
         }
       } catch {
         if (signal.aborted) return;

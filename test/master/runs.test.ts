@@ -8,6 +8,7 @@ import { canTransition, createRunner, isTerminal, parseAppSpec, RUN_STATES, type
 import { buildProbeImage, type ProbeImage } from '../twill/fixtures/probe-image.js';
 import { call, startTestMaster, waitFor, type TestMaster } from './helpers.js';
 import { isValidRunId } from '../../src/runtime/runid.js';
+import { serverSentEvents } from '../../src/master/client.js';
 
 interface SseEvent {
   id: number;
@@ -21,20 +22,10 @@ async function readEvents(url: string, token: string, headers: Record<string, st
   assert.equal(res.status, 200);
   assert.match(res.headers.get('content-type') ?? '', /text\/event-stream/);
   const events: SseEvent[] = [];
-  const decoder = new TextDecoder();
-  let buffer = '';
   const timer = setTimeout(() => abort.abort(), 60_000);
   try {
-    for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
-      buffer += decoder.decode(chunk, { stream: true });
-      let end: number;
-      while ((end = buffer.indexOf('\n\n')) >= 0) {
-        const block = buffer.slice(0, end);
-        buffer = buffer.slice(end + 2);
-        const id = /^id: (\d+)$/m.exec(block);
-        const data = /^data: (.*)$/m.exec(block);
-        if (id && data) events.push({ id: Number(id[1]), data: JSON.parse(data[1]) });
-      }
+    for await (const event of serverSentEvents<SseEvent['data']>(res.body as unknown as AsyncIterable<Uint8Array>)) {
+      events.push({ id: Number(event.id), data: event.data });
       if (until(events)) break;
     }
   } catch (error) {
