@@ -11,25 +11,17 @@ import { promisify } from 'node:util';
 import { openImage, parseDockerReference } from '../../src/image/index.js';
 import { createRemoteTransport } from '../../src/registry/client/index.js';
 import { startRegistry, type RunningRegistry } from '../../src/registry/server/index.js';
-import { createRunIdGenerator, createRunner, isTerminal, parseAppSpec, Runner, RunIdTakenError, type AppSpecInput, type Controller, type TwillRunner } from '../../src/runtime/index.js';
+import { createRunIdGenerator, createRunner, isTerminal, parseAppSpec, Runner, RunIdTakenError, type AppSpecInput, type Controller, type RunStatus, type TwillRunner } from '../../src/runtime/index.js';
 import { createLocalRuntime, LocalRuntime } from '../../src/runtime/local/index.js';
 import { buildProbeImage, weftMain, type ProbeImage } from '../twill/fixtures/probe-image.js';
 import { logLines, readLineWhenListening, waitForLogs } from '../twill/local-target.js';
-import { StartedRuns } from '../support/runs.js';
+import { StartedRuns, waitForRunStatus } from '../support/runs.js';
 import { tempDir } from '../support/temp.js';
 
 const execFileAsync = promisify(execFile);
 
-async function waitState(runtime: LocalRuntime, runId: string, what: string, predicate: (s: NonNullable<Awaited<ReturnType<LocalRuntime['status']>>>) => boolean, timeoutMs = 60_000) {
-  const deadline = Date.now() + timeoutMs;
-  let last;
-  while (Date.now() < deadline) {
-    last = await runtime.status(runId);
-    if (last && predicate(last)) return last;
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error(`timed out waiting for ${what}: ${JSON.stringify(last)}`);
-}
+const waitState = (runtime: LocalRuntime, runId: string, what: string, predicate: (s: RunStatus) => boolean, timeoutMs = 60_000) =>
+  waitForRunStatus(runtime, runId, what, predicate, { timeoutMs });
 
 describe('the local runtime with runc', () => {
   let probe: ProbeImage;
