@@ -11,6 +11,7 @@ import { request } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { serveRegistry, stopProcess } from '../support/registry-serve.js';
+import { waitFor } from '../support/wait.js';
 import { makeImage, pushImage, raw, run, tempDir } from './helpers.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -88,7 +89,8 @@ test('the registry keeps serving while hundreds of connections stall bodies and 
         await sleep(200);
       }
     })();
-    await sleep(500); // let the server take them all in
+    // The server has them all: each hostile connection is open and its head sent.
+    await waitFor('every hostile connection open with its head sent', () => sockets.every((socket) => !socket.connecting && socket.writableLength === 0), 30_000);
 
     // the good client, meanwhile (from 127.0.0.1)
     const other = await makeImage(2, 256 * 1024, 'good-under-attack');
