@@ -82,7 +82,7 @@ export function register(program: Command): void {
         ? (await import('../../registry/client/index.js')).createRemoteTransport({ insecureRegistries: opts.insecureRegistry })
         : undefined;
       // Loaded on use so that `weft --help` and other commands start fast.
-      const { buildJvmImage, writeImage } = await import('../../image/index.js');
+      const [{ buildJvmImage }, { writeImage }] = await Promise.all([import('../../image/build.js'), import('../../image/images.js')]);
       const result = await buildJvmImage({
         program: jar,
         libs: opts.lib,
