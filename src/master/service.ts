@@ -397,9 +397,8 @@ export class MasterService {
     const metrics = this.options.metrics;
     const status = known.get(run.id) ?? (await this.runtime.status(run.id));
     if (status) {
-      await this.store.markLaunched(run.id);
+      if (await this.store.markLaunched(run.id)) metrics.reconcilerActions.inc({ action: 'handover_recorded' });
       await this.record(status);
-      metrics.reconcilerActions.inc({ action: 'handover_recorded' });
       return;
     }
     if (run.handoverUntil !== undefined && now < run.handoverUntil) {

@@ -144,7 +144,8 @@ for (const { kind, make } of storeTargets) {
       assert.equal(claims.length, 1, 'one master takes the hand-over over');
       assert.equal(claims[0]!.handoverUntil, later + 5000);
       assert.equal(await store.takeOverHandover('h-a', 5000, later + 1), undefined, 'held again by the one that took it over');
-      await store.markLaunched('h-a', later + 10);
+      assert.equal(await store.markLaunched('h-a', later + 10), true);
+      assert.equal(await store.markLaunched('h-a', later + 20), false, 'recorded once');
       const launched = await store.getRun('h-a');
       assert.deepEqual([launched?.launchedAt, launched?.handoverUntil], [later + 10, undefined]);
       assert.equal(await store.takeOverHandover('h-a', 5000, later + 60_000), undefined, 'a launched run is never handed over again');

@@ -368,8 +368,8 @@ export class SqlStore implements Store {
     });
   }
 
-  async markLaunched(id: string, at = Date.now()): Promise<void> {
-    await this.db.execute('UPDATE runs SET launched_at = ?, handover_until = NULL WHERE id = ? AND launched_at IS NULL', [at, id]);
+  async markLaunched(id: string, at = Date.now()): Promise<boolean> {
+    return (await this.db.execute('UPDATE runs SET launched_at = ?, handover_until = NULL WHERE id = ? AND launched_at IS NULL', [at, id])) === 1;
   }
 
   async takeOverHandover(id: string, handoverMs: number, now = Date.now()): Promise<RunRecord | undefined> {

@@ -194,8 +194,8 @@ export interface Store {
    * (queued runs do not count); decided under the namespace's lock, so one caller gets each run.
    */
   admitQueued(namespace: string, limit: number, handoverMs: number): Promise<RunRecord | undefined>;
-  /** Records that the runtime accepted the run (its hand-over is done). */
-  markLaunched(id: string, at?: number): Promise<void>;
+  /** Records that the runtime accepted the run (its hand-over is done); false when it was recorded already. */
+  markLaunched(id: string, at?: number): Promise<boolean>;
   /**
    * Takes over the hand-over of an admitted, not launched run whose hand-over time has passed (its master
    * may have died): holds it for `handoverMs` from now and returns the run, or undefined when the run was
