@@ -136,14 +136,19 @@ export function buildRoutes(options: ApiOptions): Route[] {
   const audit = (ctx: RequestContext, action: string, target: string | undefined, outcome = 'ok', detail?: string) =>
     store.addAudit({ actor: ctx.actor, namespace: ctx.params.namespace, action, target, outcome, detail });
   const control = async (ctx: RequestContext, action: string, fn: (run: RunRecord) => Promise<void>) => {
-    const run = await runIn(ctx);
+    let run = await runIn(ctx);
     if (isTerminal(run.state)) throw new ApiError('conflict', `run ${run.id} already ended ${run.state}; nothing to ${action.replace('run.', '')}`);
-    if (run.queuedAt !== undefined) {
-      // Not started yet: stop and kill take it out of the queue; nothing else applies.
-      if (action !== 'run.stop' && action !== 'run.kill') throw new ApiError('conflict', `run ${run.id} waits in the admission queue and has not started; it can only be stopped or killed`);
-      await service.cancelQueued(run, action === 'run.stop' ? 'stopped' : 'killed');
-      await audit(ctx, action, run.id);
-      return { ...runJson((await store.getRun(run.id)) ?? run), accepted: true };
+    if (run.launchedAt === undefined) {
+      // Not handed to the runtime yet (queued, or being handed over): stop and kill end it; nothing else applies.
+      const where = run.queuedAt !== undefined ? 'waits in the admission queue' : 'is being handed to the runtime';
+      if (action !== 'run.stop' && action !== 'run.kill') throw new ApiError('conflict', `run ${run.id} ${where} and has not started; it can only be stopped or killed`);
+      if (await service.cancelNotLaunched(run, action === 'run.stop' ? 'stopped' : 'killed')) {
+        await audit(ctx, action, run.id);
+        return { ...runJson((await store.getRun(run.id)) ?? run), accepted: true };
+      }
+      // Launched meanwhile: stopped through the runtime below.
+      run = (await store.getRun(run.id)) ?? run;
+      if (isTerminal(run.state)) throw new ApiError('conflict', `run ${run.id} already ended ${run.state}; nothing to ${action.replace('run.', '')}`);
     }
     try {
       await fn(run);

@@ -55,6 +55,16 @@ export const MIGRATIONS: Migration[] = [
       `CREATE INDEX runs_by_app_state_time ON runs (namespace, app, state, created_at DESC, id DESC)`,
     ],
   },
+  {
+    version: 3,
+    description: 'crash-safe hand-over: launched_at (the runtime accepted the run), handover_until (who hands it over may until then)',
+    statements: [
+      `ALTER TABLE runs ADD COLUMN launched_at {{bigint}}`,
+      `ALTER TABLE runs ADD COLUMN handover_until {{bigint}}`,
+      // Runs stored before this version were handed over at once (or lost with their master).
+      `UPDATE runs SET launched_at = created_at WHERE queued_at IS NULL`,
+    ],
+  },
 ];
 
 export function renderStatement(sql: string, dialect: Dialect): string {

@@ -47,6 +47,8 @@ function toRun(r: Row): RunRecord {
     stopRequestedAt: opt<number>(r.stop_requested_at),
     stopGraceMs: opt<number>(r.stop_grace_ms),
     queuedAt: opt<number>(r.queued_at),
+    launchedAt: opt<number>(r.launched_at),
+    handoverUntil: opt<number>(r.handover_until),
   };
 }
 
@@ -168,7 +170,7 @@ export class SqlStore implements Store {
   async importRuns(runs: NewRun[]): Promise<void> {
     await this.db.transaction(async (q) => {
       await this.db.lock(q, EVENT_LOCK);
-      // Multi-row inserts, 500 rows a statement (13 and 7 parameters a row: within both databases' limits).
+      // Multi-row inserts, 500 rows a statement (14 and 7 parameters a row: within both databases' limits).
       for (let start = 0; start < runs.length; start += 500) {
         const chunk = runs.slice(start, start + 500);
         const runRows: Param[] = [];
@@ -176,11 +178,11 @@ export class SqlStore implements Store {
         for (const run of chunk) {
           const state: RunState = run.state ?? 'PENDING';
           const at = run.createdAt ?? Date.now();
-          runRows.push(run.id, run.namespace, run.app, run.appVersion ?? null, state, run.reason ?? null, run.message ?? null, JSON.stringify(run.spec), run.runtime, at, at, isTerminal(state) ? at : null, run.createdBy);
+          runRows.push(run.id, run.namespace, run.app, run.appVersion ?? null, state, run.reason ?? null, run.message ?? null, JSON.stringify(run.spec), run.runtime, at, at, isTerminal(state) ? at : null, run.createdBy, at);
           eventRows.push(run.id, run.namespace, null, state, at, run.reason ?? null, run.message ?? null);
         }
         await q.execute(
-          `INSERT INTO runs (id, namespace, app, app_version, state, reason, message, spec, runtime, created_at, updated_at, finished_at, created_by) VALUES ${chunk.map(() => `(${placeholders(13)})`).join(', ')}`,
+          `INSERT INTO runs (id, namespace, app, app_version, state, reason, message, spec, runtime, created_at, updated_at, finished_at, created_by, launched_at) VALUES ${chunk.map(() => `(${placeholders(14)})`).join(', ')}`,
           runRows,
         );
         await q.execute(`INSERT INTO run_events (run_id, namespace, from_state, to_state, at, reason, message) VALUES ${chunk.map(() => `(${placeholders(7)})`).join(', ')}`, eventRows);
@@ -222,10 +224,31 @@ export class SqlStore implements Store {
         }
       }
       const finishedAt = isTerminal(state) ? now : null;
+      // An admitted run the caller hands over itself is not launched yet; anything else (queued, rejected, adopted) needs no hand-over now.
+      const handoverUntil = options.handoverMs !== undefined && queuedAt === undefined && state === 'PENDING' && run.state === undefined ? now + options.handoverMs : undefined;
+      const launchedAt = handoverUntil === undefined && queuedAt === undefined ? now : undefined;
       await q.execute(
-        `INSERT INTO runs (id, namespace, app, app_version, state, reason, message, spec, runtime, created_at, updated_at, finished_at, created_by, idempotency_key, queued_at)
-         VALUES (${placeholders(15)})`,
-        [run.id, run.namespace, run.app, run.appVersion ?? null, state, reason ?? null, message ?? null, JSON.stringify(run.spec), run.runtime, now, now, finishedAt, run.createdBy, options.idempotencyKey ?? null, queuedAt ?? null],
+        `INSERT INTO runs (id, namespace, app, app_version, state, reason, message, spec, runtime, created_at, updated_at, finished_at, created_by, idempotency_key, queued_at, launched_at, handover_until)
+         VALUES (${placeholders(17)})`,
+        [
+          run.id,
+          run.namespace,
+          run.app,
+          run.appVersion ?? null,
+          state,
+          reason ?? null,
+          message ?? null,
+          JSON.stringify(run.spec),
+          run.runtime,
+          now,
+          now,
+          finishedAt,
+          run.createdBy,
+          options.idempotencyKey ?? null,
+          queuedAt ?? null,
+          launchedAt ?? null,
+          handoverUntil ?? null,
+        ],
       );
       await this.insertEvent(q, { runId: run.id, namespace: run.namespace, to: state, at: now, reason, message });
       const record: RunRecord = {
@@ -244,6 +267,8 @@ export class SqlStore implements Store {
         createdBy: run.createdBy,
         idempotencyKey: options.idempotencyKey,
         queuedAt,
+        launchedAt,
+        handoverUntil,
       };
       return { run: record, created: true, rejected, queuePosition };
     });
@@ -260,10 +285,11 @@ export class SqlStore implements Store {
 
   async transition(id: string, to: RunState, options: TransitionOptions = {}): Promise<RunEvent | undefined> {
     return this.db.transaction(async (q) => {
-      const rows = await q.query(`SELECT id, namespace, state FROM runs WHERE id = ?${this.db.dialect === 'postgres' ? ' FOR UPDATE' : ''}`, [id]);
+      const rows = await q.query(`SELECT id, namespace, state, launched_at FROM runs WHERE id = ?${this.db.dialect === 'postgres' ? ' FOR UPDATE' : ''}`, [id]);
       if (!rows[0]) throw new StoreError(`no run ${id}`, 'not_found');
       const from = rows[0].state as RunState;
       if (from === to || !canTransition(from, to)) return undefined;
+      if (options.unlessLaunched && opt(rows[0].launched_at) !== undefined) return undefined;
       const at = options.at ?? Date.now();
       await q.execute(`UPDATE runs SET state = ?, reason = ?, message = ?, updated_at = ?, finished_at = ?${isTerminal(to) ? ', queued_at = NULL' : ''} WHERE id = ?`, [
         to,
@@ -328,16 +354,32 @@ export class SqlStore implements Store {
     return Number(rows[0].n);
   }
 
-  async admitQueued(namespace: string, limit: number): Promise<RunRecord | undefined> {
+  async admitQueued(namespace: string, limit: number, handoverMs: number): Promise<RunRecord | undefined> {
     return this.db.transaction(async (q) => {
       await this.db.lock(q, `weft:ns:${namespace}`);
       if ((await this.countLiveIn(q, namespace)) >= limit) return undefined;
       const rows = await q.query('SELECT * FROM runs WHERE namespace = ? AND queued_at IS NOT NULL ORDER BY queued_at, id LIMIT 1', [namespace]);
       if (!rows[0]) return undefined;
       const now = Date.now();
-      await q.execute('UPDATE runs SET queued_at = NULL, reason = NULL, message = ?, updated_at = ? WHERE id = ?', ['admitted from the queue', now, rows[0].id as string]);
-      return { ...toRun(rows[0]), queuedAt: undefined, reason: undefined, message: 'admitted from the queue', updatedAt: now };
+      const message = 'admitted from the queue';
+      // Admitted, not launched: the caller hands it over; if it dies first, the leader takes over after handover_until.
+      await q.execute('UPDATE runs SET queued_at = NULL, reason = NULL, message = ?, updated_at = ?, handover_until = ? WHERE id = ?', [message, now, now + handoverMs, rows[0].id as string]);
+      return { ...toRun(rows[0]), queuedAt: undefined, reason: undefined, message, updatedAt: now, handoverUntil: now + handoverMs };
     });
+  }
+
+  async markLaunched(id: string, at = Date.now()): Promise<boolean> {
+    return (await this.db.execute('UPDATE runs SET launched_at = ?, handover_until = NULL WHERE id = ? AND launched_at IS NULL', [at, id])) === 1;
+  }
+
+  async takeOverHandover(id: string, handoverMs: number, now = Date.now()): Promise<RunRecord | undefined> {
+    // One conditional update: of several masters taking over at once, one changes the row (PostgreSQL re-checks
+    // the condition on the row it waited for; SQLite's writes are serial).
+    const changed = await this.db.execute(
+      `UPDATE runs SET handover_until = ? WHERE id = ? AND launched_at IS NULL AND queued_at IS NULL AND state = 'PENDING' AND (handover_until IS NULL OR handover_until <= ?)`,
+      [now + handoverMs, id, now],
+    );
+    return changed === 1 ? this.getRun(id) : undefined;
   }
 
   async queuePosition(id: string): Promise<number | undefined> {
