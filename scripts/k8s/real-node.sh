@@ -15,8 +15,11 @@
 # server through the `kubernetes` Service (10.96.0.1:443, kube-proxy's iptables rules inside the
 # namespace) and resolve Service names through kube-dns (10.96.0.10). The API server and the
 # registries on the host's loopback are bridged into the namespace through unix sockets
-# (scripts/k8s/unix-bridge.mjs): nothing listens on a non-loopback address of the host. Facts
-# behind it: docs/kubernetes-testenv.md "In-cluster networking".
+# (scripts/k8s/unix-bridge.mjs): nothing listens on a non-loopback address of the host. Other
+# loopback services of the host (WEFT_NODE_HOST_SERVICES=name=127.0.0.1:port,..., e.g. the test
+# PostgreSQL) are bridged the same way and get a selector-less Service <name>.testenv-host in the
+# cluster, the way a cluster reaches a database outside it. Facts behind it:
+# docs/kubernetes-testenv.md "In-cluster networking".
 
 NODE_DIR="$STATE/node"
 REAL_NODE_NAME="${WEFT_REAL_NODE_NAME:-localhost}"
@@ -184,11 +187,11 @@ write_kubelet_config() {
   local k="$NODE_DIR/kubelet-config"
   mkdir -p "$k" "$NODE_DIR/kubelet" "$NODE_DIR/pod-logs" "$NODE_DIR/volume-plugins"
   # Client certificate for the node identity: the Node authorizer and NodeRestriction accept it.
-  openssl req -newkey rsa:2048 -nodes -sha256 -subj "/O=system:nodes/CN=system:node:$REAL_NODE_NAME" \
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -sha256 -subj "/O=system:nodes/CN=system:node:$REAL_NODE_NAME" \
     -keyout "$k/kubelet.key" -out "$k/kubelet.csr" 2>/dev/null
   printf '%s\n' "basicConstraints=CA:FALSE" "keyUsage=critical,digitalSignature,keyEncipherment" "extendedKeyUsage=clientAuth" >"$k/kubelet.ext"
   openssl x509 -req -sha256 -days 3650 -in "$k/kubelet.csr" -CA "$PKI/ca.crt" -CAkey "$PKI/ca.key" \
-    -CAcreateserial -extfile "$k/kubelet.ext" -out "$k/kubelet.crt" 2>/dev/null
+    -set_serial "0x$(openssl rand -hex 16)" -extfile "$k/kubelet.ext" -out "$k/kubelet.crt" 2>/dev/null
   [[ -s "$k/kubelet.crt" ]] || die "openssl could not sign the kubelet certificate"
   chmod 600 "$k/kubelet.key"
   cat >"$k/kubeconfig" <<EOF
@@ -311,18 +314,76 @@ loopback_registries() {
   return 0
 }
 
+# Loopback services of the host that pods reach through a Service (WEFT_NODE_HOST_SERVICES, a
+# comma-separated list of name=127.0.0.1:port): merged into $NODE_DIR/host-services ("name
+# host:port" lines; a name given again gets its new address), so an `up` without the variable
+# keeps them. Only with in-cluster networking (without it pods reach no Service at all).
+record_host_services() {
+  local file="$NODE_DIR/host-services" entry name addr
+  touch "$file"
+  IFS=, read -r -a entries <<<"${WEFT_NODE_HOST_SERVICES:-}"
+  for entry in "${entries[@]}"; do
+    entry="${entry// /}"; [[ -n "$entry" ]] || continue
+    [[ "$entry" =~ ^([a-z]([-a-z0-9]{0,30}[a-z0-9])?)=(127\.[0-9]+\.[0-9]+\.[0-9]+:[0-9]+)$ ]] ||
+      die "WEFT_NODE_HOST_SERVICES: '$entry' is not name=127.x.y.z:port (name: a DNS label; only loopback addresses are bridged)"
+    name="${BASH_REMATCH[1]}" addr="${BASH_REMATCH[3]}"
+    { grep -v "^$name " "$file" || true; echo "$name $addr"; } >"$file.tmp" && mv "$file.tmp" "$file"
+  done
+}
+
+host_services() { [[ -f "$NODE_DIR/host-services" ]] && sort "$NODE_DIR/host-services"; return 0; }
+
+# What the bridges carry, as one line (restart them when it changes).
+bridged_list() { { loopback_registries; host_services; } | tr '\n' ' '; }
+
+# The Services of the host's loopback services: namespace testenv-host, one selector-less Service
+# per name (port = the host port) and an EndpointSlice to the bridge's end on the namespace's
+# address, so pods reach <name>.testenv-host.svc.cluster.local:<port>.
+host_service_objects() {
+  local name addr port f="$NODE_DIR/host-services.yaml"
+  [[ -s "$NODE_DIR/host-services" ]] || return 0
+  printf 'apiVersion: v1\nkind: Namespace\nmetadata: { name: testenv-host, labels: { app.kubernetes.io/managed-by: weft-testenv } }\n' >"$f"
+  while read -r name addr; do
+    port="${addr##*:}"
+    cat >>"$f" <<EOF
+---
+apiVersion: v1
+kind: Service
+metadata: { name: $name, namespace: testenv-host, labels: { app.kubernetes.io/managed-by: weft-testenv } }
+spec:
+  ports: [{ name: tcp, port: $port, protocol: TCP, targetPort: $port }]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: $name-weft-testenv
+  namespace: testenv-host
+  labels: { kubernetes.io/service-name: $name, endpointslice.kubernetes.io/managed-by: weft-testenv }
+addressType: IPv4
+endpoints: [{ addresses: ["$LINK_NODE_ADDR"], conditions: { ready: true } }]
+ports: [{ name: tcp, port: $port, protocol: TCP }]
+EOF
+  done < <(host_services)
+  kubectl_ apply -f "$f" >/dev/null || die "could not create the Services of the host's loopback services (see above)"
+}
+
 # The unix-socket bridge: on the host, a forwarder serves $BRIDGE_DIR/*.sock and connects to the
-# API server and the loopback registries on 127.0.0.1; in the namespace, a forwarder listens on
-# the namespace's address (API server) and its loopback (registries, where containerd pulls from)
-# and connects to those sockets. Restarted when the registry list changes.
+# API server, the loopback registries and the host services on 127.0.0.1; in the namespace, a
+# forwarder listens on the namespace's address (API server, host services) and its loopback
+# (registries, where containerd pulls from) and connects to those sockets. Restarted when the
+# list changes.
 in_cluster_bridges_up() {
   stop unix-bridge-netns
   stop unix-bridge-host
   mkdir -p "$BRIDGE_DIR"; chmod 700 "$BRIDGE_DIR"
-  local host=("$BRIDGE_DIR/api.sock" "127.0.0.1:$API_PORT") netns=("$LINK_NODE_ADDR:$API_PORT" "$BRIDGE_DIR/api.sock") r i=0
+  local host=("$BRIDGE_DIR/api.sock" "127.0.0.1:$API_PORT") netns=("$LINK_NODE_ADDR:$API_PORT" "$BRIDGE_DIR/api.sock") r i=0 name addr
   for r in $(loopback_registries); do
     host+=("$BRIDGE_DIR/reg$i.sock" "$r"); netns+=("$r" "$BRIDGE_DIR/reg$i.sock"); i=$((i + 1))
   done
+  while read -r name addr; do
+    [[ -n "$name" ]] || continue
+    host+=("$BRIDGE_DIR/svc-$name.sock" "$addr"); netns+=("$LINK_NODE_ADDR:${addr##*:}" "$BRIDGE_DIR/svc-$name.sock")
+  done < <(host_services)
   start unix-bridge-host node "$WEFT_ROOT/scripts/k8s/unix-bridge.mjs" serve-unix "${host[@]}"
   wait_for "the host end of the unix-socket bridge" 30 unix-bridge-host test -S "$BRIDGE_DIR/api.sock"
   start unix-bridge-netns nsenter --net="$NETNS_FILE" node "$WEFT_ROOT/scripts/k8s/unix-bridge.mjs" serve-tcp "${netns[@]}"
@@ -336,10 +397,10 @@ in_cluster_bridges_up() {
 sign_client() {
   local name="$1" cn="$2" org="${3:-}" d="$NODE_DIR/$1"
   mkdir -p "$d"
-  openssl req -newkey rsa:2048 -nodes -sha256 -subj "${org:+/O=$org}/CN=$cn" -keyout "$d/client.key" -out "$d/client.csr" 2>/dev/null
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -sha256 -subj "${org:+/O=$org}/CN=$cn" -keyout "$d/client.key" -out "$d/client.csr" 2>/dev/null
   printf '%s\n' "basicConstraints=CA:FALSE" "keyUsage=critical,digitalSignature,keyEncipherment" "extendedKeyUsage=clientAuth" >"$d/client.ext"
   openssl x509 -req -sha256 -days 3650 -in "$d/client.csr" -CA "$PKI/ca.crt" -CAkey "$PKI/ca.key" \
-    -CAcreateserial -extfile "$d/client.ext" -out "$d/client.crt" 2>/dev/null
+    -set_serial "0x$(openssl rand -hex 16)" -extfile "$d/client.ext" -out "$d/client.crt" 2>/dev/null
   [[ -s "$d/client.crt" ]] || die "openssl could not sign the $name client certificate"
   chmod 600 "$d/client.key"
   cat >"$d/kubeconfig" <<EOF
@@ -421,10 +482,15 @@ EOF
 # kube-proxy (iptables mode; its rules live in the namespace's own netfilter tables) and CoreDNS,
 # both host processes in the node's namespace. kube-proxy touches no global sysctl: conntrack
 # sizing and timeouts are 0 (left alone), no localhost NodePorts (route_localnet), oomScoreAdj 0.
-in_cluster_services_up() {
-  sign_client kube-proxy system:kube-proxy
-  sign_client coredns weft-testenv:coredns
+# Started before containerd and the kubelet (they need only the API server, through the bridge),
+# so their start-up overlaps the node's registration; in_cluster_services_wait waits for them.
+in_cluster_services_start() {
+  local a b
+  sign_client kube-proxy system:kube-proxy & a=$!
+  sign_client coredns weft-testenv:coredns & b=$!
+  wait "$a" && wait "$b" || die "could not sign the client certificates of kube-proxy and CoreDNS"
   in_cluster_objects
+  host_service_objects
   cat >"$NODE_DIR/kube-proxy/config.yaml" <<EOF
 apiVersion: kubeproxy.config.k8s.io/v1alpha1
 kind: KubeProxyConfiguration
@@ -455,6 +521,9 @@ EOF
 }
 EOF
   start coredns nsenter --net="$NETNS_FILE" "$COREDNS_BIN" -conf "$NODE_DIR/coredns/Corefile"
+}
+
+in_cluster_services_wait() {
   wait_for "kube-proxy /healthz on $LINK_NODE_ADDR:10256 (inside the node's namespace)" 120 kube-proxy \
     in_ns curl -sf --max-time 3 -o /dev/null "http://$LINK_NODE_ADDR:10256/healthz"
   wait_for "CoreDNS /ready on $LINK_NODE_ADDR:8181 (inside the node's namespace)" 120 coredns \
@@ -489,9 +558,10 @@ real_node_up() {
   if real_node_running && real_node_ready; then
     write_registry_hosts # new WEFT_NODE_REGISTRIES take effect at the next pull
     if [[ "$IN_CLUSTER" == 1 ]]; then
-      # New loopback registries need their bridge into the namespace.
-      [[ "$(loopback_registries | tr '\n' ' ')" == "$(cat "$NODE_DIR/bridged-registries" 2>/dev/null)" ]] || {
-        in_cluster_bridges_up; loopback_registries | tr '\n' ' ' >"$NODE_DIR/bridged-registries"; }
+      # New loopback registries and host services need their bridge into the namespace.
+      record_host_services
+      [[ "$(bridged_list)" == "$(cat "$NODE_DIR/bridged" 2>/dev/null)" ]] || {
+        in_cluster_bridges_up; bridged_list >"$NODE_DIR/bridged"; host_service_objects; }
     fi
     local what=""
     [[ "$IN_CLUSTER" == 1 ]] && what=" (in-cluster networking)"
@@ -514,12 +584,14 @@ real_node_up() {
   # and runc in other mount namespaces: the kubelet root is a shared bind mount.
   mount --bind "$NODE_DIR/kubelet" "$NODE_DIR/kubelet"
   mount --make-rshared "$NODE_DIR/kubelet"
-  local netns=()
+  local netns=() in_cluster_pid=""
   if [[ "$IN_CLUSTER" == 1 ]]; then
     touch "$NODE_DIR/in-cluster"
     in_cluster_net_up
-    in_cluster_bridges_up
-    loopback_registries | tr '\n' ' ' >"$NODE_DIR/bridged-registries"
+    record_host_services
+    # The bridges, kube-proxy and CoreDNS start while containerd and the kubelet do.
+    ( in_cluster_bridges_up && bridged_list >"$NODE_DIR/bridged" && in_cluster_services_start ) &
+    in_cluster_pid=$!
     # nsenter, not `ip netns exec`: that remounts /sys and hides the cgroup v1 hierarchies.
     netns=(nsenter --net="$NETNS_FILE")
   fi
@@ -532,10 +604,11 @@ real_node_up() {
     --kubeconfig="$NODE_DIR/kubelet-config/kubeconfig" --root-dir="$NODE_DIR/kubelet" \
     --cert-dir="$NODE_DIR/kubelet-config/pki" --hostname-override="$REAL_NODE_NAME" \
     --node-labels="$REAL_NODE_LABEL=true" --v=1
+  if [[ -n "$in_cluster_pid" ]]; then wait "$in_cluster_pid" || die "in-cluster networking did not start (see above)"; fi
   wait_for "node $REAL_NODE_NAME to be Ready" 120 kubelet real_node_ready
   local what=""
   if [[ "$IN_CLUSTER" == 1 ]]; then
-    in_cluster_services_up
+    in_cluster_services_wait
     what="; in-cluster networking: namespace $NETNS_FILE, kube-proxy, CoreDNS at $CLUSTER_DNS_IP"
   fi
   log "real node $REAL_NODE_NAME Ready in $((SECONDS - t0))s (label $REAL_NODE_LABEL=true, taint $REAL_NODE_LABEL=true:NoSchedule$what)"

@@ -128,16 +128,17 @@ export class LeaseCampaign {
   private async run(): Promise<void> {
     const { retryPeriodMs } = this.opts.timings;
     while (!this.stopped) {
-      const started = Date.now();
-      let ok = false;
+      let sent: number | undefined;
       try {
-        ok = await withTimeout(this.tryAcquireOrRenew(), this.opts.timings.renewDeadlineMs, `lease ${this.opts.name}`);
+        sent = await withTimeout(this.tryAcquireOrRenew(), this.opts.timings.renewDeadlineMs, `lease ${this.opts.name}`);
       } catch {
-        ok = false;
+        sent = undefined;
       }
       if (this.stopped) break;
-      if (ok) {
-        this.lastRenewSent = started;
+      if (sent !== undefined) {
+        // From this attempt's write, not from the read before it: a slow read (a cold connection,
+        // a loaded API server) must not eat the renew deadline of a lease that was just written.
+        this.lastRenewSent = sent;
         if (!this.leading) {
           this.leading = true;
           this.token = this.observed!.record.leaseTransitions;
@@ -176,11 +177,13 @@ export class LeaseCampaign {
     this.opts.callbacks.onStepDown?.(reason);
   }
 
-  private async tryAcquireOrRenew(): Promise<boolean> {
+  /** One attempt; on success, when its write was sent (the leader's deadline counts from there). */
+  private async tryAcquireOrRenew(): Promise<number | undefined> {
     const { store, name, identity, timings } = this.opts;
     const now = Date.now();
     const current = await store.get(name);
     if (!current) {
+      const sent = Date.now();
       const created = await store.create(name, {
         holderIdentity: identity,
         leaseDurationMs: timings.leaseDurationMs,
@@ -189,28 +192,29 @@ export class LeaseCampaign {
         leaseTransitions: 0,
       });
       this.observed = { ...created, observedAt: Date.now() };
-      return true;
+      return sent;
     }
     if (!this.observed || this.observed.version !== current.version) {
       this.observed = { ...current, observedAt: Date.now() };
     }
     const rec = current.record;
     const heldByOther = rec.holderIdentity !== '' && rec.holderIdentity !== identity;
-    if (heldByOther && this.observed.observedAt + rec.leaseDurationMs > Date.now()) return false;
-    if (rec.holderIdentity === identity && !this.leading && this.token !== undefined && this.opts.once) return false;
+    if (heldByOther && this.observed.observedAt + rec.leaseDurationMs > Date.now()) return undefined;
+    if (rec.holderIdentity === identity && !this.leading && this.token !== undefined && this.opts.once) return undefined;
     const renewing = this.leading && rec.holderIdentity === identity && rec.leaseTransitions === this.token;
     // Every new term (a new holder, or this holder again after it stepped down) bumps
     // leaseTransitions, so the fencing token strictly increases from term to term.
     const next: LeaseRecord = renewing
       ? { ...rec, renewTime: now, leaseDurationMs: timings.leaseDurationMs }
       : { holderIdentity: identity, leaseDurationMs: timings.leaseDurationMs, acquireTime: now, renewTime: now, leaseTransitions: rec.leaseTransitions + 1 };
-    if (!renewing && this.leading) return false; // someone changed our record: lost
+    if (!renewing && this.leading) return undefined; // someone changed our record: lost
     try {
+      const sent = Date.now();
       const updated = await store.update(name, next, current.version);
       this.observed = { ...updated, observedAt: Date.now() };
-      return true;
+      return sent;
     } catch (error) {
-      if (error instanceof ConflictError) return false;
+      if (error instanceof ConflictError) return undefined;
       throw error;
     }
   }

@@ -92,8 +92,11 @@ class TestenvProvisioner implements Provisioner {
   }
 
   async create(config: ClusterConfig, log: (line: string) => void): Promise<KubeConfig> {
-    // `up` is idempotent: an environment already up is only checked.
-    await this.run(config, ['up', '--real-node'], log);
+    // `up` is idempotent: an environment already up is only checked. In-cluster networking
+    // (kube-proxy, cluster DNS), so that nodes pull through the registry Service's ClusterIP and
+    // weft's pods reach the API server the in-cluster way; an environment up without it has its
+    // node restarted in that layout (the control plane is kept).
+    await this.run(config, ['up', '--real-node', '--in-cluster'], log);
     return this.kubeConfig(config);
   }
 

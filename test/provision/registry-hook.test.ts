@@ -2,10 +2,9 @@
 // `weft cluster provision --registry-image` as a StatefulSet, pulled and started by the node's
 // containerd, Ready by its probe; anonymous pulls, pushes only with the credentials from its
 // Secret; the example program pushed to it and run on the node from it (the seed's path through
-// an in-cluster registry); deprovisioning removes it.
-//
-// Checks less than the whole issue: the node pulls from the registry pod's address, not from
-// its ClusterIP, because the test environment runs no kube-proxy yet (said in the output).
+// an in-cluster registry); deprovisioning removes it. The node pulls through the registry
+// Service's ClusterIP: the test environment runs in-cluster networking (kube-proxy in the node's
+// network namespace; scripts/test.d/50-k8s-up.sh starts `up --real-node --in-cluster`).
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
@@ -14,7 +13,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { AppsV1Api, CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import { stringify } from 'yaml';
-import { deprovision, forwardToRegistry, provision, provisionerFor, REGISTRY_CREDENTIALS, REGISTRY_NAME, testenvState, WEFT_NAMESPACE, type ClusterConfig } from '../../src/provision/index.js';
+import { deprovision, forwardToRegistry, provision, REGISTRY_CREDENTIALS, REGISTRY_NAME, testenvState, WEFT_NAMESPACE, type ClusterConfig } from '../../src/provision/index.js';
 import { nodeRegistry, onRealNode } from '../support/real-node.js';
 import { helloBuild, mustWeft, requireExampleBuild, runCommand, weft } from '../e2e/harness.js';
 
@@ -23,7 +22,6 @@ describe('the registry hook on the real node', () => {
   let work: string;
   let journalDir: string;
   let config: ClusterConfig;
-  let podAddress: string | undefined;
   const cluster = `pv-registry-${randomBytes(2).toString('hex')}`;
 
   before(async () => {
@@ -33,6 +31,10 @@ describe('the registry hook on the real node', () => {
     kc.loadFromDefault();
     work = await fs.mkdtemp(path.join(os.tmpdir(), 'weft-registry-hook-'));
     journalDir = path.join(work, 'journal');
+    const state = testenvState({ provisioner: 'testenv', rbac: false, tenants: [] });
+    if (existsSync(path.join(state, 'node')) && !existsSync(path.join(state, 'node', 'in-cluster'))) {
+      throw new Error(`the test environment in ${state} runs its real node without in-cluster networking (no kube-proxy: the node cannot pull through a ClusterIP): start it with scripts/k8s-testenv up --real-node --in-cluster, as scripts/test does`);
+    }
     const image = `${node}/weft/self:${randomBytes(3).toString('hex')}`;
     await mustWeft(['self-image', '--output', `docker://${image}`, '--json']);
     // The testenv provisioner: its node-pull step writes the real node's containerd configuration.
@@ -46,7 +48,6 @@ describe('the registry hook on the real node', () => {
   });
 
   after(async () => {
-    if (podAddress) await provisionerFor('testenv').removeNodePull({ provisioner: 'testenv', rbac: false, tenants: [] }, podAddress).catch(() => undefined);
     await deprovision({ cluster, journalDir, keepCluster: true }).catch(() => undefined);
     if (work) await fs.rm(work, { recursive: true, force: true });
   });
@@ -66,13 +67,15 @@ describe('the registry hook on the real node', () => {
     assert.equal(pod.spec?.nodeName, process.env.WEFT_REAL_NODE_NAME ?? 'localhost', 'it runs on the real node');
     assert.ok(pod.status?.containerStatuses?.[0]?.ready, 'Ready by its probe');
     assert.ok(pod.status?.containerStatuses?.[0]?.imageID, 'the node pulled the image');
+    const registryPull = (await core.listNamespacedEvent({ namespace: WEFT_NAMESPACE, fieldSelector: `reason=Pulled,involvedObject.name=${pod.metadata?.name}` })).items[0]?.message;
+    if (registryPull) t.diagnostic(`measured: the registry pod's image: ${registryPull}`);
     const sts = await kc.makeApiClient(AppsV1Api).readNamespacedStatefulSet({ name: REGISTRY_NAME, namespace: WEFT_NAMESPACE });
     assert.equal(sts.status?.readyReplicas, 1);
 
-    // The registry pod's address (inside the node's pod network, which the test environment made):
-    // what the node pulls from below.
-    podAddress = `${pod.status?.podIP}:5000`;
-    t.diagnostic(`the node pulls from the registry pod's address ${podAddress}, NOT through the Service's ClusterIP ${report.registry.address}: no kube-proxy in the test environment yet`);
+    // What the node pulls from below: the Service's ClusterIP (kube-proxy's rules in the node's
+    // network namespace send it to the registry pod).
+    const address = report.registry.address;
+    assert.notEqual(address.split(':')[0], pod.status?.podIP, 'the ClusterIP, not the pod address');
     const secret = await core.readNamespacedSecret({ name: REGISTRY_CREDENTIALS, namespace: WEFT_NAMESPACE });
     const cred = (k: string) => Buffer.from(secret.data![k], 'base64').toString('utf8');
 
@@ -96,16 +99,14 @@ describe('the registry hook on the real node', () => {
       await forward.close();
     }
 
-    // The node learns to pull from it (the hook's own step does this for the ClusterIP), and runs the program from it.
-    const note = await provisionerFor('testenv').configureNodePull({ provisioner: 'testenv', rbac: false, tenants: [], testenvState: testenvState({ provisioner: 'testenv', rbac: false, tenants: [] }) }, podAddress);
-    assert.match(note, /pulls from/, note);
+    // The node pulls the program through the ClusterIP (the hook's node-pull step configured it) and runs it.
     const namespace = `pv-run-${randomBytes(2).toString('hex')}`;
     await core.createNamespace({ body: { metadata: { name: namespace } } });
     try {
       const spec = path.join(work, 'hello.yaml');
       await fs.writeFile(
         spec,
-        stringify({ name: 'hello-in-cluster', kubernetes: onRealNode, runnables: [{ name: 'hello', kind: 'batch', image: `${podAddress}/demo/hello:1`, args: ['in', 'cluster'], resources: { cpu: '250m', memory: '256Mi' } }] }),
+        stringify({ name: 'hello-in-cluster', kubernetes: onRealNode, runnables: [{ name: 'hello', kind: 'batch', image: `${address}/demo/hello:1`, args: ['in', 'cluster'], resources: { cpu: '250m', memory: '256Mi' } }] }),
       );
       const runStart = Date.now();
       const run = await weft(['run', spec, '--runtime', 'kubernetes', '--namespace', namespace, '--wait', '--json'], { timeoutMs: 300_000 });
@@ -114,6 +115,11 @@ describe('the registry hook on the real node', () => {
       const runId = (JSON.parse(run.stdout) as { runId: string }).runId;
       const logs = await weft(['logs', runId, '--runtime', 'kubernetes', '--namespace', namespace]);
       assert.match(logs.stdout, /hello from weft: World/, logs.stdout + logs.stderr);
+      // The kubelet's event says where the image came from and how long the pull took.
+      const pulled = (await core.listNamespacedEvent({ namespace, fieldSelector: 'reason=Pulled' })).items.map((e) => e.message ?? '');
+      const fromRegistry = pulled.find((m) => m.includes(`"${address}/demo/hello:1"`));
+      assert.ok(fromRegistry, `the node pulled ${address}/demo/hello:1 through the ClusterIP: ${pulled.join(' | ') || 'no Pulled event'}`);
+      t.diagnostic(`measured: ${fromRegistry}`);
     } finally {
       await core.deleteNamespace({ name: namespace }).catch(() => undefined);
     }

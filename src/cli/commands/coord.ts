@@ -1,5 +1,6 @@
 // weft coord: leader election, locks and discovery from the shell (parsing and printing only; logic in src/coord).
 import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import type { Command } from 'commander';
 import type { Coordination, CoordinationOptions, LeaderCommandEvent } from '../../coord/index.js';
@@ -90,14 +91,17 @@ export function register(program: Command): void {
       .argument('[command...]', 'command to run while leader (after --)'),
   )
     .option('--name <name>', 'election name')
-    .option('--id <id>', 'this candidate\'s unique id, e.g. the pod name (default: <hostname>-<pid>)')
+    .option('--id <id>', 'this candidate\'s unique id (default: <hostname>-<8 random hex digits>, unique per process, also for a container restarted in its pod, where the pid is always 1)')
     .option('--grace <ms>', 'with a command: time between SIGTERM and SIGKILL when it must stop (default 10000)')
-    .action(async (positional: string | undefined, rest: string[], f: BackendFlags & { name?: string; id?: string; grace?: string }) => {
+    .option('--heartbeat <ms>', 'without a command: while leading, also print a "leading" event with the fencing token every <ms> (a fencing log: every line of a term comes before the next term\'s "elected")')
+    .action(async (positional: string | undefined, rest: string[], f: BackendFlags & { name?: string; id?: string; grace?: string; heartbeat?: string }) => {
       // With --name every positional argument belongs to the command.
       const name = f.name ?? positional;
       const command = f.name ? [positional, ...rest].filter((a): a is string => a !== undefined) : rest;
       if (!name) throw new Error('an election name is needed: weft coord elect --name <name> [-- <command>]');
-      const id = f.id ?? `${os.hostname()}-${process.pid}`;
+      const id = f.id ?? `${os.hostname()}-${randomBytes(4).toString('hex')}`;
+      const heartbeat = ms('heartbeat', f.heartbeat);
+      if (heartbeat !== undefined && command.length > 0) throw new Error('--heartbeat is for an election without a command (the command gets the token in WEFT_LEADER_TOKEN)');
       const c: Coordination = await connect(options(f));
       try {
         if (command.length === 0) {
@@ -105,7 +109,13 @@ export function register(program: Command): void {
             onElected: (token) => out(f.json, { ev: 'elected', id, token, at: Date.now() }, `${id} leads "${name}" (fencing token ${token})`),
             onStepDown: (reason) => out(f.json, { ev: 'stepdown', id, reason, at: Date.now() }, `${id} stepped down: ${reason}`),
           });
+          // The token is read at each beat: undefined (nothing printed) once this candidate stopped leading.
+          const beat = heartbeat === undefined ? undefined : setInterval(() => {
+            const token = h.fencingToken;
+            if (token !== undefined) out(f.json, { ev: 'leading', id, token, at: Date.now() }, `${id} leads "${name}" (fencing token ${token})`);
+          }, heartbeat);
           await untilSignal();
+          clearInterval(beat);
           await h.resign();
           return;
         }
