@@ -8,6 +8,7 @@ import path from 'node:path';
 import { startMaster, type MasterOptions, type RunningMaster } from '../../src/master/index.js';
 import { createLocalRuntime, type LocalRuntime } from '../../src/runtime/local/index.js';
 import { weftMain } from '../twill/fixtures/probe-image.js';
+import { StopWaiting, waitFor } from '../support/wait.js';
 
 export interface TestMaster {
   master: RunningMaster;
@@ -83,7 +84,6 @@ export async function call(base: string, method: string, path: string, options: 
   return { status: res.status, headers: res.headers, text, json };
 }
 
-import { StopWaiting, waitFor } from '../support/wait.js';
 export { waitFor } from '../support/wait.js';
 
 export interface MasterProcess {
