@@ -15,7 +15,7 @@ import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { assembleImage, hostArchitecture, outputReference, writeAssembledImage, type AssembledLayerReport } from './assemble.js';
+import { assembleImage, buildAndWriteImage, hostArchitecture, type AssembledLayerReport } from './assemble.js';
 import type { LayerCache } from './cache.js';
 import type { StaticImage } from './image.js';
 import type { RemoteTransport } from './transport.js';
@@ -537,24 +537,15 @@ export interface JreBaseResult {
 }
 
 /** Builds the JRE base image and writes it to `output` (oci:, docker-archive:, or docker:// with `remote`). */
-export async function buildJreBase(options: JreBaseBuildOptions & { output: string; remote?: RemoteTransport }): Promise<JreBaseResult> {
-  const ref = outputReference(options.output, options.remote, (m) => new JreBaseError(m));
-  const built = await buildJreBaseImage(options);
-  try {
-    const written = await writeAssembledImage(built, ref, options);
-    const { plan } = built;
-    return {
-      ...written,
-      javaVersion: plan.javaVersion,
-      jdk: plan.jdk,
-      modules: plan.modules,
-      resolvedModules: plan.resolvedModules,
-      libraries: plan.libraries,
-      jars: plan.jars,
-      runtimeCached: plan.cached,
-      layers: built.layers,
-    };
-  } finally {
-    await built.cleanup();
-  }
+export function buildJreBase(options: JreBaseBuildOptions & { output: string; remote?: RemoteTransport }): Promise<JreBaseResult> {
+  return buildAndWriteImage(options, (m) => new JreBaseError(m), () => buildJreBaseImage(options), ({ plan, layers }) => ({
+    javaVersion: plan.javaVersion,
+    jdk: plan.jdk,
+    modules: plan.modules,
+    resolvedModules: plan.resolvedModules,
+    libraries: plan.libraries,
+    jars: plan.jars,
+    runtimeCached: plan.cached,
+    layers,
+  }));
 }

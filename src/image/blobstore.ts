@@ -2,11 +2,12 @@
 // `blobs/` folder (<root>/blobs/sha256/<hex>). Blobs are written to a temp file
 // in the same directory and renamed into place, so a process killed mid-write
 // never leaves a partial blob under its digest.
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { constants as fsConstants, createReadStream, createWriteStream, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { tempName, writeFileAtomic as writeFileWithMode } from '../common/index.js';
 
 export function digestHex(digest: string): string {
   const [algorithm, hex] = digest.split(':');
@@ -188,21 +189,12 @@ export async function makeDirectories(dir: string): Promise<void> {
   }
 }
 
-export function tempName(target: string): string {
-  return `${target}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
-}
+export { tempName };
 
-/** Writes `data` to `file` atomically (temp file in the same directory, then rename). */
+/** Writes `data` to `file` atomically (temp file in the same directory, then rename), creating the directory; readable by all, like the rest of a layout. */
 export async function writeFileAtomic(file: string, data: Buffer | string): Promise<void> {
   await makeDirectories(path.dirname(file));
-  const tmp = tempName(file);
-  try {
-    await fs.writeFile(tmp, data);
-    await fs.rename(tmp, file);
-  } catch (error) {
-    await fs.rm(tmp, { force: true });
-    throw error;
-  }
+  await writeFileWithMode(file, data, 0o666);
 }
 
 export class BlobStore {

@@ -2,44 +2,36 @@
 // where runc cannot run, as host processes with the host's JVM). All state is
 // in files under the state directory, so a restarted weft process finds every
 // run, verifies its processes, and carries on.
-import { execFile, spawn, spawnSync } from 'node:child_process';
-import { closeSync, existsSync, openSync, promises as fs, readFileSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { existsSync, promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import type {
   Endpoint,
-  InstanceStatus,
   LocalRuntimeOptions,
   LogLine,
   LogOptions,
   ResourceReport,
-  ResourceReportEntry,
-  RunnableStatus,
   RunRequest,
   RunStatus,
   Runtime,
   StatusListener,
 } from '../api.js';
 import { RunIdTakenError } from '../runid.js';
-import type { AppSpec, RunnableSpec } from '../spec.js';
-import { COMMANDS_FILE, commandAnnotation, FILES_PATH, formatAnnotations, instanceAnnotations, instanceEnvironment, parseAnnotations, portEnvName, runLabels } from '../contract/index.js';
-import { isTerminal, type InstanceState, type RunState } from '../state.js';
-import { hostProcess, runcConfig } from './bundle.js';
+import type { RunnableSpec } from '../spec.js';
+import { commandAnnotation, formatAnnotations, instanceAnnotations, parseAnnotations, portEnvName, runLabels } from '../contract/index.js';
+import { isTerminal, type RunState } from '../state.js';
 import { ImageError, ImageStore } from './images.js';
-import { withFileLock } from './run-lock.js';
-import { PORT_PROXY_SCRIPT } from './port-proxy.js';
-import { resolveImageUser } from './image-user.js';
-import { cgroupMemoryBytes, childrenOf, isProgramOf, isSameProcess, listensOn, processStartTime, residentBytes, sampleCpu } from './procfs.js';
+import { isProgramOf, isSameProcess } from './procfs.js';
 import { freePort, portIsFree } from './ports.js';
-import { chownTree, privateDir, PRIVATE_DIR, PRIVATE_FILE, readText } from './state-files.js';
+import { privateDir, PRIVATE_DIR, PRIVATE_FILE, readText } from './state-files.js';
 import { detached, hostKillWatchdog, runcSignalLoop, type RuncCommand } from './signals.js';
 import { streamLogs } from './logs.js';
 import { which } from './which.js';
 import { weftStateDir, writeFileAtomic } from '../../common/index.js';
-import { SUPERVISOR_SCRIPT } from './supervisor.js';
-import { instanceVerdict, isTerminalInstance, runObservation, type ObservedInstance } from './observe.js';
+import { isTerminalInstance, runObservation, type ObservedInstance } from './observe.js';
 import type { InstanceRecord, LocalMode, LocalNetwork, RunnableRecord, RunRecord } from './records.js';
 import { deriveRunState, runnableStatuses } from '../derive/index.js';
 import { resolveBuilds } from '../build/index.js';
