@@ -74,3 +74,27 @@ buildah_build() { # <storage> <exploded program dir> <deps dir|-> <out layout> [
   "${b[@]}" config --entrypoint '["java","-cp","/app/resources:/app/classes:/app/libs/*","com.example.hello.Main"]' --cmd '' "$c" 2>/dev/null || return 1
   "${b[@]}" commit --quiet "$compress" --rm "$c" "oci:$4:hello" >/dev/null || return 1
 }
+
+# Jib: the jib-core program bench/jib (JibBuild.java), built once with Maven into the tool cache
+# (keyed by a hash of its sources; jib-core and its dependencies come from Maven Central).
+jib_setup() {
+  command -v mvn >/dev/null || die "mvn not found: run scripts/setup --test"
+  local key
+  key="$(cat "$WEFT_ROOT/bench/jib/pom.xml" "$WEFT_ROOT/bench/jib/src/main/java/weft/bench/JibBuild.java" | sha256sum | cut -c1-12)"
+  jib_home="$WEFT_TOOLS/jib-bench-$key"
+  if [[ ! -f "$jib_home/ok" ]]; then
+    log "building the jib-core program (bench/jib) into $jib_home"
+    rm -rf "$jib_home" && mkdir -p "$jib_home"
+    cp -r "$WEFT_ROOT/bench/jib/." "$jib_home/src-tree"
+    (cd "$jib_home/src-tree" && mvn -q -B package dependency:copy-dependencies -DoutputDirectory="$jib_home/lib" >"$jib_home/build.log" 2>&1) || { cat "$jib_home/build.log" >&2; die "building bench/jib failed"; }
+    cp "$jib_home/src-tree/target/jib-build-1.jar" "$jib_home/lib/"
+    touch "$jib_home/ok"
+  fi
+  # Jib reads its base from a docker-archive tar: the same base, converted once (not timed).
+  weft copy -q "oci:$work/base:jre" "docker-archive:$work/base.tar:base:jre" >/dev/null
+}
+
+jib_build() { # <cache dir> <exploded program dir> <deps dir> <out tar>: the whole java process; writes an OCI image tar
+  rm -f "$4"
+  java -cp "$jib_home/lib/*" weft.bench.JibBuild "$work/base.tar" "$2" "$3" "$4" "$1" >"$work/jib-digest" 2>"$work/last.log" || { cat "$work/last.log" >&2; return 1; }
+}

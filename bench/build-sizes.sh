@@ -4,7 +4,9 @@
 # example program examples/hello, whose own jars are 3.5 MB; 0 = the example
 # alone) it measures
 #   cold        empty cache/storage: weft with 1 gzip thread, weft with the
-#               default (one per core), buildah (from/copy/config/commit, gzip)
+#               default (one per core), buildah (from/copy/config/commit, gzip),
+#               Jib (the jib-core program bench/jib, whole java process, an OCI image
+#               tar as output; skipped with WEFT_BENCH_JIB=0)
 #   one-class   the same after Greeter.java changed, with the cold build's cache/storage
 # and checks that weft's image digest is the same with 1 and N threads.
 # Output: a CSV (tool,size_mb,case,ms,digest) in bench/results/build-sizes-<time>.csv,
@@ -29,6 +31,8 @@ csv="$WEFT_ROOT/bench/results/build-sizes-$stamp.csv"
 mkdir -p "$WEFT_ROOT/bench/results"
 echo "tool,size_mb,case,ms,digest" >"$csv"
 prepare_inputs
+tools=(weft1 weftN buildah)
+if [[ "${WEFT_BENCH_JIB:-1}" != 0 ]]; then jib_setup; tools+=(jib); fi
 
 digest_of() { node -e 'const i=require(process.argv[1]);console.log(i.manifests[i.manifests.length-1].digest)' "$1/index.json"; }
 weft_build_threads() { # <threads|default> <cache> <program dir> <deps dir> <out>
@@ -55,13 +59,14 @@ for size in "${sizes[@]}"; do
     log "size $size MB, repetition $i/$reps"
     r="$work/r-$size-$i"
     # Interleaved; the order rotates so no tool always runs first after the inputs were copied.
-    order=(weft1 weftN buildah)
-    for ((k = 0; k < (i - 1) % 3; k++)); do order=("${order[@]:1}" "${order[0]}"); done
+    order=("${tools[@]}")
+    for ((k = 0; k < (i - 1) % ${#tools[@]}; k++)); do order=("${order[@]:1}" "${order[0]}"); done
     for tool in "${order[@]}"; do
       case "$tool" in
         weft1) record weft-1-thread "$size" cold "$r/w1o" weft_build_threads 1 "$r/w1c" "$work/v1" "$deps" "$r/w1o" ;;
         weftN) record weft "$size" cold "$r/wNo" weft_build_threads default "$r/wNc" "$work/v1" "$deps" "$r/wNo" ;;
         buildah) record buildah "$size" cold - buildah_build "$r/bs" "$work/v1-x" "$deps" "$r/bo" ;;
+        jib) record jib "$size" cold - jib_build "$r/jc" "$work/v1-x" "$deps" "$r/jib.tar" ;;
       esac
     done
     for tool in "${order[@]}"; do
@@ -69,6 +74,7 @@ for size in "${sizes[@]}"; do
         weft1) record weft-1-thread "$size" one-class "$r/w1o" weft_build_threads 1 "$r/w1c" "$work/v2" "$deps" "$r/w1o" ;;
         weftN) record weft "$size" one-class "$r/wNo" weft_build_threads default "$r/wNc" "$work/v2" "$deps" "$r/wNo" ;;
         buildah) record buildah "$size" one-class - buildah_build "$r/bs" "$work/v2-x" "$deps" "$r/bo" ;;
+        jib) record jib "$size" one-class - jib_build "$r/jc" "$work/v2-x" "$deps" "$r/jib.tar" ;;
       esac
     done
     rm -rf "$r"

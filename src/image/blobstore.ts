@@ -58,8 +58,8 @@ export class HashingStream extends Transform {
   }
 }
 
-/** Passes bytes on in chunks of at least `size` bytes (the last one may be smaller). */
-class Batcher extends Transform {
+/** Passes bytes on in chunks of at least `size` bytes (the last one may be smaller); a chunk that large already passes as it is. */
+export class Batcher extends Transform {
   private chunks: Buffer[] = [];
   private length = 0;
   constructor(private readonly size: number) {

@@ -6,6 +6,7 @@
 //   then the config the same way, then the manifest (PUT by tag or digest).
 // A failed blob restarts from HEAD with a re-opened stream (retries with backoff).
 import { Transform, type Readable, type TransformCallback } from 'node:stream';
+import { Batcher } from '../../image/blobstore.js';
 import { mapBounded } from '../../image/bounded.js';
 import { manifestKind, type Descriptor } from '../../image/oci.js';
 import { formatDockerReference, type DockerReference } from '../../image/reference.js';
@@ -120,7 +121,11 @@ export class BlobUploader {
           this.progress?.onBlob?.({ digest, size, sent: n, status: 'sending' });
         });
         source.on('error', (error) => counter.destroy(error));
-        return source.pipe(counter);
+        // Socket chunks of a blob streamed from another registry (16-64 KiB) go out 1 MiB at a
+        // time: one socket write each, not 16-64 (file reads are 1 MiB already and pass as they are).
+        const batched = new Batcher(1024 * 1024);
+        counter.on('error', (error) => batched.destroy(error));
+        return source.pipe(counter).pipe(batched);
       };
       if (this.options.uploadMode === 'patch') {
         const patch = await this.session.request({
