@@ -23,7 +23,8 @@ import type {
   StatusListener,
 } from '../api.js';
 import { RunIdTakenError } from '../runid.js';
-import type { AppSpec, RunnableSpec } from '../spec.js';
+import { runsToCompletion, type AppSpec, type RunnableSpec } from '../spec.js';
+import { driverArgs, localSparkConf, requireSpark } from '../spark/index.js';
 import { COMMANDS_FILE, commandAnnotation, FILES_PATH, formatAnnotations, instanceAnnotations, instanceEnvironment, parseAnnotations, portEnvName, runLabels } from '../contract/index.js';
 import { isTerminal, type InstanceState, type RunState } from '../state.js';
 import { hostProcess, runcConfig } from './bundle.js';
@@ -307,7 +308,8 @@ export class LocalRuntime implements Runtime {
   /** Creates and starts one new instance of a runnable (the record is saved by the caller). */
   private async launch(record: RunRecord, r: RunnableSpec): Promise<InstanceRecord> {
     const rr = record.runnables[r.name];
-    const id = String(rr.nextId++);
+    // A Spark runnable's one instance is its driver (named as on Kubernetes).
+    const id = r.kind === 'spark' ? 'driver' : String(rr.nextId++);
     const containerId = `weft-${record.runId}-${r.name}-${id}`;
     const relDir = path.join('instances', `${r.name}-${id}`);
     const instDir = path.join(this.runDir(record.runId), relDir);
@@ -337,6 +339,7 @@ export class LocalRuntime implements Runtime {
     for (const f of ['exit', 'child', 'stop', 'started']) await fs.rm(path.join(instDir, f), { force: true });
     const rr = record.runnables[r.name];
     const filesDir = path.join(runDir, 'files', r.name);
+    const program = localProgram(r);
     const inContainer = record.mode === 'runc';
     // A host process has no container paths: it is given the host paths of the same files.
     const weftEnv = instanceEnvironment(
@@ -365,7 +368,7 @@ export class LocalRuntime implements Runtime {
       const cfg = runcConfig({
         user,
         config,
-        runnable: r,
+        runnable: program,
         rootfs: rr.image.rootfs,
         weftEnv,
         podinfoDir: path.join(instDir, 'podinfo'),
@@ -388,7 +391,7 @@ export class LocalRuntime implements Runtime {
       command = [this.runc, '--root', this.runcRoot, 'run', '--bundle', bundle, inst.containerId];
       env.WEFT_AFTER_EXIT = `'${this.runc}' --root '${this.runcRoot}' delete --force '${inst.containerId}'`;
     } else {
-      const host = hostProcess({ config, runnable: r, rootfs: rr.image.rootfs, weftEnv, podinfoDir: path.join(instDir, 'podinfo'), filesDir, hostJava: this.java });
+      const host = hostProcess({ config, runnable: program, rootfs: rr.image.rootfs, weftEnv, podinfoDir: path.join(instDir, 'podinfo'), filesDir, hostJava: this.java });
       command = host.argv;
       Object.assign(env, host.env);
       cwd = existsSync(host.cwd) ? host.cwd : rr.image.rootfs;
@@ -402,7 +405,7 @@ export class LocalRuntime implements Runtime {
     }
     const log = openSync(path.join(instDir, 'log'), 'a', PRIVATE_FILE);
     try {
-      const child = spawn('/bin/sh', [script, instDir, r.kind === 'batch' ? 'never' : 'always', ...command], {
+      const child = spawn('/bin/sh', [script, instDir, runsToCompletion(r.kind) ? 'never' : 'always', ...command], {
         cwd,
         env,
         detached: true,
@@ -768,6 +771,7 @@ export class LocalRuntime implements Runtime {
     await this.withRun(runId, async (record) => {
       this.requireLive(record, `scale ${runnable}`);
       const r = this.runnableOf(record, runnable);
+      if (r.kind === 'spark') throw new LocalRuntimeError(`${runId}/${runnable} is a Spark program: it runs in local[N] here, with spark.localThreads (or the executors' count x cores) task threads`);
       const rr = record.runnables[runnable];
       rr.desired = instances;
       const active = rr.instances.filter((i) => !i.removed);
@@ -797,6 +801,7 @@ export class LocalRuntime implements Runtime {
     const stopped = await this.withRun(runId, async (record) => {
       this.requireLive(record, `restart ${runnable}`);
       const r = this.runnableOf(record, runnable);
+      if (r.kind === 'spark') throw new LocalRuntimeError('restarting a Spark driver is not supported: it runs once; stop the run and start it again');
       const active = record.runnables[runnable].instances.filter((i) => !i.removed);
       const targets = instances ? instances.map((id) => {
         const inst = active.find((i) => i.id === id);
@@ -984,4 +989,14 @@ export class LocalRuntime implements Runtime {
     for (const t of this.timers) clearTimeout(t);
     await Promise.all([...this.locks.values()].map((p) => p.catch(() => undefined)));
   }
+}
+
+/**
+ * What an instance of `r` runs: the spec as is, or for a Spark runnable its driver in local[N]
+ * mode (weft's launcher in the image takes `driver --conf ... <main> <args>`), on loopback only.
+ */
+export function localProgram(r: RunnableSpec): RunnableSpec {
+  if (r.kind !== 'spark') return r;
+  const spark = requireSpark(r);
+  return { ...r, args: driverArgs(localSparkConf(r), spark.mainClass, r.args), env: { SPARK_LOCAL_IP: '127.0.0.1', SPARK_LOCAL_HOSTNAME: 'localhost', ...r.env } };
 }
