@@ -6,7 +6,8 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { writeFileAtomic } from '../../common/index.js';
 import { COMMANDS_FILE, FILES_PATH, instanceEnvironment } from '../contract/index.js';
-import type { RunnableSpec } from '../spec.js';
+import { runsToCompletion, type RunnableSpec } from '../spec.js';
+import { driverArgs, localSparkConf, requireSpark } from '../spark/index.js';
 import { hostProcess, runcConfig } from './bundle.js';
 import { LocalRuntimeError } from './errors.js';
 import { resolveImageUser } from './image-user.js';
@@ -38,6 +39,7 @@ export async function startSupervisor(runtime: InstanceHost, record: RunRecord, 
   for (const f of ['exit', 'child', 'stop', 'started']) await fs.rm(path.join(instDir, f), { force: true });
   const rr = record.runnables[r.name];
   const filesDir = path.join(runDir, 'files', r.name);
+  const program = localProgram(r);
   const inContainer = record.mode === 'runc';
   // A host process has no container paths: it is given the host paths of the same files.
   const weftEnv = instanceEnvironment(
@@ -66,7 +68,7 @@ export async function startSupervisor(runtime: InstanceHost, record: RunRecord, 
     const cfg = runcConfig({
       user,
       config,
-      runnable: r,
+      runnable: program,
       rootfs: rr.image.rootfs,
       weftEnv,
       podinfoDir: path.join(instDir, 'podinfo'),
@@ -89,7 +91,7 @@ export async function startSupervisor(runtime: InstanceHost, record: RunRecord, 
     command = [runtime.runc, '--root', runtime.runcRoot, 'run', '--bundle', bundle, inst.containerId];
     env.WEFT_AFTER_EXIT = `'${runtime.runc}' --root '${runtime.runcRoot}' delete --force '${inst.containerId}'`;
   } else {
-    const host = hostProcess({ config, runnable: r, rootfs: rr.image.rootfs, weftEnv, podinfoDir: path.join(instDir, 'podinfo'), filesDir, hostJava: runtime.java });
+    const host = hostProcess({ config, runnable: program, rootfs: rr.image.rootfs, weftEnv, podinfoDir: path.join(instDir, 'podinfo'), filesDir, hostJava: runtime.java });
     command = host.argv;
     Object.assign(env, host.env);
     cwd = existsSync(host.cwd) ? host.cwd : rr.image.rootfs;
@@ -103,7 +105,7 @@ export async function startSupervisor(runtime: InstanceHost, record: RunRecord, 
   }
   const log = openSync(path.join(instDir, 'log'), 'a', PRIVATE_FILE);
   try {
-    const child = spawn('/bin/sh', [script, instDir, r.kind === 'batch' ? 'never' : 'always', ...command], {
+    const child = spawn('/bin/sh', [script, instDir, runsToCompletion(r.kind) ? 'never' : 'always', ...command], {
       cwd,
       env,
       detached: true,
@@ -119,4 +121,14 @@ export async function startSupervisor(runtime: InstanceHost, record: RunRecord, 
   } finally {
     closeSync(log);
   }
+}
+
+/**
+ * What an instance of `r` runs: the spec as is, or for a Spark runnable its driver in local[N]
+ * mode (weft's launcher in the image takes `driver --conf ... <main> <args>`), on loopback only.
+ */
+export function localProgram(r: RunnableSpec): RunnableSpec {
+  if (r.kind !== 'spark') return r;
+  const spark = requireSpark(r);
+  return { ...r, args: driverArgs(localSparkConf(r), spark.mainClass, r.args), env: { SPARK_LOCAL_IP: '127.0.0.1', SPARK_LOCAL_HOSTNAME: 'localhost', ...r.env } };
 }

@@ -24,6 +24,7 @@ import type { RunnableSpec } from '../spec.js';
 import { commandAnnotation, formatAnnotations, instanceAnnotations, parseAnnotations, portEnvName, runLabels } from '../contract/index.js';
 import { isTerminal, type RunState } from '../state.js';
 import { ImageError, ImageStore } from './images.js';
+export { localProgram } from './instance-start.js';
 import { isProgramOf, isSameProcess } from './procfs.js';
 import { freePort, portIsFree } from './ports.js';
 import { privateDir, PRIVATE_DIR, PRIVATE_FILE, readText } from './state-files.js';
@@ -219,7 +220,8 @@ export class LocalRuntime implements Runtime {
   /** Creates and starts one new instance of a runnable (the record is saved by the caller). */
   private async launch(record: RunRecord, r: RunnableSpec): Promise<InstanceRecord> {
     const rr = record.runnables[r.name];
-    const id = String(rr.nextId++);
+    // A Spark runnable's one instance is its driver (named as on Kubernetes).
+    const id = r.kind === 'spark' ? 'driver' : String(rr.nextId++);
     const containerId = `weft-${record.runId}-${r.name}-${id}`;
     const relDir = path.join('instances', `${r.name}-${id}`);
     const instDir = path.join(this.store.runDir(record.runId), relDir);
@@ -520,6 +522,7 @@ export class LocalRuntime implements Runtime {
     await this.store.withRun(runId, async (record) => {
       this.requireLive(record, `scale ${runnable}`);
       const r = this.runnableOf(record, runnable);
+      if (r.kind === 'spark') throw new LocalRuntimeError(`${runId}/${runnable} is a Spark program: it runs in local[N] here, with spark.localThreads (or the executors' count x cores) task threads`);
       const rr = record.runnables[runnable];
       rr.desired = instances;
       const active = rr.instances.filter((i) => !i.removed);
@@ -549,6 +552,7 @@ export class LocalRuntime implements Runtime {
     const stopped = await this.store.withRun(runId, async (record) => {
       this.requireLive(record, `restart ${runnable}`);
       const r = this.runnableOf(record, runnable);
+      if (r.kind === 'spark') throw new LocalRuntimeError('restarting a Spark driver is not supported: it runs once; stop the run and start it again');
       const active = record.runnables[runnable].instances.filter((i) => !i.removed);
       const targets = instances ? instances.map((id) => {
         const inst = active.find((i) => i.id === id);
