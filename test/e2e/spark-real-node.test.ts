@@ -14,7 +14,7 @@ import { CoreV1Api, DiscoveryV1Api, KubeConfig, RbacAuthorizationV1Api } from '@
 import { stringify } from 'yaml';
 import { createRunner, parseAppSpec, type AppSpecInput, type RunStatus } from '../../src/runtime/index.js';
 import { nodeRegistry, onRealNode } from '../support/real-node.js';
-import { mustWeft, repoRoot, weft } from './harness.js';
+import { mustRun, mustWeft, repoRoot, weft } from './harness.js';
 
 const TIMEOUT = 900_000;
 const example = path.join(repoRoot, 'examples', 'spark');
@@ -198,6 +198,36 @@ describe('Spark programs on the real node', () => {
     const stopped = await weft(['stop', runId, ...kubeFlags()]);
     assert.equal(stopped.code, 0, stopped.stderr);
     await waitGone(runId);
+  });
+
+  test('an executor over its memory limit is reported OOMKilled, with its limit, while the run goes on', { timeout: TIMEOUT }, async () => {
+    // A program whose tasks fill memory (test/e2e/fixtures/spark), with a heap the executor's 768Mi cannot hold.
+    const src = path.join(repoRoot, 'test', 'e2e', 'fixtures', 'spark');
+    const classes = path.join(work, 'oom-classes');
+    await mustRun('javac', ['--release', '17', '-nowarn', '-cp', `${sparkJars}/*`, '-d', classes, path.join(src, 'com', 'example', 'oom', 'ExecutorOom.java')]);
+    await mustRun('jar', ['--create', '--file', path.join(work, 'oom.jar'), '-C', classes, '.']);
+    const built = await mustWeft(['build', path.join(work, 'oom.jar'), '--lib', sparkJars, '--spark', '--output', `docker://${nodeRegistry()}/spark/oom:${randomBytes(3).toString('hex')}`, '--json']);
+    const spec = sparkApp('spark-oom', 'com.example.oom.ExecutorOom', [], { image: (JSON.parse(built.stdout) as { output: string }).output });
+    spec.runnables[0].spark!.conf = { ...bothExecutors, 'spark.executorEnv.JAVA_TOOL_OPTIONS': '-Xmx2g' };
+    const started = await weft(['run', await writeSpec(spec), ...kubeFlags(), '--json']);
+    assert.equal(started.code, 0, started.stderr);
+    const { runId } = JSON.parse(started.stdout) as { runId: string };
+    try {
+      let status: RunStatus | undefined;
+      let killed: RunStatus['runnables'][number]['instances'][number] | undefined;
+      for (let i = 0; i < 600 && !killed; i++) {
+        status = JSON.parse((await weft(['status', runId, ...kubeFlags(), '--json'])).stdout) as RunStatus;
+        killed = status.runnables[0]?.instances.find((x) => x.id.startsWith('exec-') && x.reason === 'OOMKilled');
+        if (!killed) await new Promise((r) => setTimeout(r, 1000));
+      }
+      assert.ok(killed, `no executor was reported OOMKilled: ${JSON.stringify(status)}`);
+      assert.equal(killed.state, 'FAILED');
+      assert.equal(killed.exitCode, 137);
+      assert.match(killed.message ?? '', /OOMKilled \(exit code 137\).*limit of 768Mi/, 'the message names the limit');
+      if (status!.state === 'RUNNING') assert.match(status!.message ?? '', /instance main\/exec-\d+: OOMKilled/, 'the run names the executor while it goes on');
+    } finally {
+      await weft(['kill', runId, ...kubeFlags()]);
+    }
   });
 });
 

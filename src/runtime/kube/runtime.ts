@@ -590,12 +590,7 @@ export class KubeRuntime implements Runtime {
         [ANN_REASON]: derived.reason ?? null,
         [ANN_EXIT_CODE]: derived.exitCode === undefined ? null : String(derived.exitCode),
       });
-      // A Spark driver that ended leaves executors it started late (or could not tell to stop) running
-      // for nothing: they go; the ended ones stay with their logs until the run is deleted.
-      const lateExecutors = (this.tracker.objects(derived.runId)?.pods ?? []).filter(
-        (p) => isSparkExecutor(p.metadata?.labels) && !p.metadata?.deletionTimestamp && p.status?.phase !== 'Succeeded' && p.status?.phase !== 'Failed',
-      );
-      if (lateExecutors.length) await this.deletePods(lateExecutors);
+      if (specOf(root)?.runnables.some((r) => r.kind === 'spark')) await this.removeLateExecutors(derived.runId);
       if (derived.decidedByWeft) {
         // The workloads would keep trying (image pulls, scheduling): remove them, keep the root with the verdict.
         const name = (r: string) => workloadName(derived.runId, r);
@@ -619,6 +614,18 @@ export class KubeRuntime implements Runtime {
     } catch (error) {
       if (!isNotFound(error) && process.env.WEFT_DEBUG) process.stderr.write(`[weft kube] cannot record the end of ${derived.runId}: ${apiMessage(error)}\n`);
     }
+  }
+
+  /**
+   * A Spark driver that ended may leave executor pods it asked for late, whose program never
+   * started: they would start only to find no driver, so they go. Executors that run end on their
+   * own once their driver is gone, and stay with their logs until the run is deleted.
+   */
+  private async removeLateExecutors(runId: string): Promise<void> {
+    const late = (this.tracker.objects(runId)?.pods ?? []).filter(
+      (p) => isSparkExecutor(p.metadata?.labels) && !p.metadata?.deletionTimestamp && p.status?.phase === 'Pending',
+    );
+    if (late.length) await this.deletePods(late);
   }
 
   async close(): Promise<void> {
