@@ -501,7 +501,13 @@ export function buildRoutes(options: ApiOptions): Route[] {
             }
             if (!q.follow) break;
             const current = await store.getRun(run.id);
-            if (current && isTerminal(current.state) && !service.isArchiving(run.id)) {
+            // The archive is complete when its archiver said so (on any master), when the run never reached the
+            // runtime, or when this master is the leader and archives it no more.
+            const archived =
+              current !== undefined &&
+              isTerminal(current.state) &&
+              (current.logsArchivedAt !== undefined || current.launchedAt === undefined || current.state === 'REJECTED' || (service.isLeader && !service.isArchiving(run.id)));
+            if (archived) {
               // Drained: one last read catches lines flushed as the archiver finished.
               if ((await store.readLogs(run.id, { after, limit: 1 })).length === 0) break;
               continue;

@@ -288,11 +288,30 @@ export class MasterService {
     this.ensureArchiver(run.id, status.state);
   }
 
-  /** Archives a run's output into the store, resuming after the lines already archived per instance. */
+  /**
+   * Archives a run's output into the store, resuming after the lines already archived per instance. An archiver
+   * that drained an ended run records the archive as complete; the leader resumes the archives of ended runs that
+   * are not (their master died while archiving: the last lines of a run are read after it ended).
+   */
   ensureArchiver(runId: string, state: RunStatus['state']): void {
     if (this.closed || !this.leading || this.archivers.has(runId) || state === 'REJECTED') return;
     const signal = this.abort.signal;
+    const ended = async () => {
+      const run = await this.store.getRun(runId);
+      return run !== undefined && isTerminal(run.state);
+    };
     const task = this.archive(runId, !isTerminal(state), signal)
+      .then(async () => {
+        if (!signal.aborted && (await ended())) await this.store.markLogsArchived(runId);
+      })
+      .catch(async (error) => {
+        // An ended run the runtime no longer has (its objects deleted): nothing more can be archived.
+        if (!signal.aborted && (await ended()) && !(await this.runtime.status(runId).catch(() => undefined))) {
+          await this.store.markLogsArchived(runId);
+          return;
+        }
+        this.log('archiving logs failed', { runId, error: String(error) });
+      })
       .catch((error) => this.log('archiving logs failed', { runId, error: String(error) }))
       .finally(() => {
         this.archivers.delete(runId);
@@ -454,6 +473,11 @@ export class MasterService {
 
   private async reconcileRest(live: RunRecord[], known: Map<string, RunStatus>): Promise<void> {
     const metrics = this.options.metrics;
+    // Ended runs whose archive no archiver finished (a master died right after the end): the rest of their output.
+    for (const run of await this.store.runsWithLogsToArchive()) {
+      if (run.state === 'REJECTED') await this.store.markLogsArchived(run.id);
+      else this.ensureArchiver(run.id, run.state);
+    }
     // Queued runs whose slot freed while no master was watching (or on another master).
     for (const namespace of await this.store.queuedNamespaces()) await this.pumpQueue(namespace);
     // Live runs the store lacks (started by a CLI, or lost from the store): adopted so they are tracked.

@@ -178,10 +178,14 @@ const haSuite = (election: 'etcd' | 'kubernetes') =>
       for (const r of runs) {
         const detail = await call(survivor.url, 'GET', `/api/v1/namespaces/ha/runs/${r.id}`, { token });
         assert.equal(detail.json.status.runnables[0]?.instances.length, 1, `${r.id}: one instance`);
+        let text: string[] = [];
         const lines = await waitFor(`${r.id}'s archived output`, async () => {
-          const text = (await call(survivor.url, 'GET', `/api/v1/namespaces/ha/runs/${r.id}/logs`, { token })).text.split('\n');
+          text = (await call(survivor.url, 'GET', `/api/v1/namespaces/ha/runs/${r.id}/logs`, { token })).text.split('\n');
           return text.includes('done') ? text : undefined;
-        }, 60_000);
+        }, 60_000).catch((error: Error) => {
+          const about = (m: MasterProcess) => m.log().split('\n').filter((l) => l.includes(r.id) || l.includes('archiv')).slice(-30).join('\n');
+          throw new Error(`${error.message}: archived ${JSON.stringify(text)}; the survivor's log about it:\n${about(survivor)}\nthe killed leader's:\n${about(leader)}`);
+        });
         assert.deepEqual(lines.filter((l) => l.startsWith('started')), [`started ${r.id}`], `${r.id} ran once`);
       }
       const metrics = (await call(survivor.url, 'GET', '/metrics')).text;

@@ -163,3 +163,38 @@ describe('a run handed to the runtime by a master that died before recording it'
   });
   const spec = (reference: string) => ({ name: 'handed', runnables: [{ name: 'main', kind: 'batch' as const, image: reference, args: ['sh', '-c', 'echo "started $WEFT_RUN_ID"; sleep 1'] }] });
 });
+
+describe('the log archive of a run whose end was recorded by a master that then died', () => {
+  test('is completed by the next master (the lines after the end was recorded are not lost)', { timeout: 120_000 }, async () => {
+    const image = await buildShellImage();
+    const t = await startTestMaster();
+    try {
+      const input = { name: 'tail', runnables: [{ name: 'main', kind: 'batch', image: image.reference, args: ['sh', '-c', 'echo first; sleep 3; echo last'] }] };
+      const r = await call(t.master.url, 'POST', '/api/v1/namespaces/tail/runs', { token: t.adminToken, body: { spec: input } });
+      assert.equal(r.status, 201, r.text);
+      const id = r.json.id as string;
+      await waitFor('the first line archived', async () => ((await t.master.store.readLogs(id)).some((l) => l.line === 'first') ? true : undefined));
+      // The master goes (its archiver with it) while the run still prints; the run ends meanwhile, and its end
+      // is in the store as the dying master recorded it, with the archive unfinished.
+      await t.master.close();
+      await waitFor('the run to end in the runtime', async () => ((await t.runtime.status(id))?.state === 'COMPLETED' ? true : undefined));
+      const store = await openStore(`sqlite:${path.join(t.dir, 'master.db')}`);
+      try {
+        await store.transition(id, 'COMPLETED');
+        assert.equal((await store.getRun(id))?.logsArchivedAt, undefined);
+        assert.deepEqual((await store.readLogs(id)).map((l) => l.line), ['first']);
+      } finally {
+        await store.close();
+      }
+      await t.restart();
+      await waitFor('the archive completed', async () => ((await t.master.store.getRun(id))?.logsArchivedAt !== undefined ? true : undefined), 30_000);
+      assert.deepEqual((await t.master.store.readLogs(id)).map((l) => l.line), ['first', 'last'], 'each line once');
+      // A followed read ends: the archive is complete.
+      const followed = await call(t.master.url, 'GET', `/api/v1/namespaces/tail/runs/${id}/logs?follow=true`, { token: t.adminToken });
+      assert.deepEqual(followed.text.split('\n').filter(Boolean), ['first', 'last']);
+    } finally {
+      await t.close();
+      await image.remove();
+    }
+  });
+});

@@ -163,6 +163,23 @@ for (const { kind, make } of storeTargets) {
       assert.equal(await store.transition('h-a', 'KILLED', { unlessLaunched: true }), undefined, 'a launched run is stopped through the runtime');
     });
 
+    test('log archives: ended launched runs whose archive is not complete are found until it is', async () => {
+      const pending = async () => (await store.runsWithLogsToArchive()).map((r) => r.id).filter((id) => id.startsWith('la-'));
+      await store.createRun(run('la-live', 'team-la'));
+      await store.createRun(run('la-ended', 'team-la'));
+      await store.createRun(run('la-never', 'team-la'), { handoverMs: 5000 }); // never launched
+      await store.createRun(run('la-rejected', 'team-la'), { admissionLimit: 0 });
+      assert.deepEqual(await pending(), [], 'live, never launched and rejected runs have nothing pending');
+      await store.transition('la-ended', 'COMPLETED');
+      await store.transition('la-never', 'KILLED');
+      assert.deepEqual(await pending(), ['la-ended']);
+      await store.markLogsArchived('la-ended', 1234);
+      assert.equal((await store.getRun('la-ended'))?.logsArchivedAt, 1234);
+      assert.deepEqual(await pending(), []);
+      await store.importRuns([{ ...run('la-imported', 'team-la'), state: 'COMPLETED' }]);
+      assert.deepEqual(await pending(), [], 'imported ended runs are archived');
+    });
+
     test('importRuns stores many runs in one go, each with its first event', async () => {
       await store.importRuns(Array.from({ length: 25 }, (_, i) => ({ ...run(`imp-${i}`, 'team-imp', `app${i % 2}`), state: i % 5 ? ('COMPLETED' as const) : ('FAILED' as const), createdAt: Date.UTC(2026, 0, 1) + i })));
       const page = await store.listRuns({ namespace: 'team-imp', states: ['FAILED'], limit: 100 });

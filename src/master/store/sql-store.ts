@@ -49,6 +49,7 @@ function toRun(r: Row): RunRecord {
     queuedAt: opt<number>(r.queued_at),
     launchedAt: opt<number>(r.launched_at),
     handoverUntil: opt<number>(r.handover_until),
+    logsArchivedAt: opt<number>(r.logs_archived_at),
   };
 }
 
@@ -170,7 +171,7 @@ export class SqlStore implements Store {
   async importRuns(runs: NewRun[]): Promise<void> {
     await this.db.transaction(async (q) => {
       await this.db.lock(q, EVENT_LOCK);
-      // Multi-row inserts, 500 rows a statement (14 and 7 parameters a row: within both databases' limits).
+      // Multi-row inserts, 500 rows a statement (15 and 7 parameters a row: within both databases' limits).
       for (let start = 0; start < runs.length; start += 500) {
         const chunk = runs.slice(start, start + 500);
         const runRows: Param[] = [];
@@ -178,11 +179,12 @@ export class SqlStore implements Store {
         for (const run of chunk) {
           const state: RunState = run.state ?? 'PENDING';
           const at = run.createdAt ?? Date.now();
-          runRows.push(run.id, run.namespace, run.app, run.appVersion ?? null, state, run.reason ?? null, run.message ?? null, JSON.stringify(run.spec), run.runtime, at, at, isTerminal(state) ? at : null, run.createdBy, at);
+          const ended = isTerminal(state) ? at : null;
+          runRows.push(run.id, run.namespace, run.app, run.appVersion ?? null, state, run.reason ?? null, run.message ?? null, JSON.stringify(run.spec), run.runtime, at, at, ended, run.createdBy, at, ended);
           eventRows.push(run.id, run.namespace, null, state, at, run.reason ?? null, run.message ?? null);
         }
         await q.execute(
-          `INSERT INTO runs (id, namespace, app, app_version, state, reason, message, spec, runtime, created_at, updated_at, finished_at, created_by, launched_at) VALUES ${chunk.map(() => `(${placeholders(14)})`).join(', ')}`,
+          `INSERT INTO runs (id, namespace, app, app_version, state, reason, message, spec, runtime, created_at, updated_at, finished_at, created_by, launched_at, logs_archived_at) VALUES ${chunk.map(() => `(${placeholders(15)})`).join(', ')}`,
           runRows,
         );
         await q.execute(`INSERT INTO run_events (run_id, namespace, from_state, to_state, at, reason, message) VALUES ${chunk.map(() => `(${placeholders(7)})`).join(', ')}`, eventRows);
@@ -226,7 +228,7 @@ export class SqlStore implements Store {
       const finishedAt = isTerminal(state) ? now : null;
       // An admitted run the caller hands over itself is not launched yet; anything else (queued, rejected, adopted) needs no hand-over now.
       const handoverUntil = options.handoverMs !== undefined && queuedAt === undefined && state === 'PENDING' && run.state === undefined ? now + options.handoverMs : undefined;
-      const launchedAt = handoverUntil === undefined && queuedAt === undefined ? now : undefined;
+      const launchedAt = handoverUntil === undefined && queuedAt === undefined && !isTerminal(state) ? now : undefined;
       await q.execute(
         `INSERT INTO runs (id, namespace, app, app_version, state, reason, message, spec, runtime, created_at, updated_at, finished_at, created_by, idempotency_key, queued_at, launched_at, handover_until)
          VALUES (${placeholders(17)})`,
@@ -333,8 +335,10 @@ export class SqlStore implements Store {
     if (filter.continueToken) {
       const c = decodeContinue(filter.continueToken);
       // Newest first; the next page starts strictly after the last row of this one (keyset paging, stable under inserts).
-      where.push('(created_at < ? OR (created_at = ? AND id < ?))');
-      params.push(c.createdAt, c.createdAt, c.id);
+      // A row-value comparison, not `created_at < ? OR (created_at = ? AND id < ?)`: both databases make it one range
+      // of the (…, created_at DESC, id DESC) index, so a page deep in the list costs what the first one does.
+      where.push('(created_at, id) < (?, ?)');
+      params.push(c.createdAt, c.id);
     }
     const limit = Math.min(Math.max(1, filter.limit ?? 100), MAX_PAGE);
     const sql = `SELECT * FROM runs${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at DESC, id DESC LIMIT ?`;
@@ -370,6 +374,15 @@ export class SqlStore implements Store {
 
   async markLaunched(id: string, at = Date.now()): Promise<boolean> {
     return (await this.db.execute('UPDATE runs SET launched_at = ?, handover_until = NULL WHERE id = ? AND launched_at IS NULL', [at, id])) === 1;
+  }
+
+  async markLogsArchived(id: string, at = Date.now()): Promise<void> {
+    await this.db.execute('UPDATE runs SET logs_archived_at = ? WHERE id = ? AND logs_archived_at IS NULL', [at, id]);
+  }
+
+  async runsWithLogsToArchive(limit = 500): Promise<RunRecord[]> {
+    const rows = await this.db.query('SELECT * FROM runs WHERE logs_archived_at IS NULL AND finished_at IS NOT NULL AND launched_at IS NOT NULL ORDER BY finished_at LIMIT ?', [limit]);
+    return rows.map(toRun);
   }
 
   async takeOverHandover(id: string, handoverMs: number, now = Date.now()): Promise<RunRecord | undefined> {

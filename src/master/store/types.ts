@@ -45,6 +45,8 @@ export interface RunRecord {
    * until then; after it, the leader takes the hand-over over (the master may have died).
    */
   handoverUntil?: number;
+  /** When the archive of the ended run's output was completed (set by the archiver that drained it). */
+  logsArchivedAt?: number;
 }
 
 export interface RunEvent {
@@ -202,6 +204,10 @@ export interface Store {
    * launched, ended, or another master holds it.
    */
   takeOverHandover(id: string, handoverMs: number, now?: number): Promise<RunRecord | undefined>;
+  /** Records that the archive of an ended run's output is complete. */
+  markLogsArchived(id: string, at?: number): Promise<void>;
+  /** Ended runs that were launched and whose archive is not complete (their archiver's master died), oldest end first. */
+  runsWithLogsToArchive(limit?: number): Promise<RunRecord[]>;
   /** 1-based place of a queued run in its namespace's queue; undefined when it is not queued. */
   queuePosition(id: string): Promise<number | undefined>;
   /** Namespaces that have queued runs. */
