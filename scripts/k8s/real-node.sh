@@ -488,7 +488,8 @@ in_cluster_services_start() {
   local a b
   sign_client kube-proxy system:kube-proxy & a=$!
   sign_client coredns weft-testenv:coredns & b=$!
-  wait "$a" && wait "$b" || die "could not sign the client certificates of kube-proxy and CoreDNS"
+  wait "$a" || { wait "$b"; die "could not sign the client certificate of kube-proxy"; }
+  wait "$b" || die "could not sign the client certificate of CoreDNS"
   in_cluster_objects
   host_service_objects
   cat >"$NODE_DIR/kube-proxy/config.yaml" <<EOF
@@ -555,6 +556,9 @@ real_node_ready() {
 }
 
 real_node_up() {
+  if [[ "$IN_CLUSTER" != 1 && -n "${WEFT_NODE_HOST_SERVICES:-}" ]]; then
+    log "WEFT_NODE_HOST_SERVICES is ignored without --in-cluster (without kube-proxy pods reach no Service)"
+  fi
   if real_node_running && real_node_ready; then
     write_registry_hosts # new WEFT_NODE_REGISTRIES take effect at the next pull
     if [[ "$IN_CLUSTER" == 1 ]]; then

