@@ -41,14 +41,17 @@ export function markdown(rows: Row[]): string {
   const fmt = (n: number | undefined): string => (n === undefined ? 'n/a' : String(Math.round(n)));
   const ratio = (a: number | undefined, b: number | undefined): string => (a && b ? (a / b).toFixed(2) : 'n/a');
   const lines = [
-    '| deps MB | case | weft ms | weft 1 thread ms | buildah ms (gzip) | weft / buildah | runs |',
-    '|---:|---|---:|---:|---:|---:|---:|',
+    '| deps MB | case | weft ms | weft 1 thread ms | buildah ms (gzip) | Jib ms (jib-core) | weft / buildah | weft / Jib | runs |',
+    '|---:|---|---:|---:|---:|---:|---:|---:|---:|',
   ];
   for (const size of sizes) {
     for (const kase of ['cold', 'one-class']) {
       const w = med('weft', size, kase);
       const runs = rows.filter((r) => r.tool === 'weft' && r.size === size && r.kase === kase).length;
-      lines.push(`| ${inputMb(size)} | ${kase} | ${fmt(w)} | ${fmt(med('weft-1-thread', size, kase))} | ${fmt(med('buildah', size, kase))} | ${ratio(w, med('buildah', size, kase))} | ${runs} |`);
+      const jib = med('jib', size, kase);
+      lines.push(
+        `| ${inputMb(size)} | ${kase} | ${fmt(w)} | ${fmt(med('weft-1-thread', size, kase))} | ${fmt(med('buildah', size, kase))} | ${fmt(jib)} | ${ratio(w, med('buildah', size, kase))} | ${ratio(w, jib)} | ${runs} |`,
+      );
     }
   }
   // Reproducibility whatever the thread count: every weft run of a (size, case) gives one digest.

@@ -4,13 +4,17 @@
 # example program examples/hello, whose own jars are 3.5 MB; 0 = the example
 # alone) it measures
 #   cold        empty cache/storage: weft with 1 gzip thread, weft with the
-#               default (one per core), buildah (from/copy/config/commit, gzip)
+#               default (one per core), buildah (from/copy/config/commit, gzip),
+#               Jib (the jib-core program bench/jib, whole java process, an OCI image
+#               tar as output; skipped with WEFT_BENCH_JIB=0)
 #   one-class   the same after Greeter.java changed, with the cold build's cache/storage
 # and checks that weft's image digest is the same with 1 and N threads.
 # Output: a CSV (tool,size_mb,case,ms,digest) in bench/results/build-sizes-<time>.csv,
 # and a Markdown table of medians; bench/chart.ts turns the CSV into an SVG.
 # Usage: bench/build-sizes.sh [-n REPETITIONS] [SIZE_MB...]   (default: -n 3 0 50 300)
+# The set-up (inputs, base, the buildah steps) is shared with bench/build-vs-buildah.sh: bench/build-common.sh.
 source "$(dirname "$0")/../scripts/lib.sh"
+source "$WEFT_ROOT/bench/build-common.sh"
 reps=3
 while getopts "n:" opt; do
   case "$opt" in
@@ -21,49 +25,18 @@ done
 shift $((OPTIND - 1))
 sizes=("$@")
 ((${#sizes[@]})) || sizes=(0 50 300)
-for tool in buildah node java jar; do command -v "$tool" >/dev/null || die "$tool not found: run scripts/setup --test"; done
-weft_main="${WEFT_MAIN:-$WEFT_ROOT/dist/src/cli/main.js}"
-[[ -f "$weft_main" ]] || die "weft is not compiled: run npx tsc -p tsconfig.json"
-work="/tmp/weft-bench-sizes-$$-$(date +%s)"
-mkdir -p "$work"
-trap 'rm -rf "$work"' EXIT
-now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
+bench_setup weft-bench-sizes buildah node java jar
 stamp="$(date -u +%Y%m%dT%H%M%SZ)"
 csv="$WEFT_ROOT/bench/results/build-sizes-$stamp.csv"
 mkdir -p "$WEFT_ROOT/bench/results"
 echo "tool,size_mb,case,ms,digest" >"$csv"
-
-log "preparing inputs in $work"
-bash "$WEFT_ROOT/examples/hello/build.sh" >/dev/null 2>&1
-cp -r "$WEFT_ROOT/examples/hello/build" "$work/v1"
-cp -r "$WEFT_ROOT/examples/hello/src" "$work/src2"
-sed -i 's/"nobody"/"nobody at all"/' "$work/src2/main/java/com/example/hello/Greeter.java"
-bash "$WEFT_ROOT/examples/hello/build.sh" --src "$work/src2" --out "$work/v2" 2>/dev/null
-explode() { # <jar> <dest>: the program as a Containerfile would COPY it (not timed)
-  local x="$2.unzip"
-  mkdir -p "$x" "$2/classes" "$2/resources"
-  (cd "$x" && jar xf "$1")
-  rm -rf "$x/META-INF"
-  (cd "$x" && find . -type f -name '*.class' -exec cp --parents {} "$2/classes/" \; && find . -type f ! -name '*.class' -exec cp --parents {} "$2/resources/" \;)
-  rm -rf "$x"
-}
-for v in v1 v2; do explode "$work/$v/hello.jar" "$work/$v-x"; done
-node "$weft_main" base jre --output "oci:$work/base:jre" >/dev/null 2>&1
+prepare_inputs
+tools=(weft1 weftN buildah)
+if [[ "${WEFT_BENCH_JIB:-1}" != 0 ]]; then jib_setup; tools+=(jib); fi
 
 digest_of() { node -e 'const i=require(process.argv[1]);console.log(i.manifests[i.manifests.length-1].digest)' "$1/index.json"; }
-weft_build() { # <threads|default> <cache> <program dir> <deps dir> <out>
-  local env=(WEFT_CACHE_DIR="$2")
-  [[ "$1" == default ]] || env+=(WEFT_GZIP_THREADS="$1")
-  env "${env[@]}" node "$weft_main" build "$3/hello.jar" --lib "$4" --base "oci:$work/base:jre" --output "oci:$5:hello" >/dev/null 2>"$work/last.log" || { cat "$work/last.log" >&2; return 1; }
-}
-buildah_build() { # <storage> <exploded program dir> <deps dir> <out>
-  local b=(buildah --storage-driver vfs --root "$1/root" --runroot "$1/run") c
-  c="$("${b[@]}" from --quiet "oci:$work/base:jre")" || return 1
-  "${b[@]}" copy --quiet "$c" "$3" /app/libs >/dev/null || return 1
-  "${b[@]}" copy --quiet "$c" "$2/resources" /app/resources >/dev/null || return 1
-  "${b[@]}" copy --quiet "$c" "$2/classes" /app/classes >/dev/null || return 1
-  "${b[@]}" config --entrypoint '["java","-cp","/app/resources:/app/classes:/app/libs/*","com.example.hello.Main"]' --cmd '' "$c" 2>/dev/null || return 1
-  "${b[@]}" commit --quiet --disable-compression=false --rm "$c" "oci:$4:hello" >/dev/null || return 1
+weft_build_threads() { # <threads|default> <cache> <program dir> <deps dir> <out>
+  if [[ "$1" == default ]]; then weft_build "$2" "$3" "$5" "" --lib "$4"; else WEFT_GZIP_THREADS="$1" weft_build "$2" "$3" "$5" "" --lib "$4"; fi
 }
 record() { # <tool> <size> <case> <out dir or -> <command...>
   local tool="$1" size="$2" kase="$3" out="$4" t0 ms d=""
@@ -86,20 +59,22 @@ for size in "${sizes[@]}"; do
     log "size $size MB, repetition $i/$reps"
     r="$work/r-$size-$i"
     # Interleaved; the order rotates so no tool always runs first after the inputs were copied.
-    order=(weft1 weftN buildah)
-    for ((k = 0; k < (i - 1) % 3; k++)); do order=("${order[@]:1}" "${order[0]}"); done
+    order=("${tools[@]}")
+    for ((k = 0; k < (i - 1) % ${#tools[@]}; k++)); do order=("${order[@]:1}" "${order[0]}"); done
     for tool in "${order[@]}"; do
       case "$tool" in
-        weft1) record weft-1-thread "$size" cold "$r/w1o" weft_build 1 "$r/w1c" "$work/v1" "$deps" "$r/w1o" ;;
-        weftN) record weft "$size" cold "$r/wNo" weft_build default "$r/wNc" "$work/v1" "$deps" "$r/wNo" ;;
+        weft1) record weft-1-thread "$size" cold "$r/w1o" weft_build_threads 1 "$r/w1c" "$work/v1" "$deps" "$r/w1o" ;;
+        weftN) record weft "$size" cold "$r/wNo" weft_build_threads default "$r/wNc" "$work/v1" "$deps" "$r/wNo" ;;
         buildah) record buildah "$size" cold - buildah_build "$r/bs" "$work/v1-x" "$deps" "$r/bo" ;;
+        jib) record jib "$size" cold - jib_build "$r/jc" "$work/v1-x" "$deps" "$r/jib.tar" ;;
       esac
     done
     for tool in "${order[@]}"; do
       case "$tool" in
-        weft1) record weft-1-thread "$size" one-class "$r/w1o" weft_build 1 "$r/w1c" "$work/v2" "$deps" "$r/w1o" ;;
-        weftN) record weft "$size" one-class "$r/wNo" weft_build default "$r/wNc" "$work/v2" "$deps" "$r/wNo" ;;
+        weft1) record weft-1-thread "$size" one-class "$r/w1o" weft_build_threads 1 "$r/w1c" "$work/v2" "$deps" "$r/w1o" ;;
+        weftN) record weft "$size" one-class "$r/wNo" weft_build_threads default "$r/wNc" "$work/v2" "$deps" "$r/wNo" ;;
         buildah) record buildah "$size" one-class - buildah_build "$r/bs" "$work/v2-x" "$deps" "$r/bo" ;;
+        jib) record jib "$size" one-class - jib_build "$r/jc" "$work/v2-x" "$deps" "$r/jib.tar" ;;
       esac
     done
     rm -rf "$r"

@@ -15,8 +15,10 @@
 # on disk; not timed); weft reads the jar itself.
 #
 # Usage: bench/build-vs-buildah.sh [-n REPETITIONS]   (default 5; results also go to bench/results/)
-#        WEFT_MAIN=<path to dist/src/cli/main.js> to measure another compiled copy of weft
+#        WEFT_MAIN=<path to a weft entry (dist/bin/weft.cjs)> to measure another copy of weft
+# The set-up (inputs, base, the buildah steps) is shared with bench/build-sizes.sh: bench/build-common.sh.
 source "$(dirname "$0")/../scripts/lib.sh"
+source "$WEFT_ROOT/bench/build-common.sh"
 reps=5
 while getopts "n:" opt; do
   case "$opt" in
@@ -25,67 +27,18 @@ while getopts "n:" opt; do
   esac
 done
 [[ "$reps" =~ ^[1-9][0-9]*$ ]] || die "-n needs a positive whole number"
-for tool in buildah skopeo node java jar; do command -v "$tool" >/dev/null || die "$tool not found: run scripts/setup --test"; done
-# WEFT_MAIN: the weft CLI to measure (default: this tree's compiled one).
-weft_main="${WEFT_MAIN:-$WEFT_ROOT/dist/src/cli/main.js}"
-[[ -f "$weft_main" ]] || die "weft is not compiled ($weft_main): run scripts/setup (or npx tsc -p tsconfig.json)"
+bench_setup weft-bench-build buildah skopeo node java jar
+prepare_inputs
 
-# Lowercase path: buildah names an image pulled from oci:<dir> after the directory.
-work="/tmp/weft-bench-build-$$-$(date +%s)"
-mkdir -p "$work"
-cleanup() { rm -rf "$work"; }
-trap cleanup EXIT
-weft() { node "$weft_main" "$@"; }
-now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
-median() { sort -n | awk '{a[NR]=$1} END {if (NR == 0) print "n/a"; else if (NR % 2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (a > 0) printf "%.2f", b / a; else print "n/a"}'; }
-
-# ---- inputs: v1 = the example, v2 = the example with one class changed --------------------
-log "preparing inputs in $work"
-bash "$WEFT_ROOT/examples/hello/build.sh" >/dev/null 2>&1 || bash "$WEFT_ROOT/examples/hello/build.sh"
-cp -r "$WEFT_ROOT/examples/hello/build" "$work/v1"
-cp -r "$WEFT_ROOT/examples/hello/src" "$work/src2"
-sed -i 's/"nobody"/"nobody at all"/' "$work/src2/main/java/com/example/hello/Greeter.java"
-bash "$WEFT_ROOT/examples/hello/build.sh" --src "$work/src2" --out "$work/v2" 2>/dev/null
-
-# The same files, exploded the way a Containerfile would COPY them (not timed).
-explode() { # <jar> <dest>
-  local x="$2.unzip"
-  mkdir -p "$x" "$2/classes" "$2/resources"
-  (cd "$x" && jar xf "$1")
-  rm -rf "$x/META-INF"
-  (cd "$x" && find . -type f -name '*.class' -exec cp --parents {} "$2/classes/" \; && find . -type f ! -name '*.class' -exec cp --parents {} "$2/resources/" \;)
-  rm -rf "$x"
-}
-for v in v1 v2; do
-  explode "$work/$v/hello.jar" "$work/$v-x"
-  cp -r "$work/$v/libs" "$work/$v-x/libs"
-done
 # A program jar without Class-Path, for the base that already holds the dependencies.
 mkdir -p "$work/nodeps"
-(cd "$work/v1-x/classes" && cp -r "$work/v1-x/resources/." . && jar --create --file "$work/nodeps/hello.jar" --main-class com.example.hello.Main .)
+mkdir -p "$work/nodeps-src" && cp -r "$work/v1-x/classes/." "$work/v1-x/resources/." "$work/nodeps-src/"
+(cd "$work/nodeps-src" && jar --create --file "$work/nodeps/hello.jar" --main-class com.example.hello.Main .)
 mkdir -p "$work/nodeps-x/libs" && cp -r "$work/v1-x/classes" "$work/v1-x/resources" "$work/nodeps-x/"
 
-log "building the base images (weft base jre)"
-weft base jre --output "oci:$work/base:jre" >/dev/null 2>&1
+log "building the base with the dependencies baked in (weft base jre --add-jars)"
 weft base jre --output "oci:$work/base-libs:jre" --add-jars "$work/v1/libs" >/dev/null 2>&1
 
-weft_build() { # <cache> <input dir> <out layout> [base]
-  WEFT_CACHE_DIR="$1" weft build "$2/hello.jar" --base "oci:${4:-$work/base}:jre" --output "oci:$3:hello" >/dev/null 2>"$work/last.log" || { cat "$work/last.log" >&2; return 1; }
-}
-buildah_build() { # <storage> <exploded input dir> <out layout> [base] [gzip|raw]
-  # buildah commit writes uncompressed layers to oci: unless told otherwise; weft writes gzip.
-  local compress=--disable-compression=false
-  [[ "${5:-gzip}" == raw ]] && compress=--disable-compression=true
-  local b=(buildah --storage-driver vfs --root "$1/root" --runroot "$1/run")
-  local c
-  c="$("${b[@]}" from --quiet "oci:${4:-$work/base}:jre")" || return 1
-  if [[ -n "$(ls -A "$2/libs")" ]]; then "${b[@]}" copy --quiet "$c" "$2/libs" /app/libs >/dev/null || return 1; fi
-  "${b[@]}" copy --quiet "$c" "$2/resources" /app/resources >/dev/null || return 1
-  "${b[@]}" copy --quiet "$c" "$2/classes" /app/classes >/dev/null || return 1
-  "${b[@]}" config --entrypoint '["java","-cp","/app/resources:/app/classes:/app/libs/*","com.example.hello.Main"]' --cmd '' "$c" 2>/dev/null || return 1
-  "${b[@]}" commit --quiet "$compress" --rm "$c" "oci:$3:hello" >/dev/null || return 1
-}
 timed() { local t0; t0=$(now_ms); "$@" || return 1; echo $(( $(now_ms) - t0 )); }
 
 # Bytes an image adds on top of its base: compressed layers not in the base manifest.
@@ -107,19 +60,19 @@ for ((i = 1; i <= reps; i++)); do
   log "repetition $i/$reps"
   wc="$work/weft-cache-$i" wo="$work/weft-out-$i" bs="$work/buildah-$i" bo="$work/buildah-out-$i"
   measure weft-cold weft_build "$wc" "$work/v1" "$wo"
-  measure buildah-cold buildah_build "$bs" "$work/v1-x" "$bo"
+  measure buildah-cold buildah_build "$bs" "$work/v1-x" - "$bo"
   measure weft-change weft_build "$wc" "$work/v2" "$wo"
-  measure buildah-change buildah_build "$bs" "$work/v2-x" "$bo"
+  measure buildah-change buildah_build "$bs" "$work/v2-x" - "$bo"
   measure weft-same weft_build "$wc" "$work/v2" "$wo"
-  measure buildah-same buildah_build "$bs" "$work/v2-x" "$bo"
+  measure buildah-same buildah_build "$bs" "$work/v2-x" - "$bo"
   # With the common jars in the base: cold builds of the same program without its dependencies.
   measure weft-libbase weft_build "$wc-lb" "$work/nodeps" "$wo-lb" "$work/base-libs"
-  measure buildah-libbase buildah_build "$bs-lb" "$work/nodeps-x" "$bo-lb" "$work/base-libs"
+  measure buildah-libbase buildah_build "$bs-lb" "$work/nodeps-x" - "$bo-lb" "$work/base-libs"
   # buildah's default for oci: outputs: uncompressed layers (less work, 2x the bytes to store and push).
-  measure raw-cold buildah_build "$bs-raw" "$work/v1-x" "$bo-raw" "$work/base" raw
-  measure raw-change buildah_build "$bs-raw" "$work/v2-x" "$bo-raw" "$work/base" raw
-  measure raw-same buildah_build "$bs-raw" "$work/v2-x" "$bo-raw" "$work/base" raw
-  measure raw-libbase buildah_build "$bs-raw-lb" "$work/nodeps-x" "$bo-raw-lb" "$work/base-libs" raw
+  measure raw-cold buildah_build "$bs-raw" "$work/v1-x" - "$bo-raw" "$work/base" raw
+  measure raw-change buildah_build "$bs-raw" "$work/v2-x" - "$bo-raw" "$work/base" raw
+  measure raw-same buildah_build "$bs-raw" "$work/v2-x" - "$bo-raw" "$work/base" raw
+  measure raw-libbase buildah_build "$bs-raw-lb" "$work/nodeps-x" - "$bo-raw-lb" "$work/base-libs" raw
   if ((i == 1)); then
     # Sanity: both outputs are images skopeo can read, and sizes for the report.
     skopeo inspect "oci:$wo:hello" >/dev/null && skopeo inspect "oci:$bo:hello" >/dev/null

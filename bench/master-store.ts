@@ -1,6 +1,7 @@
 // The master's store at scale (issue 9): with up to 100,000 stored runs in each store (SQLite and
 // PostgreSQL, inserted directly through the Store API), the latency of listing runs through the
-// HTTP API (limit=50, filtered and not), submissions per second through the API, and the master
+// HTTP API (limit=50, filtered and not; the first page, one from the middle and the last one, through
+// continue tokens), submissions per second through the API, and the master
 // process's RSS as the store grows. The reference is the Kubernetes API server: as many suspended
 // Jobs as the test environment holds, listed with limit=50 (filtered by label) and with
 // `kubectl get jobs --chunk-size=50`; the master pages through the same number of runs.
@@ -141,8 +142,10 @@ async function benchStore(kind: 'sqlite' | 'postgres'): Promise<void> {
   const master = await startMaster(target.location, work);
   try {
     console.log(`\n## ${kind}: ${RUNS} runs in namespace ${NS} (${APPS} apps; 20% FAILED or KILLED), ${REQUESTS} sequential requests per list`);
-    console.log('| stored runs | insert s (this step) | list limit=50 median ms | p99 ms | filtered (app+state) median ms | p99 ms | deep page (continue) median ms | master RSS MiB |');
-    console.log('|---|---|---|---|---|---|---|---|');
+    console.log(
+      '| stored runs | insert s (this step) | list limit=50 median ms | p99 ms | filtered (app+state) median ms | p99 ms | middle page median ms | p99 ms | last page median ms | filtered middle page median ms | master RSS MiB |',
+    );
+    console.log('|---|---|---|---|---|---|---|---|---|---|---|');
     let stored = 0;
     for (const cp of CHECKPOINTS) {
       const t0 = performance.now();
@@ -151,11 +154,16 @@ async function benchStore(kind: 'sqlite' | 'postgres'): Promise<void> {
       stored = cp;
       const plain = await timed(REQUESTS, () => get(master, `/api/v1/namespaces/${NS}/runs?limit=50`));
       const filtered = await timed(REQUESTS, (i) => get(master, `/api/v1/namespaces/${NS}/runs?limit=50&app=app-${i % APPS}&state=FAILED`));
-      // A page far down: the continue token of a run in the middle (keyset paging: as cheap as the first page).
-      const mid = `${NS}-${String(Math.floor(cp / 2)).padStart(7, '0')}`;
-      const token = encodeContinue({ createdAt: Date.UTC(2026, 0, 1) + Math.floor(cp / 2) * 1000, id: mid });
-      const deep = cp > 0 ? await timed(Math.min(REQUESTS, 100), () => get(master, `/api/v1/namespaces/${NS}/runs?limit=50&continue=${token}`)) : [NaN];
-      console.log(`| ${cp} | ${insertS.toFixed(1)} | ${ms(median(plain))} | ${ms(p99(plain))} | ${ms(median(filtered))} | ${ms(p99(filtered))} | ${ms(median(deep))} | ${rssMiB(master.child.pid!).toFixed(0)} |`);
+      // Pages far down: the continue token the previous page would carry (keyset paging: as cheap as the first page).
+      const tokenAt = (i: number) => encodeContinue({ createdAt: Date.UTC(2026, 0, 1) + i * 1000, id: `${NS}-${String(i).padStart(7, '0')}` });
+      const page = (i: number, query = '') => timed(REQUESTS, () => get(master, `/api/v1/namespaces/${NS}/runs?limit=50${query}&continue=${tokenAt(i)}`));
+      const middle = cp > 0 ? await page(Math.floor(cp / 2)) : [NaN];
+      const last = cp > 0 ? await page(Math.min(50, cp - 1)) : [NaN]; // the last page: the 50 oldest runs
+      // Runs of app-6 are FAILED (i % 20 = 6): the one nearest the middle.
+      const filteredMiddle = cp > 0 ? await page(Math.floor(cp / 40) * 20 + 6, '&app=app-6&state=FAILED') : [NaN];
+      console.log(
+        `| ${cp} | ${insertS.toFixed(1)} | ${ms(median(plain))} | ${ms(p99(plain))} | ${ms(median(filtered))} | ${ms(p99(filtered))} | ${ms(median(middle))} | ${ms(p99(middle))} | ${ms(median(last))} | ${ms(median(filteredMiddle))} | ${rssMiB(master.child.pid!).toFixed(0)} |`,
+      );
     }
     // Submissions per second through the API: a namespace whose one slot is taken, so each submission is
     // validated, authorised, decided (idempotency, admission) and stored as a queued run under the namespace

@@ -6,9 +6,11 @@
 //   copy          registry -> another registry (streamed, no disk)
 // plus weft's two upload strategies (POST+PUT vs POST+PATCH+PUT), in-process.
 // Usage: node dist/bench/push-pull.js [--runs 5] [--mb 32]
-// Prints a markdown table of medians and ratios (peer time / weft time: > 1 means weft is faster).
+// Prints a markdown table of medians and ratios (weft time / peer time: <= 1 means weft is as fast or faster),
+// with the CPU time (user + system) each process used.
 import { spawn } from 'node:child_process';
 import { promises as fs } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { createRemoteTransport } from '../src/registry/client/index.js';
 import { readOciLayout } from '../src/image/index.js';
@@ -23,12 +25,21 @@ const opt = (name: string, def: number): number => {
 };
 const runs = opt('runs', 5);
 const totalMb = opt('mb', 32);
-const weftMain = path.resolve('dist/src/cli/main.js');
+// The weft command as installed (package.json bin: the bundle scripts/bundle-cli.mjs writes).
+const weftMain = path.resolve('dist/bin/weft.cjs');
 
-function exec(cmd: string, argv: string[]): Promise<number> {
-  return new Promise((resolve, reject) => {
+interface Run {
+  ms: number;
+  /** CPU seconds of the process (user + system), from /usr/bin/time. */
+  cpu: number;
+}
+
+/** Runs a command under /usr/bin/time; wall time measured here, CPU time from the child's rusage. */
+async function exec(cmd: string, argv: string[]): Promise<Run> {
+  const timeFile = path.join(os.tmpdir(), `weft-bench-time-${process.pid}`);
+  const ms = await new Promise<number>((resolve, reject) => {
     const started = process.hrtime.bigint();
-    const child = spawn(cmd, argv, { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, NO_COLOR: '1' } });
+    const child = spawn('/usr/bin/time', ['-o', timeFile, '-f', '%U %S', cmd, ...argv], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, NO_COLOR: '1' } });
     let err = '';
     child.stderr.on('data', (d: Buffer) => (err += d.toString()));
     child.on('error', reject);
@@ -37,19 +48,18 @@ function exec(cmd: string, argv: string[]): Promise<number> {
       else resolve(Number(process.hrtime.bigint() - started) / 1e6);
     });
   });
+  const [user, sys] = (await fs.readFile(timeFile, 'utf8')).trim().split('\n').pop()!.split(' ').map(Number);
+  return { ms, cpu: user! + sys! };
 }
 
-
-type Tool = 'weft' | 'weft-lazy' | 'skopeo' | 'crane';
-const tools: Tool[] = ['weft', 'weft-lazy', 'skopeo', 'crane'];
-const weftLazy = path.resolve('dist/bench/weft-copy-only.js');
-const empty = (): Record<Tool, number[]> => ({ weft: [], 'weft-lazy': [], skopeo: [], crane: [] });
+type Tool = 'weft' | 'skopeo' | 'crane';
+const tools: Tool[] = ['weft', 'skopeo', 'crane'];
+const empty = <T>(): Record<Tool, T[]> => ({ weft: [], skopeo: [], crane: [] });
 
 function pushCmd(tool: Tool, layout: string, tag: string, target: string): [string, string[]] {
   switch (tool) {
     case 'weft':
-    case 'weft-lazy':
-      return [process.execPath, [tool === 'weft' ? weftMain : weftLazy, 'copy', '-q', `oci:${layout}:${tag}`, `docker://${target}`]];
+      return [process.execPath, [weftMain, 'copy', '-q', `oci:${layout}:${tag}`, `docker://${target}`]];
     case 'skopeo':
       return ['skopeo', ['copy', '-q', '--dest-tls-verify=false', `oci:${layout}:${tag}`, `docker://${target}`]];
     case 'crane':
@@ -60,8 +70,7 @@ function pushCmd(tool: Tool, layout: string, tag: string, target: string): [stri
 function copyCmd(tool: Tool, source: string, target: string): [string, string[]] {
   switch (tool) {
     case 'weft':
-    case 'weft-lazy':
-      return [process.execPath, [tool === 'weft' ? weftMain : weftLazy, 'copy', '-q', `docker://${source}`, `docker://${target}`]];
+      return [process.execPath, [weftMain, 'copy', '-q', `docker://${source}`, `docker://${target}`]];
     case 'skopeo':
       return ['skopeo', ['copy', '-q', '--src-tls-verify=false', '--dest-tls-verify=false', `docker://${source}`, `docker://${target}`]];
     case 'crane':
@@ -72,8 +81,7 @@ function copyCmd(tool: Tool, source: string, target: string): [string, string[]]
 function pullCmd(tool: Tool, source: string, out: string): [string, string[]] {
   switch (tool) {
     case 'weft':
-    case 'weft-lazy':
-      return [process.execPath, [tool === 'weft' ? weftMain : weftLazy, 'copy', '-q', `docker://${source}`, `oci:${out}:v1`]];
+      return [process.execPath, [weftMain, 'copy', '-q', `docker://${source}`, `oci:${out}:v1`]];
     case 'skopeo':
       return ['skopeo', ['copy', '-q', '--src-tls-verify=false', `docker://${source}`, `oci:${out}:v1`]];
     case 'crane':
@@ -105,9 +113,9 @@ async function main(): Promise<void> {
     await writeLayoutByHand(layout2, v2, 'v1');
     const imageBytes = [...v1.blobs.values()].reduce((s, b) => s + b.length, 0);
     const changedBytes = v2.manifest.layers[4]!.size + v2.manifest.config.size;
-    const times: Record<string, Record<Tool, number[]>> = { cold: empty(), repush: empty(), pull: empty(), copy: empty() };
-    const repushBytes = empty();
-    const repushRequests = empty();
+    const times: Record<string, Record<Tool, Run[]>> = { cold: empty(), repush: empty(), pull: empty(), copy: empty() };
+    const repushBytes = empty<number>();
+    const repushRequests = empty<number>();
     const inProcess: number[] = [];
     const v1Image = await readOciLayout(layout1, 'v1');
     for (let i = 0; i < runs; i++) {
@@ -149,13 +157,12 @@ async function main(): Promise<void> {
       }
     }
 
-    const startups: number[] = [];
-    const helps: number[] = [];
-    const lazyHelps: number[] = [];
-    for (let i = 0; i < runs; i++) {
-      startups.push(await exec(process.execPath, ['-e', '0']));
-      helps.push(await exec(process.execPath, [weftMain, '--help']));
-      lazyHelps.push(await exec(process.execPath, [weftLazy, '--help']));
+    // Start-up: node itself, and weft answering --version and --help (interleaved).
+    const startup: Record<string, Run[]> = { node: [], version: [], help: [] };
+    for (let i = 0; i < runs * 3; i++) {
+      startup.node!.push(await exec(process.execPath, ['-e', '0']));
+      startup.version!.push(await exec(process.execPath, [weftMain, '--version']));
+      startup.help!.push(await exec(process.execPath, [weftMain, '--help']));
     }
     // Upload strategy, in-process (no process start-up in the numbers).
     const modes: Record<string, number[]> = { put: [], patch: [] };
@@ -173,14 +180,14 @@ async function main(): Promise<void> {
     const lines: string[] = [];
     lines.push(`image: 5 layers, ${(imageBytes / mb).toFixed(1)} MiB compressed; changed layer + config: ${(changedBytes / 1024).toFixed(1)} KiB; ${runs} runs each, medians`);
     lines.push('');
-    lines.push('| case | weft ms | weft, copy command only ms | skopeo ms | crane ms | skopeo/weft | crane/weft | skopeo/weft-lazy | crane/weft-lazy |');
+    const ms = (list: Run[]): number => median(list.map((r) => r.ms));
+    const cpu = (list: Run[]): number => median(list.map((r) => r.cpu * 1000));
+    lines.push('| case | weft ms | skopeo ms | crane ms | weft / crane | weft / skopeo | weft CPU ms | skopeo CPU ms | crane CPU ms |');
     lines.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|');
     for (const [name, label] of [['cold', 'cold push'], ['repush', 're-push, one layer changed'], ['pull', 'pull to OCI layout'], ['copy', 'copy registry to registry']] as const) {
-      const w = median(times[name]!.weft);
-      const l = median(times[name]!['weft-lazy']);
-      const s = median(times[name]!.skopeo);
-      const c = median(times[name]!.crane);
-      lines.push(`| ${label} | ${w.toFixed(0)} | ${l.toFixed(0)} | ${s.toFixed(0)} | ${c.toFixed(0)} | ${(s / w).toFixed(2)} | ${(c / w).toFixed(2)} | ${(s / l).toFixed(2)} | ${(c / l).toFixed(2)} |`);
+      const t = times[name]!;
+      const [w, sk, c] = [ms(t.weft), ms(t.skopeo), ms(t.crane)];
+      lines.push(`| ${label} | ${w.toFixed(0)} | ${sk.toFixed(0)} | ${c.toFixed(0)} | ${(w / c).toFixed(2)} | ${(w / sk).toFixed(2)} | ${cpu(t.weft).toFixed(0)} | ${cpu(t.skopeo).toFixed(0)} | ${cpu(t.crane).toFixed(0)} |`);
     }
     lines.push('');
     lines.push('| re-push: bytes sent (requests) | weft | skopeo | crane |');
@@ -189,10 +196,14 @@ async function main(): Promise<void> {
       `| median | ${median(repushBytes.weft)} (${median(repushRequests.weft)}) | ${median(repushBytes.skopeo)} (${median(repushRequests.skopeo)}) | ${median(repushBytes.crane)} (${median(repushRequests.crane)}) |`,
     );
     lines.push('');
-    lines.push(`weft, copy command only: ${median(lazyHelps).toFixed(0)} ms for --help`);
-    lines.push('');
     lines.push(`weft cold push in-process (library, no node start-up): ${median(inProcess).toFixed(0)} ms`);
-    lines.push(`node start-up alone (node -e 0): ${median(startups).toFixed(0)} ms; weft --help: ${median(helps).toFixed(0)} ms`);
+    const n = ms(startup.node!);
+    lines.push(
+      `start-up (${runs * 3} runs each, interleaved): node -e 0 ${n.toFixed(0)} ms (CPU ${cpu(startup.node!).toFixed(0)}); ` +
+        `weft --version ${ms(startup.version!).toFixed(0)} ms (${(ms(startup.version!) / n).toFixed(2)}x, CPU ${cpu(startup.version!).toFixed(0)}); ` +
+        `weft --help ${ms(startup.help!).toFixed(0)} ms (${(ms(startup.help!) / n).toFixed(2)}x, CPU ${cpu(startup.help!).toFixed(0)})`,
+    );
+    lines.push(`load average at the end: ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}`);
     lines.push(`weft upload strategy, in-process cold push: POST+PUT ${median(modes.put!).toFixed(0)} ms, POST+PATCH+PUT ${median(modes.patch!).toFixed(0)} ms (ratio ${(median(modes.patch!) / median(modes.put!)).toFixed(2)})`);
     process.stdout.write(`${lines.join('\n')}\n`);
   } finally {

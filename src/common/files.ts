@@ -2,12 +2,17 @@
 import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 
+/** A temporary name of this process's own beside `target` (swept as `*.tmp-*` by whoever owns the folder). */
+export function tempName(target: string): string {
+  return `${target}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
+}
+
 /**
  * Writes `data` to a temporary name of this process's own beside `file`, then renames it over
  * `file`: readers see the old or the new content, and two writers never share a temporary file.
  */
 export async function writeFileAtomic(file: string, data: string | Buffer, mode = 0o600): Promise<void> {
-  const tmp = `${file}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
+  const tmp = tempName(file);
   try {
     await fs.writeFile(tmp, data, { mode });
     await fs.rename(tmp, file);

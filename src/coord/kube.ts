@@ -3,25 +3,17 @@
 //    (lease-campaign.ts) with writes conditional on metadata.resourceVersion; the
 //    fencing token is spec.leaseTransitions, bumped on every new term.
 //  - Discovery: one Lease per announced instance, labelled weft.io/service=<name>,
-//    renewed every retryPeriod; discoverers list+watch Leases with that label (an
-//    informer) and drop instances whose lease was not renewed for leaseDuration — the
+//    renewed every retryPeriod; discoverers share one informer over the Leases with that
+//    label (client-go's one shared informer per resource: one list+watch for every
+//    discover() of a Coordination) and drop instances whose lease was not renewed for leaseDuration — the
 //    pattern kube-apiserver uses for its own identity leases. Why Leases and not
 //    EndpointSlices: an instance that dies must disappear by itself, and a Lease
 //    carries that liveness (renewTime + leaseDurationSeconds); an EndpointSlice has no
 //    expiry, so a crashed announcer would stay listed until someone deleted it.
 //  - Fenced log: a ConfigMap replaced conditionally on its resourceVersion.
 import { randomUUID } from 'node:crypto';
-import {
-  ApiException,
-  CoordinationV1Api,
-  CoreV1Api,
-  makeInformer,
-  V1MicroTime,
-  type Informer,
-  type ObjectCache,
-  type V1Lease,
-} from '@kubernetes/client-node';
-import { contextNamespace, loadKubeConfig } from '../kube-client/index.js';
+import { ApiException, CoordinationV1Api, CoreV1Api, V1MicroTime, type V1Lease } from '@kubernetes/client-node';
+import { contextNamespace, Informer, loadKubeConfig, type ListPage } from '../kube-client/index.js';
 import { CampaignRegistry, leaseElector, leaseLocks } from './lease-backend.js';
 import { ConflictError, type LeaseRecord, type LeaseRecordStore, type VersionedRecord } from './lease-campaign.js';
 import { checkEndpoint } from './memory.js';
@@ -122,6 +114,27 @@ export function createKubeCoordination(options: KubeOptions): Coordination {
     },
   };
 
+  // The Leases that announce services (labelled weft.io/service), in one informer shared by every
+  // discover() of this Coordination: started by the first, stopped when the last list closes.
+  const announcedLeases = sharedInformer(() => {
+    let failFirstSync: (error: unknown) => void = () => undefined;
+    const firstSyncFailed = new Promise<never>((_, reject) => (failFirstSync = reject));
+    const informer: Informer<V1Lease> = new Informer<V1Lease>({
+      kubeConfig: kc,
+      path: `/apis/coordination.k8s.io/v1/namespaces/${namespace}/leases`,
+      labelSelector: SERVICE_LABEL,
+      list: (page) => leases.listNamespacedLease({ namespace, ...page }) as Promise<ListPage<V1Lease>>,
+      // Before the first list completes an error is the caller's (e.g. no access); after it, the informer retries by itself.
+      onError: (error) => {
+        if (!informer.isSynced) failFirstSync(error);
+      },
+    });
+    const synced = Promise.race([informer.start(), firstSyncFailed]).catch((error: unknown) => {
+      throw new Error(`cannot list Leases in namespace ${namespace}: ${(error as Error).message ?? String(error)}`);
+    });
+    return { informer, synced };
+  });
+
   const discovery: Discovery = {
     async announce(service: string, endpoint: ServiceEndpoint): Promise<Cancellable> {
       checkName('service name', service);
@@ -172,18 +185,17 @@ export function createKubeCoordination(options: KubeOptions): Coordination {
 
     async discover(service: string): Promise<ServiceDiscovered> {
       checkName('service name', service);
-      const labelSelector = `${SERVICE_LABEL}=${service}`;
-      const path = `/apis/coordination.k8s.io/v1/namespaces/${namespace}/leases`;
-      const informer: Informer<V1Lease> & ObjectCache<V1Lease> = makeInformer(kc, path, () => leases.listNamespacedLease({ namespace, labelSelector }), labelSelector);
+      const informer = await announcedLeases.acquire();
+      const ofService = (l: V1Lease) => l.metadata?.labels?.[SERVICE_LABEL] === service;
       // Liveness by local observation (as client-go does): when did we last see each lease change?
       const observed = new Map<string, { rv: string; at: number }>();
       const collecting = new Set<string>();
-      let stopped = false;
       const recompute = () => {
         const now = Date.now();
         const alive: ServiceInstance[] = [];
         const seen = new Set<string>();
-        for (const l of informer.list(namespace)) {
+        for (const l of informer.list()) {
+          if (!ofService(l)) continue;
           const key = l.metadata!.name!;
           seen.add(key);
           const rv = l.metadata!.resourceVersion!;
@@ -213,25 +225,16 @@ export function createKubeCoordination(options: KubeOptions): Coordination {
         for (const k of observed.keys()) if (!seen.has(k)) observed.delete(k);
         list.set(alive);
       };
-      const list = new LiveServiceList(service, async () => {
-        stopped = true;
-        clearInterval(sweep);
-        lists.delete(list);
-        await informer.stop();
-      });
-      for (const verb of ['add', 'update', 'delete'] as const) informer.on(verb, () => recompute());
-      informer.on('error', () => {
-        // The informer stops on errors (e.g. the watch failed): restart it after a pause.
-        if (!stopped) setTimeout(() => { if (!stopped) informer.start().catch(() => undefined); }, timings.retryPeriodMs);
+      const off = informer.on((_event, lease) => {
+        if (ofService(lease)) recompute();
       });
       const sweep = setInterval(recompute, Math.max(100, Math.floor(timings.retryPeriodMs / 2)));
-      try {
-        await informer.start();
-      } catch (e) {
+      const list = new LiveServiceList(service, async () => {
         clearInterval(sweep);
-        stopped = true;
-        throw new Error(`cannot list Leases in namespace ${namespace}: ${(e as Error).message}`);
-      }
+        off();
+        lists.delete(list);
+        announcedLeases.release();
+      });
       recompute();
       lists.add(list);
       return list;
@@ -288,6 +291,36 @@ export function createKubeCoordination(options: KubeOptions): Coordination {
       await registry.closeAll();
       await Promise.all([...announcements].map((a) => a.cancel()));
       await Promise.all([...lists].map((l) => l.close()));
+    },
+  };
+}
+
+/**
+ * One informer for many users: made and started by the first acquire(), stopped by the release()
+ * of the last. A first list that fails is every waiting caller's error, and the next acquire() starts afresh.
+ */
+function sharedInformer<T extends V1Lease>(make: () => { informer: Informer<T>; synced: Promise<void> }) {
+  let current: { informer: Informer<T>; synced: Promise<void>; users: number } | undefined;
+  const drop = (entry: NonNullable<typeof current>) => {
+    if (--entry.users > 0) return;
+    entry.informer.stop();
+    if (current === entry) current = undefined;
+  };
+  return {
+    async acquire(): Promise<Informer<T>> {
+      const entry = (current ??= { ...make(), users: 0 });
+      entry.users++;
+      try {
+        await entry.synced;
+      } catch (error) {
+        if (current === entry) current = undefined;
+        drop(entry);
+        throw error;
+      }
+      return entry.informer;
+    },
+    release(): void {
+      if (current) drop(current);
     },
   };
 }

@@ -145,6 +145,27 @@ export async function writeAssembledImage(
   };
 }
 
+/**
+ * The one flow of `weft base jre` and `weft self-image`: check the destination before the slow
+ * build, build, write, and remove the build's temp files whatever happens. `describe` adds what
+ * the result says of the build besides where it went, its digest and its sizes.
+ */
+export async function buildAndWriteImage<Built extends Pick<AssembledImage, 'image' | 'layers' | 'cleanup'>, Extra>(
+  options: { output: string; remote?: RemoteTransport; onProgress?: (message: string) => void },
+  fail: (message: string) => Error,
+  build: () => Promise<Built>,
+  describe: (built: Built) => Extra,
+): Promise<{ reference: string; digest: string; size: number; uncompressedSize: number } & Extra> {
+  const ref = outputReference(options.output, options.remote, fail);
+  const built = await build();
+  try {
+    const written = await writeAssembledImage(built, ref, options);
+    return { ...written, ...describe(built) };
+  } finally {
+    await built.cleanup();
+  }
+}
+
 /** The image architecture name of this machine (OCI/Go spelling), or undefined. */
 export function hostArchitecture(): string | undefined {
   return ({ x64: 'amd64', arm64: 'arm64', ppc64: 'ppc64le', s390x: 's390x' } as Record<string, string>)[process.arch];

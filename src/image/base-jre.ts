@@ -15,7 +15,7 @@ import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { assembleImage, hostArchitecture, outputReference, writeAssembledImage, type AssembledLayerReport } from './assemble.js';
+import { assembleImage, buildAndWriteImage, hostArchitecture, type AssembledLayerReport } from './assemble.js';
 import type { LayerCache } from './cache.js';
 import type { StaticImage } from './image.js';
 import type { RemoteTransport } from './transport.js';
@@ -54,6 +54,11 @@ export interface JreBaseOptions {
   modules?: readonly string[];
   /** A directory of jars to bake into /app/libs. */
   addJars?: string;
+  /**
+   * Shared libraries (sonames, like libstdc++.so.6) to copy from the host beside those the JRE
+   * needs, with what they need: for native code that programs bring in their jars.
+   */
+  hostLibraries?: readonly string[];
   /** Reuse an earlier jlink output with the same inputs (default true). */
   cache?: boolean;
   /** Cache folder (default ${XDG_CACHE_HOME:-~/.cache}/weft/jlink). */
@@ -276,6 +281,32 @@ export async function sharedLibraries(runtimeDir: string): Promise<string[]> {
   return sharedLibrariesOf(elves, { libraryPath: ownDirs, exclude: await fs.realpath(runtimeDir) });
 }
 
+/** Host paths of shared libraries by soname, from the dynamic linker's cache (ldconfig -p). */
+export async function resolveSonames(sonames: readonly string[]): Promise<string[]> {
+  if (sonames.length === 0) return [];
+  let stdout: string;
+  try {
+    ({ stdout } = await run('ldconfig', ['-p'], { maxBuffer: 16 * 1024 * 1024 }));
+  } catch (error) {
+    throw new JreBaseError(`ldconfig -p failed, so the host libraries ${sonames.join(', ')} cannot be found: ${(error as Error).message}`);
+  }
+  const arch = process.arch === 'x64' ? 'x86-64' : process.arch === 'arm64' ? 'AArch64' : '';
+  const paths: string[] = [];
+  const missing: string[] = [];
+  for (const soname of sonames) {
+    // Lines like "\tlibstdc++.so.6 (libc6,x86-64) => /lib/x86_64-linux-gnu/libstdc++.so.6".
+    const hits = stdout
+      .split('\n')
+      .map((l) => /^\s*(\S+) \(([^)]*)\) => (\S+)$/.exec(l))
+      .filter((m): m is RegExpExecArray => m !== null && m[1] === soname);
+    const hit = hits.find((m) => !arch || m[2].includes(arch)) ?? hits[0];
+    if (hit) paths.push(hit[3]);
+    else missing.push(soname);
+  }
+  if (missing.length) throw new JreBaseError(`shared libraries not on this machine: ${missing.join(', ')}; install them and retry`);
+  return paths;
+}
+
 /** The ELF files under a directory (sorted). */
 export async function elfFilesIn(dir: string): Promise<string[]> {
   const elves: string[] = [];
@@ -417,7 +448,8 @@ export async function planJreBase(options: JreBaseOptions = {}): Promise<JreBase
     const runtimeRelease = await readRelease(runtime.dir);
     const resolvedModules = (runtimeRelease.MODULES ?? '').split(/\s+/).filter(Boolean).sort();
 
-    const libs = await hostFileEntries(await sharedLibraries(runtime.dir));
+    const extra = await resolveSonames(options.hostLibraries ?? []);
+    const libs = await hostFileEntries([...new Set([...(await sharedLibraries(runtime.dir)), ...extra, ...(await sharedLibrariesOf(extra))])].sort());
     const osEntries: LayerEntry[] = [
       ...libs.entries,
       ...minimalSystemEntries(),
@@ -537,24 +569,15 @@ export interface JreBaseResult {
 }
 
 /** Builds the JRE base image and writes it to `output` (oci:, docker-archive:, or docker:// with `remote`). */
-export async function buildJreBase(options: JreBaseBuildOptions & { output: string; remote?: RemoteTransport }): Promise<JreBaseResult> {
-  const ref = outputReference(options.output, options.remote, (m) => new JreBaseError(m));
-  const built = await buildJreBaseImage(options);
-  try {
-    const written = await writeAssembledImage(built, ref, options);
-    const { plan } = built;
-    return {
-      ...written,
-      javaVersion: plan.javaVersion,
-      jdk: plan.jdk,
-      modules: plan.modules,
-      resolvedModules: plan.resolvedModules,
-      libraries: plan.libraries,
-      jars: plan.jars,
-      runtimeCached: plan.cached,
-      layers: built.layers,
-    };
-  } finally {
-    await built.cleanup();
-  }
+export function buildJreBase(options: JreBaseBuildOptions & { output: string; remote?: RemoteTransport }): Promise<JreBaseResult> {
+  return buildAndWriteImage(options, (m) => new JreBaseError(m), () => buildJreBaseImage(options), ({ plan, layers }) => ({
+    javaVersion: plan.javaVersion,
+    jdk: plan.jdk,
+    modules: plan.modules,
+    resolvedModules: plan.resolvedModules,
+    libraries: plan.libraries,
+    jars: plan.jars,
+    runtimeCached: plan.cached,
+    layers,
+  }));
 }

@@ -13,7 +13,7 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { assembleImage, hostArchitecture, outputReference, writeAssembledImage, type AssembledLayerReport } from './assemble.js';
+import { assembleImage, buildAndWriteImage, hostArchitecture, type AssembledLayerReport } from './assemble.js';
 import { hostFileEntries, minimalSystemEntries, sharedLibrariesOf } from './base-jre.js';
 import type { LayerCache } from './cache.js';
 import type { StaticImage } from './image.js';
@@ -236,14 +236,13 @@ export interface SelfImageResult {
 }
 
 /** Builds weft's own image and writes it to `output` (oci:, docker-archive:, or docker:// with `remote`). */
-export async function buildSelfImage(options: SelfImageOptions & { output: string; remote?: RemoteTransport }): Promise<SelfImageResult> {
-  const ref = outputReference(options.output, options.remote, (m) => new SelfImageError(m));
-  const built = await buildSelfImageHandle(options);
-  try {
-    const written = await writeAssembledImage(built, ref, options);
-    const { plan } = built;
-    return { ...written, weftVersion: plan.weftVersion, nodeVersion: plan.nodeVersion, packages: plan.packages.length, nativeAddons: plan.nativeAddons, libraries: plan.libraries, layers: built.layers };
-  } finally {
-    await built.cleanup();
-  }
+export function buildSelfImage(options: SelfImageOptions & { output: string; remote?: RemoteTransport }): Promise<SelfImageResult> {
+  return buildAndWriteImage(options, (m) => new SelfImageError(m), () => buildSelfImageHandle(options), ({ plan, layers }) => ({
+    weftVersion: plan.weftVersion,
+    nodeVersion: plan.nodeVersion,
+    packages: plan.packages.length,
+    nativeAddons: plan.nativeAddons,
+    libraries: plan.libraries,
+    layers,
+  }));
 }

@@ -11,6 +11,8 @@ import { ApiError } from './errors.js';
 import type { MasterMetrics } from './metrics.js';
 import { buildOpenApi } from './openapi.js';
 import {
+  appJson,
+  auditJson,
   CommandBody,
   CreateTokenBody,
   EmptyBody,
@@ -64,6 +66,9 @@ export interface Route {
   produces?: string[];
   handle(ctx: RequestContext): Promise<unknown>;
 }
+
+/** Responses with the JSON error body, by status code (for a route's `responses`). */
+const errors = (...codes: number[]): Record<number, string> => Object.fromEntries(codes.map((c) => [c, 'Error']));
 
 /** A response that is already written (streams). */
 const WRITTEN = Symbol('written');
@@ -136,14 +141,19 @@ export function buildRoutes(options: ApiOptions): Route[] {
   const audit = (ctx: RequestContext, action: string, target: string | undefined, outcome = 'ok', detail?: string) =>
     store.addAudit({ actor: ctx.actor, namespace: ctx.params.namespace, action, target, outcome, detail });
   const control = async (ctx: RequestContext, action: string, fn: (run: RunRecord) => Promise<void>) => {
-    const run = await runIn(ctx);
+    let run = await runIn(ctx);
     if (isTerminal(run.state)) throw new ApiError('conflict', `run ${run.id} already ended ${run.state}; nothing to ${action.replace('run.', '')}`);
-    if (run.queuedAt !== undefined) {
-      // Not started yet: stop and kill take it out of the queue; nothing else applies.
-      if (action !== 'run.stop' && action !== 'run.kill') throw new ApiError('conflict', `run ${run.id} waits in the admission queue and has not started; it can only be stopped or killed`);
-      await service.cancelQueued(run, action === 'run.stop' ? 'stopped' : 'killed');
-      await audit(ctx, action, run.id);
-      return { ...runJson((await store.getRun(run.id)) ?? run), accepted: true };
+    if (run.launchedAt === undefined) {
+      // Not handed to the runtime yet (queued, or being handed over): stop and kill end it; nothing else applies.
+      const where = run.queuedAt !== undefined ? 'waits in the admission queue' : 'is being handed to the runtime';
+      if (action !== 'run.stop' && action !== 'run.kill') throw new ApiError('conflict', `run ${run.id} ${where} and has not started; it can only be stopped or killed`);
+      if (await service.cancelNotLaunched(run, action === 'run.stop' ? 'stopped' : 'killed')) {
+        await audit(ctx, action, run.id);
+        return { ...runJson((await store.getRun(run.id)) ?? run), accepted: true };
+      }
+      // Launched meanwhile: stopped through the runtime below.
+      run = (await store.getRun(run.id)) ?? run;
+      if (isTerminal(run.state)) throw new ApiError('conflict', `run ${run.id} already ended ${run.state}; nothing to ${action.replace('run.', '')}`);
     }
     try {
       await fn(run);
@@ -154,6 +164,37 @@ export function buildRoutes(options: ApiOptions): Route[] {
     await audit(ctx, action, run.id);
     return { ...runJson((await store.getRun(run.id)) ?? run), accepted: true };
   };
+
+  /**
+   * A control endpoint (POST .../runs/{run}/<verb>): the body validated, the run found in the namespace and not
+   * ended, the runtime asked, the action audited; 202 with the run.
+   */
+  const controlRoute = <B extends z.ZodTypeAny>(c: {
+    verb: string;
+    /** The audit action run.<action> and the word in messages (default: verb). */
+    action?: string;
+    /** What the body is called in a validation error (default: "<verb> request"). */
+    what?: string;
+    operationId: string;
+    summary: string;
+    requestSchema: string;
+    body: B;
+    act: (run: RunRecord, body: z.output<B>) => Promise<void>;
+  }): Route => ({
+    method: 'POST',
+    path: `/api/v1/namespaces/{namespace}/runs/{run}/${c.verb}`,
+    operationId: c.operationId,
+    summary: c.summary,
+    role: 'operator',
+    hasBody: true,
+    requestSchema: c.requestSchema,
+    responses: { 202: 'Run', ...errors(400, 401, 403, 404, 409) },
+    handle: async (ctx) => {
+      const body = validate(c.body, ctx.body, c.what ?? `${c.verb} request`);
+      ctx.res.statusCode = 202;
+      return control(ctx, `run.${c.action ?? c.verb}`, (run) => c.act(run, body));
+    },
+  });
 
   const routes: Route[] = [
     {
@@ -204,8 +245,8 @@ export function buildRoutes(options: ApiOptions): Route[] {
       operationId: 'listApps',
       summary: 'The latest version of every stored app',
       role: 'viewer',
-      responses: { 200: 'AppList', 401: 'Error', 403: 'Error' },
-      handle: async (ctx) => ({ items: (await store.listApps(ctx.params.namespace)).map((a) => ({ ...a, createdAt: new Date(a.createdAt).toISOString() })) }),
+      responses: { 200: 'AppList', ...errors(401, 403) },
+      handle: async (ctx) => ({ items: (await store.listApps(ctx.params.namespace)).map(appJson) }),
     },
     {
       method: 'PUT',
@@ -215,7 +256,7 @@ export function buildRoutes(options: ApiOptions): Route[] {
       role: 'operator',
       hasBody: true,
       requestSchema: 'PutApp',
-      responses: { 201: 'App', 400: 'Error', 401: 'Error', 403: 'Error', 413: 'Error' },
+      responses: { 201: 'App', ...errors(400, 401, 403, 413) },
       handle: async (ctx) => {
         const body = validate(PutAppBody, ctx.body, 'app');
         const spec = parseSpec(body.spec);
@@ -223,7 +264,7 @@ export function buildRoutes(options: ApiOptions): Route[] {
         const app = await store.putApp(ctx.params.namespace, ctx.params.app, body.spec, ctx.actor);
         await audit(ctx, 'app.put', `${app.name}@${app.version}`);
         ctx.res.statusCode = 201;
-        return { ...app, createdAt: new Date(app.createdAt).toISOString() };
+        return appJson(app);
       },
     },
     {
@@ -233,12 +274,12 @@ export function buildRoutes(options: ApiOptions): Route[] {
       summary: 'One stored app (the latest version, or ?version=)',
       role: 'viewer',
       query: [{ name: 'version', description: 'a stored version', schema: { type: 'integer' } }],
-      responses: { 200: 'App', 401: 'Error', 403: 'Error', 404: 'Error' },
+      responses: { 200: 'App', ...errors(401, 403, 404) },
       handle: async (ctx) => {
         const q = validate(GetAppQuery, ctx.query, 'query');
         const app = await store.getApp(ctx.params.namespace, ctx.params.app, q.version);
         if (!app) throw new ApiError('not_found', `no app ${ctx.params.app}${q.version ? ` version ${q.version}` : ''} in namespace ${ctx.params.namespace}`);
-        return { ...app, createdAt: new Date(app.createdAt).toISOString() };
+        return appJson(app);
       },
     },
     {
@@ -249,7 +290,7 @@ export function buildRoutes(options: ApiOptions): Route[] {
       role: 'operator',
       hasBody: true,
       requestSchema: 'StartRun',
-      responses: { 200: 'Run', 201: 'Run', 202: 'Run', 400: 'Error', 401: 'Error', 403: 'Error', 404: 'Error', 409: 'Error', 413: 'Error' },
+      responses: { 200: 'Run', 201: 'Run', 202: 'Run', ...errors(400, 401, 403, 404, 409, 413) },
       handle: async (ctx) => {
         const body = validate(StartRunBody, ctx.body, 'run request');
         const key = ctx.req.headers['idempotency-key'];
@@ -289,7 +330,7 @@ export function buildRoutes(options: ApiOptions): Route[] {
         { name: 'limit', description: 'page size, 1-1000 (default 100)', schema: { type: 'integer' } },
         { name: 'continue', description: 'the continue token of the previous page', schema: { type: 'string' } },
       ],
-      responses: { 200: 'RunList', 400: 'Error', 401: 'Error', 403: 'Error' },
+      responses: { 200: 'RunList', ...errors(400, 401, 403) },
       handle: async (ctx) => {
         const q = validate(ListRunsQuery, ctx.query, 'query');
         const page = await store.listRuns({ namespace: ctx.params.namespace, app: q.app, states: q.state, since: q.since, until: q.until, limit: q.limit ?? 100, continueToken: q.continue });
@@ -303,7 +344,7 @@ export function buildRoutes(options: ApiOptions): Route[] {
       summary: 'How many runs of the namespace are in each state (counted in the store)',
       role: 'viewer',
       query: [{ name: 'app', description: 'only runs of this app', schema: { type: 'string' } }],
-      responses: { 200: 'RunCounts', 400: 'Error', 401: 'Error', 403: 'Error' },
+      responses: { 200: 'RunCounts', ...errors(400, 401, 403) },
       handle: async (ctx) => {
         const q = validate(CountRunsQuery, ctx.query, 'query');
         const counts = await store.countByState({ namespace: ctx.params.namespace, app: q.app });
@@ -326,7 +367,7 @@ export function buildRoutes(options: ApiOptions): Route[] {
       operationId: 'getRun',
       summary: 'One run with its full state history and the runtime status',
       role: 'viewer',
-      responses: { 200: 'RunDetail', 401: 'Error', 403: 'Error', 404: 'Error' },
+      responses: { 200: 'RunDetail', ...errors(401, 403, 404) },
       handle: async (ctx) => {
         const run = await runIn(ctx);
         const live = await runtime.status(run.id).catch(() => undefined);
@@ -340,7 +381,7 @@ export function buildRoutes(options: ApiOptions): Route[] {
       operationId: 'runResources',
       summary: "The run's resource report: each instance's requested cpu and memory and, where the runtime measures it, its usage",
       role: 'viewer',
-      responses: { 200: 'ResourceReport', 401: 'Error', 403: 'Error', 404: 'Error' },
+      responses: { 200: 'ResourceReport', ...errors(401, 403, 404) },
       handle: async (ctx) => {
         validate(NoQuery, ctx.query, 'query');
         const run = await runIn(ctx);
@@ -352,102 +393,47 @@ export function buildRoutes(options: ApiOptions): Route[] {
         }
       },
     },
-    {
-      method: 'POST',
-      path: '/api/v1/namespaces/{namespace}/runs/{run}/stop',
+    controlRoute({
+      verb: 'stop',
       operationId: 'stopRun',
       summary: 'Graceful stop with a grace period (the spec stopTimeout by default)',
-      role: 'operator',
-      hasBody: true,
       requestSchema: 'Stop',
-      responses: { 202: 'Run', 400: 'Error', 401: 'Error', 403: 'Error', 404: 'Error', 409: 'Error' },
-      handle: async (ctx) => {
-        const body = validate(StopBody, ctx.body, 'stop request');
-        ctx.res.statusCode = 202;
-        return control(ctx, 'run.stop', async (run) => {
-          const grace = body.gracePeriodSeconds !== undefined ? Math.round(body.gracePeriodSeconds * 1000) : ((run.spec as { stopTimeout?: number }).stopTimeout ?? 30_000);
-          await store.markStopRequested(run.id, grace);
-          await runtime.stop(run.id, { gracePeriodMs: grace });
-        });
+      body: StopBody,
+      act: async (run, body) => {
+        const grace = body.gracePeriodSeconds !== undefined ? Math.round(body.gracePeriodSeconds * 1000) : ((run.spec as { stopTimeout?: number }).stopTimeout ?? 30_000);
+        await store.markStopRequested(run.id, grace);
+        await runtime.stop(run.id, { gracePeriodMs: grace });
       },
-    },
-    {
-      method: 'POST',
-      path: '/api/v1/namespaces/{namespace}/runs/{run}/kill',
-      operationId: 'killRun',
-      summary: 'Immediate stop',
-      role: 'operator',
-      hasBody: true,
-      requestSchema: 'Empty',
-      responses: { 202: 'Run', 400: 'Error', 401: 'Error', 403: 'Error', 404: 'Error', 409: 'Error' },
-      handle: async (ctx) => {
-        validate(EmptyBody, ctx.body, 'kill request');
-        ctx.res.statusCode = 202;
-        return control(ctx, 'run.kill', (run) => runtime.kill(run.id));
-      },
-    },
-    {
-      method: 'POST',
-      path: '/api/v1/namespaces/{namespace}/runs/{run}/scale',
+    }),
+    controlRoute({ verb: 'kill', operationId: 'killRun', summary: 'Immediate stop', requestSchema: 'Empty', body: EmptyBody, act: (run) => runtime.kill(run.id) }),
+    controlRoute({
+      verb: 'scale',
       operationId: 'scaleRun',
       summary: 'Sets the instance count of one runnable',
-      role: 'operator',
-      hasBody: true,
       requestSchema: 'Scale',
-      responses: { 202: 'Run', 400: 'Error', 401: 'Error', 403: 'Error', 404: 'Error', 409: 'Error' },
-      handle: async (ctx) => {
-        const body = validate(ScaleBody, ctx.body, 'scale request');
-        ctx.res.statusCode = 202;
-        return control(ctx, 'run.scale', (run) => runtime.scale(run.id, body.runnable, body.instances));
-      },
-    },
-    {
-      method: 'POST',
-      path: '/api/v1/namespaces/{namespace}/runs/{run}/restart',
+      body: ScaleBody,
+      act: (run, body) => runtime.scale(run.id, body.runnable, body.instances),
+    }),
+    controlRoute({
+      verb: 'restart',
       operationId: 'restartInstances',
       summary: 'Restarts instances of a runnable (all when none are named)',
-      role: 'operator',
-      hasBody: true,
       requestSchema: 'Restart',
-      responses: { 202: 'Run', 400: 'Error', 401: 'Error', 403: 'Error', 404: 'Error', 409: 'Error' },
-      handle: async (ctx) => {
-        const body = validate(RestartBody, ctx.body, 'restart request');
-        ctx.res.statusCode = 202;
-        return control(ctx, 'run.restart', (run) => runtime.restart(run.id, body.runnable, body.instances));
-      },
-    },
-    ...(['suspend', 'resume'] as const).map(
-      (verb): Route => ({
-        method: 'POST',
-        path: `/api/v1/namespaces/{namespace}/runs/{run}/${verb}`,
-        operationId: `${verb}Run`,
-        summary: verb === 'suspend' ? 'Suspends a run (batch runnables)' : 'Resumes a suspended run',
-        role: 'operator',
-        hasBody: true,
-        requestSchema: 'Empty',
-        responses: { 202: 'Run', 400: 'Error', 401: 'Error', 403: 'Error', 404: 'Error', 409: 'Error' },
-        handle: async (ctx) => {
-          validate(EmptyBody, ctx.body, `${verb} request`);
-          ctx.res.statusCode = 202;
-          return control(ctx, `run.${verb}`, (run) => runtime.suspend(run.id, verb === 'suspend'));
-        },
-      }),
-    ),
-    {
-      method: 'POST',
-      path: '/api/v1/namespaces/{namespace}/runs/{run}/commands',
+      body: RestartBody,
+      act: (run, body) => runtime.restart(run.id, body.runnable, body.instances),
+    }),
+    controlRoute({ verb: 'suspend', operationId: 'suspendRun', summary: 'Suspends a run (batch runnables)', requestSchema: 'Empty', body: EmptyBody, act: (run) => runtime.suspend(run.id, true) }),
+    controlRoute({ verb: 'resume', operationId: 'resumeRun', summary: 'Resumes a suspended run', requestSchema: 'Empty', body: EmptyBody, act: (run) => runtime.suspend(run.id, false) }),
+    controlRoute({
+      verb: 'commands',
+      action: 'command',
+      what: 'command',
       operationId: 'sendCommand',
       summary: 'Delivers a command to the instances of a run',
-      role: 'operator',
-      hasBody: true,
       requestSchema: 'Command',
-      responses: { 202: 'Run', 400: 'Error', 401: 'Error', 403: 'Error', 404: 'Error', 409: 'Error' },
-      handle: async (ctx) => {
-        const body = validate(CommandBody, ctx.body, 'command');
-        ctx.res.statusCode = 202;
-        return control(ctx, 'run.command', (run) => runtime.sendCommand(run.id, body.command, { runnable: body.runnable, payload: body.payload }));
-      },
-    },
+      body: CommandBody,
+      act: (run, body) => runtime.sendCommand(run.id, body.command, { runnable: body.runnable, payload: body.payload }),
+    }),
     {
       method: 'GET',
       path: '/api/v1/namespaces/{namespace}/runs/{run}/logs',
@@ -462,7 +448,7 @@ export function buildRoutes(options: ApiOptions): Route[] {
         { name: 'follow', description: 'keep streaming until the run ends', schema: { type: 'boolean' } },
       ],
       produces: ['text/plain', 'application/x-ndjson'],
-      responses: { 200: 'Text', 400: 'Error', 401: 'Error', 403: 'Error', 404: 'Error' },
+      responses: { 200: 'Text', ...errors(400, 401, 403, 404) },
       handle: async (ctx) => {
         const q = validate(LogsQuery, ctx.query, 'query');
         const run = await runIn(ctx);
@@ -496,7 +482,13 @@ export function buildRoutes(options: ApiOptions): Route[] {
             }
             if (!q.follow) break;
             const current = await store.getRun(run.id);
-            if (current && isTerminal(current.state) && !service.isArchiving(run.id)) {
+            // The archive is complete when its archiver said so (on any master), when the run never reached the
+            // runtime, or when this master is the leader and archives it no more.
+            const archived =
+              current !== undefined &&
+              isTerminal(current.state) &&
+              (current.logsArchivedAt !== undefined || current.launchedAt === undefined || current.state === 'REJECTED' || (service.isLeader && !service.isArchiving(run.id)));
+            if (archived) {
               // Drained: one last read catches lines flushed as the archiver finished.
               if ((await store.readLogs(run.id, { after, limit: 1 })).length === 0) break;
               continue;
@@ -524,7 +516,7 @@ export function buildRoutes(options: ApiOptions): Route[] {
         { name: 'after', description: 'resume after this event id (Last-Event-ID does the same)', schema: { type: 'integer' } },
       ],
       produces: ['text/event-stream'],
-      responses: { 200: 'Text', 400: 'Error', 401: 'Error', 403: 'Error' },
+      responses: { 200: 'Text', ...errors(400, 401, 403) },
       handle: async (ctx) => {
         const q = validate(WatchQuery, ctx.query, 'query');
         const lastEventId = ctx.req.headers['last-event-id'];
@@ -570,10 +562,10 @@ export function buildRoutes(options: ApiOptions): Route[] {
       operationId: 'listAudit',
       summary: 'Who did what in the namespace, newest first',
       role: 'admin',
-      responses: { 200: 'AuditList', 401: 'Error', 403: 'Error' },
+      responses: { 200: 'AuditList', ...errors(401, 403) },
       handle: async (ctx) => {
         validate(NoQuery, ctx.query, 'query');
-        return { items: (await store.listAudit({ namespace: ctx.params.namespace })).map((a) => ({ ...a, at: new Date(a.at).toISOString() })) };
+        return { items: (await store.listAudit({ namespace: ctx.params.namespace })).map(auditJson) };
       },
     },
     {
@@ -584,7 +576,7 @@ export function buildRoutes(options: ApiOptions): Route[] {
       role: 'admin',
       hasBody: true,
       requestSchema: 'CreateToken',
-      responses: { 201: 'NewToken', 400: 'Error', 401: 'Error', 403: 'Error' },
+      responses: { 201: 'NewToken', ...errors(400, 401, 403) },
       handle: async (ctx) => {
         const body = validate(CreateTokenBody, ctx.body, 'token request');
         const token = newToken();
@@ -600,7 +592,7 @@ export function buildRoutes(options: ApiOptions): Route[] {
       operationId: 'listTokens',
       summary: 'Tokens (never their values)',
       role: 'admin',
-      responses: { 200: 'TokenList', 401: 'Error', 403: 'Error' },
+      responses: { 200: 'TokenList', ...errors(401, 403) },
       handle: async () => ({ items: (await store.listTokens()).map((t) => ({ id: t.id, name: t.name, roles: t.roles, revoked: t.revokedAt !== undefined })) }),
     },
     {
@@ -609,7 +601,7 @@ export function buildRoutes(options: ApiOptions): Route[] {
       operationId: 'revokeToken',
       summary: 'Revokes a token by id',
       role: 'admin',
-      responses: { 200: 'Object', 401: 'Error', 403: 'Error', 404: 'Error' },
+      responses: { 200: 'Object', ...errors(401, 403, 404) },
       handle: async (ctx) => {
         if (!(await store.revokeToken(ctx.params.token))) throw new ApiError('not_found', `no live token ${ctx.params.token}`);
         await store.addAudit({ actor: ctx.actor, action: 'token.revoke', target: ctx.params.token, outcome: 'ok' });

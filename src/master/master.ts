@@ -4,7 +4,7 @@ import { createRuntime, type RunnerOptions, type Runtime } from '../runtime/inde
 import { startApi, type ApiServer } from './api.js';
 import { ensureAdminToken } from './auth.js';
 import { MasterMetrics } from './metrics.js';
-import { MasterService } from './service.js';
+import { MasterService, type ServiceOptions } from './service.js';
 import { openStore, type Store } from './store/index.js';
 
 export interface MasterOptions {
@@ -20,6 +20,10 @@ export interface MasterOptions {
   reconcileIntervalMs?: number;
   stuckStoppingSlackMs?: number;
   submitGraceMs?: number;
+  /** How long a master may take to hand an admitted run to the runtime before the leader takes over (ms). */
+  handoverTimeoutMs?: number;
+  /** Test hook: see ServiceOptions.pauseHandovers. */
+  pauseHandovers?: ServiceOptions['pauseHandovers'];
   tls?: { cert: Buffer; key: Buffer };
   /** The built dashboard's folder (default dist/dashboard); false serves none. */
   dashboardDir?: string | false;
@@ -61,6 +65,8 @@ export async function startMaster(options: MasterOptions): Promise<RunningMaster
       reconcileIntervalMs: options.reconcileIntervalMs,
       stuckStoppingSlackMs: options.stuckStoppingSlackMs,
       submitGraceMs: options.submitGraceMs,
+      handoverTimeoutMs: options.handoverTimeoutMs,
+      pauseHandovers: options.pauseHandovers,
       log: options.log,
       election: options.election,
     });

@@ -3,7 +3,7 @@
 import { z } from 'zod';
 import { RUN_STATES, type RunStatus } from '../runtime/index.js';
 import { ApiError } from './errors.js';
-import type { RunEvent, RunRecord } from './store/index.js';
+import type { AppRecord, AuditRecord, RunEvent, RunRecord } from './store/index.js';
 
 const name = z.string().min(1).max(63).regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'a lowercase DNS label');
 
@@ -118,6 +118,14 @@ export function runJson(run: RunRecord): Record<string, unknown> {
     finishedAt: iso(run.finishedAt),
     createdBy: run.createdBy,
   };
+}
+
+export function appJson(a: AppRecord): Record<string, unknown> {
+  return { ...a, createdAt: iso(a.createdAt) };
+}
+
+export function auditJson(a: AuditRecord): Record<string, unknown> {
+  return { ...a, at: iso(a.at) };
 }
 
 export function eventJson(e: RunEvent): Record<string, unknown> {

@@ -1,7 +1,7 @@
 // The master's core: submits runs through the runtime, records every state the
 // runtime reports, archives logs, and reconciles the store with the runtime.
 import { EventEmitter } from 'node:events';
-import { isTerminal, newRunId, type AppSpec, type RunStatus, type Runtime } from '../runtime/index.js';
+import { isTerminal, newRunId, RunIdTakenError, type AppSpec, type RunStatus, type Runtime } from '../runtime/index.js';
 import type { LeaderElector, LeaderHandle } from '../coord/index.js';
 import type { MasterMetrics } from './metrics.js';
 import type { RunRecord, Store } from './store/index.js';
@@ -16,8 +16,18 @@ export interface ServiceOptions {
   reconcileIntervalMs?: number;
   /** A STOPPING run is killed this long after its grace period ended (ms); default 5 s. */
   stuckStoppingSlackMs?: number;
-  /** Runs younger than this are not declared lost (their submission may be in flight); default 15 s. */
+  /** Runs launched less than this ago are not declared lost (the runtime may not show them yet); default 15 s. */
   submitGraceMs?: number;
+  /**
+   * How long a master may take to hand an admitted run to the runtime (ms; default 15 s). A run still not
+   * handed over after it (its master died between admitting and starting it) is handed over by the leader.
+   */
+  handoverTimeoutMs?: number;
+  /**
+   * Test hook (the hand-over crash tests): from the `from`-th hand-over on, this master hands nothing more to the
+   * runtime; once the hand-overs under way are done it calls onPaused, and the test SIGKILLs the process.
+   */
+  pauseHandovers?: { from: number; onPaused: (runId: string) => void };
   /** Namespace for live runs the store did not know (adopted). */
   adoptNamespace?: string;
   log?: (message: string, fields?: Record<string, unknown>) => void;
@@ -56,7 +66,12 @@ export class MasterService {
   private leading = false;
   private election: LeaderHandle | undefined;
   private timer: NodeJS.Timeout | undefined;
+  /** A reconcile pass due when a hand-over time runs out (the earliest one). */
+  private wake: { at: number; timer: NodeJS.Timeout } | undefined;
   private reconciling: Promise<void> | undefined;
+  private reconcileAgain: Promise<void> | undefined;
+  private handovers = 0;
+  private handoversUnderWay = 0;
   private closed = false;
 
   constructor(private readonly options: ServiceOptions) {
@@ -110,6 +125,8 @@ export class MasterService {
     this.unwatch = undefined;
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
+    if (this.wake) clearTimeout(this.wake.timer);
+    this.wake = undefined;
     this.abort.abort();
   }
 
@@ -121,14 +138,22 @@ export class MasterService {
     await Promise.allSettled([...this.archivers.values()]);
   }
 
-  /** Stores a run (idempotency and admission decided in the store), then submits it to the runtime (or queues it). */
+  private get handoverTimeoutMs(): number {
+    return this.options.handoverTimeoutMs ?? 15_000;
+  }
+
+  /**
+   * Stores a run (idempotency and admission decided in the store), then hands it to the runtime (or queues it).
+   * The run is stored as not launched until the runtime accepted it, so a master dying in between leaves a
+   * record the leader finds and hands over (see handOver and reconcile).
+   */
   async submit(request: SubmitRequest): Promise<SubmitResult> {
     const runId = newRunId(request.spec.name);
     this.inFlight.add(runId);
     try {
       const result = await this.store.createRun(
         { id: runId, namespace: request.namespace, app: request.spec.name, appVersion: request.appVersion, spec: request.spec, runtime: this.runtime.name, createdBy: request.actor },
-        { idempotencyKey: request.idempotencyKey, admissionLimit: this.options.admissionLimit, queue: request.queue },
+        { idempotencyKey: request.idempotencyKey, admissionLimit: this.options.admissionLimit, queue: request.queue, handoverMs: this.handoverTimeoutMs },
       );
       if (!result.created) {
         this.options.metrics.submissions.inc({ outcome: 'replayed' });
@@ -147,23 +172,59 @@ export class MasterService {
         void this.pumpQueue(request.namespace);
         return result;
       }
-      await this.launch(runId, request.spec);
+      await this.handOver(result.run);
       return { ...result, run: (await this.store.getRun(runId)) ?? result.run };
     } finally {
       this.inFlight.delete(runId);
     }
   }
 
-  /** Hands a stored run to the runtime; a refusal leaves it FAILED with the runtime's words. */
-  private async launch(runId: string, spec: AppSpec): Promise<void> {
+  /**
+   * Hands an admitted run to the runtime and records that it did; a refusal leaves it FAILED with the runtime's
+   * words. Exactly once even when two masters get here for one run (a slow master and the leader that took its
+   * hand-over over): the runtime claims the run id atomically (a directory, a root ConfigMap), so the second
+   * submission gets RunIdTakenError and only records the hand-over.
+   */
+  private async handOver(run: RunRecord): Promise<void> {
+    const pause = this.options.pauseHandovers;
+    if (pause && ++this.handovers >= pause.from) {
+      if (this.handovers === pause.from) {
+        while (this.handoversUnderWay > 0) await new Promise((r) => setTimeout(r, 20));
+        pause.onPaused(run.id);
+      }
+      await new Promise<never>(() => undefined); // the test SIGKILLs this master now
+    }
+    this.handoversUnderWay++;
     try {
-      const status = await this.runtime.submit({ runId, spec, files: [] });
+      // Stopped or killed while waiting to be handed over: nothing to start.
+      const current = await this.store.getRun(run.id);
+      if (!current || isTerminal(current.state) || current.launchedAt !== undefined) return;
+      let status: RunStatus;
+      try {
+        status = await this.runtime.submit({ runId: run.id, spec: run.spec as AppSpec, files: [] });
+      } catch (error) {
+        if (error instanceof RunIdTakenError) {
+          await this.store.markLaunched(run.id);
+          this.log('the run was handed over already', { runId: run.id });
+          const found = await this.runtime.status(run.id).catch(() => undefined);
+          if (found) await this.record(found);
+          return;
+        }
+        await this.store.transition(run.id, 'FAILED', { reason: 'SubmitFailed', message: `the ${this.runtime.name} runtime refused the run: ${(error as Error).message}` });
+        this.changes.emit('event');
+        this.options.metrics.submissions.inc({ outcome: 'failed' });
+        return;
+      }
+      await this.store.markLaunched(run.id);
       await this.record(status);
       this.options.metrics.submissions.inc({ outcome: 'started' });
-    } catch (error) {
-      await this.store.transition(runId, 'FAILED', { reason: 'SubmitFailed', message: `the ${this.runtime.name} runtime refused the run: ${(error as Error).message}` });
-      this.changes.emit('event');
-      this.options.metrics.submissions.inc({ outcome: 'failed' });
+      // Stopped or killed while it was being handed over: the store says it ended, so the runtime must not keep it.
+      const after = await this.store.getRun(run.id);
+      if (after && isTerminal(after.state) && !isTerminal(status.state)) {
+        await this.runtime.kill(run.id).catch((error) => this.log('killing a run cancelled during its hand-over failed', { runId: run.id, error: String(error) }));
+      }
+    } finally {
+      this.handoversUnderWay--;
     }
   }
 
@@ -180,13 +241,13 @@ export class MasterService {
     if (running) return running.then(() => this.pumpQueue(namespace));
     const task = (async () => {
       for (;;) {
-        const run = await this.store.admitQueued(namespace, limit);
+        const run = await this.store.admitQueued(namespace, limit, this.handoverTimeoutMs);
         if (!run) return;
         this.inFlight.add(run.id);
         try {
           this.log('run admitted from the queue', { runId: run.id, namespace });
           this.changes.emit('event');
-          await this.launch(run.id, run.spec as AppSpec);
+          await this.handOver(run);
         } finally {
           this.inFlight.delete(run.id);
         }
@@ -198,10 +259,16 @@ export class MasterService {
     return task;
   }
 
-  /** Ends a run that still waits in the queue (stop or kill before it started): KILLED, never given to the runtime. */
-  async cancelQueued(run: RunRecord, action: string): Promise<void> {
-    const event = await this.store.transition(run.id, 'KILLED', { reason: 'Dequeued', message: `${action} while waiting in the admission queue; it never started` });
+  /**
+   * Ends a run that was not handed to the runtime yet (stop or kill while it waits in the queue or to be handed
+   * over): KILLED. A hand-over under way at that moment kills what it started (see handOver). False when the
+   * run was launched meanwhile (then it is stopped through the runtime like any other).
+   */
+  async cancelNotLaunched(run: RunRecord, action: string): Promise<boolean> {
+    const message = run.queuedAt !== undefined ? `${action} while waiting in the admission queue; it never started` : `${action} before the master had handed it to the runtime`;
+    const event = await this.store.transition(run.id, 'KILLED', { reason: 'Dequeued', message, unlessLaunched: true });
     if (event) this.changes.emit('event');
+    return event !== undefined;
   }
 
   /** Records a runtime status snapshot as a transition (the state machine drops stale or invalid ones). */
@@ -221,11 +288,30 @@ export class MasterService {
     this.ensureArchiver(run.id, status.state);
   }
 
-  /** Archives a run's output into the store, resuming after the lines already archived per instance. */
+  /**
+   * Archives a run's output into the store, resuming after the lines already archived per instance. An archiver
+   * that drained an ended run records the archive as complete; the leader resumes the archives of ended runs that
+   * are not (their master died while archiving: the last lines of a run are read after it ended).
+   */
   ensureArchiver(runId: string, state: RunStatus['state']): void {
     if (this.closed || !this.leading || this.archivers.has(runId) || state === 'REJECTED') return;
     const signal = this.abort.signal;
+    const ended = async () => {
+      const run = await this.store.getRun(runId);
+      return run !== undefined && isTerminal(run.state);
+    };
     const task = this.archive(runId, !isTerminal(state), signal)
+      .then(async () => {
+        if (!signal.aborted && (await ended())) await this.store.markLogsArchived(runId);
+      })
+      .catch(async (error) => {
+        // An ended run the runtime no longer has (its objects deleted): nothing more can be archived.
+        if (!signal.aborted && (await ended()) && !(await this.runtime.status(runId).catch(() => undefined))) {
+          await this.store.markLogsArchived(runId);
+          return;
+        }
+        this.log('archiving logs failed', { runId, error: String(error) });
+      })
       .catch((error) => this.log('archiving logs failed', { runId, error: String(error) }))
       .finally(() => {
         this.archivers.delete(runId);
@@ -281,12 +367,31 @@ export class MasterService {
     await flush();
   }
 
-  /** One reconciliation pass (concurrent callers share it). */
+  /** One reconciliation pass; asked for during a pass, one more pass follows it (shared by all who asked meanwhile). */
   reconcile(): Promise<void> {
     if (!this.reconciling) {
       this.reconciling = this.reconcileOnce().finally(() => (this.reconciling = undefined));
+      return this.reconciling;
     }
-    return this.reconciling;
+    this.reconcileAgain ??= this.reconciling
+      .catch(() => undefined)
+      .then(() => {
+        this.reconcileAgain = undefined;
+        return this.reconcile();
+      });
+    return this.reconcileAgain;
+  }
+
+  /** Reconciles again at `at` (a hand-over time running out), unless a pass is due earlier. */
+  private reconcileAt(at: number): void {
+    if (!this.leading || (this.wake && this.wake.at <= at)) return;
+    if (this.wake) clearTimeout(this.wake.timer);
+    const timer = setTimeout(() => {
+      this.wake = undefined;
+      void this.reconcile().catch((error) => this.log('reconcile failed', { error: String(error) }));
+    }, Math.max(0, at - Date.now()) + 50);
+    timer.unref();
+    this.wake = { at, timer };
   }
 
   private async reconcileOnce(): Promise<void> {
@@ -297,17 +402,46 @@ export class MasterService {
     for (const run of live) {
       if (this.inFlight.has(run.id) || run.queuedAt !== undefined) continue; // queued runs have no objects yet
       // One run the runtime cannot answer for (a lock, a broken record) must not stop the others' correction.
-      await this.reconcileRun(run, known, now).catch((error) => this.log('reconciling a run failed', { runId: run.id, error: String(error) }));
+      const correct = run.launchedAt === undefined ? this.finishHandover(run, known, now) : this.reconcileRun(run, known, now);
+      await correct.catch((error) => this.log('reconciling a run failed', { runId: run.id, error: String(error) }));
     }
     await this.reconcileRest(live, known);
+  }
+
+  /**
+   * An admitted run not handed to the runtime yet: when the runtime has it, its master handed it over and died
+   * before recording that; when its hand-over time ran out, the master died first: take the hand-over over.
+   */
+  private async finishHandover(run: RunRecord, known: Map<string, RunStatus>, now: number): Promise<void> {
+    const metrics = this.options.metrics;
+    const status = known.get(run.id) ?? (await this.runtime.status(run.id));
+    if (status) {
+      if (await this.store.markLaunched(run.id)) metrics.reconcilerActions.inc({ action: 'handover_recorded' });
+      await this.record(status);
+      return;
+    }
+    if (run.handoverUntil !== undefined && now < run.handoverUntil) {
+      this.reconcileAt(run.handoverUntil);
+      return;
+    }
+    const claimed = await this.store.takeOverHandover(run.id, this.handoverTimeoutMs);
+    if (!claimed) return;
+    this.log('handing over a run its master did not hand over', { runId: run.id, namespace: run.namespace });
+    metrics.reconcilerActions.inc({ action: 'handover_taken_over' });
+    this.inFlight.add(run.id);
+    try {
+      await this.handOver(claimed);
+    } finally {
+      this.inFlight.delete(run.id);
+    }
   }
 
   private async reconcileRun(run: RunRecord, known: Map<string, RunStatus>, now: number): Promise<void> {
     const metrics = this.options.metrics;
     const status = known.get(run.id) ?? (await this.runtime.status(run.id));
     if (!status) {
-      // updatedAt: a run admitted from the queue is handed to the runtime only then.
-      if (now - Math.max(run.createdAt, run.updatedAt) < (this.options.submitGraceMs ?? 15_000) && run.state === 'PENDING') return;
+      // Just launched: the runtime may not show it yet (a Kubernetes informer's lag).
+      if (now - (run.launchedAt ?? run.createdAt) < (this.options.submitGraceMs ?? 15_000) && run.state === 'PENDING') return;
       const event = await this.store.transition(run.id, 'FAILED', {
         reason: 'Lost',
         message: `the run's objects are gone from the ${this.runtime.name} runtime (deleted while the master was not watching, or lost with a node); the master marked it FAILED`,
@@ -339,6 +473,11 @@ export class MasterService {
 
   private async reconcileRest(live: RunRecord[], known: Map<string, RunStatus>): Promise<void> {
     const metrics = this.options.metrics;
+    // Ended runs whose archive no archiver finished (a master died right after the end): the rest of their output.
+    for (const run of await this.store.runsWithLogsToArchive()) {
+      if (run.state === 'REJECTED') await this.store.markLogsArchived(run.id);
+      else this.ensureArchiver(run.id, run.state);
+    }
     // Queued runs whose slot freed while no master was watching (or on another master).
     for (const namespace of await this.store.queuedNamespaces()) await this.pumpQueue(namespace);
     // Live runs the store lacks (started by a CLI, or lost from the store): adopted so they are tracked.

@@ -3,6 +3,7 @@
 // binding) and weft's registry (Secret, StatefulSet, Service). Every object carries
 // app.kubernetes.io/managed-by=weft and weft.io/cluster, so deprovisioning finds them all.
 import type { KubernetesObject } from '@kubernetes/client-node';
+import { RUNNER_RULES } from './permissions.js';
 import type { RegistryHookConfig, TenantSpec } from './types.js';
 
 export const WEFT_NAMESPACE = 'weft-system';
@@ -23,26 +24,6 @@ function meta(cluster: string, hook: string, name: string, namespace?: string, e
     labels: { 'app.kubernetes.io/managed-by': 'weft', 'app.kubernetes.io/part-of': 'weft', [CLUSTER_LABEL]: cluster, [HOOK_LABEL]: hook, ...extra },
   };
 }
-
-/**
- * What a weft run needs in its namespace, verb by verb (src/runtime/kube and src/coord/kube):
- * workloads it creates, scales and deletes; pods it watches, annotates (commands), deletes
- * (restartInstances) and reads logs of; Services and ConfigMaps (run files) it owns; Leases for
- * leader election and locks; EndpointSlices for discovery; pod metrics for resource reports.
- * Nothing on Secrets, nothing cluster-wide.
- */
-export const RUNNER_RULES = [
-  { apiGroups: ['batch'], resources: ['jobs'], verbs: ['create', 'get', 'list', 'watch', 'patch', 'delete'] },
-  { apiGroups: ['apps'], resources: ['deployments', 'statefulsets'], verbs: ['create', 'get', 'list', 'watch', 'patch', 'delete'] },
-  { apiGroups: [''], resources: ['pods'], verbs: ['get', 'list', 'watch', 'patch', 'delete'] },
-  { apiGroups: [''], resources: ['pods/log'], verbs: ['get'] },
-  { apiGroups: [''], resources: ['services', 'configmaps'], verbs: ['create', 'get', 'list', 'watch', 'patch', 'delete'] },
-  { apiGroups: [''], resources: ['persistentvolumeclaims'], verbs: ['get', 'list', 'watch', 'delete'] },
-  { apiGroups: [''], resources: ['events'], verbs: ['get', 'list', 'watch'] },
-  { apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['create', 'get', 'list', 'watch', 'update', 'patch', 'delete'] },
-  { apiGroups: ['discovery.k8s.io'], resources: ['endpointslices'], verbs: ['get', 'list', 'watch'] },
-  { apiGroups: ['metrics.k8s.io'], resources: ['pods'], verbs: ['get', 'list'] },
-];
 
 /** weft's own namespace, its ServiceAccount, and the runner ClusterRole tenants bind to. */
 export function rbacObjects(cluster: string): Obj[] {

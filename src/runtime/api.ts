@@ -11,7 +11,10 @@ import type { InstanceState, RunState } from './state.js';
 // Status snapshots (what `weft status --json` prints)
 
 export interface InstanceStatus {
-  /** Instance id: the Job completion index / StatefulSet ordinal ("0", "1", ...), or the pod name for a Deployment. */
+  /**
+   * Instance id: the Job completion index / StatefulSet ordinal ("0", "1", ...), the pod name for a
+   * Deployment; a Spark runnable's are "driver" and "exec-<n>" (Spark's executor id).
+   */
   id: string;
   state: InstanceState;
   /** Pod name (kube) or process/container id (local). */
@@ -29,8 +32,8 @@ export interface InstanceStatus {
 
 export interface RunnableStatus {
   name: string;
-  kind: 'batch' | 'service' | 'stateful';
-  /** Instances asked for. */
+  kind: 'batch' | 'service' | 'stateful' | 'spark';
+  /** Instances asked for (a Spark runnable: its driver and the executors it asks for). */
   desired: number;
   /** Instances whose main container runs. */
   running: number;

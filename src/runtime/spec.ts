@@ -150,16 +150,110 @@ export const ReadinessSchema = z
   })
   .strict();
 
-export const RunnableSchema = z
+/** The smallest memory a Spark driver or executor container gets: Spark wants a heap of 450 MiB, and the heap is 75% of the limit. */
+export const SPARK_MIN_MEMORY = '768Mi';
+/** Bytes of a quantity, 0 when it is not one (its own check reports that). */
+function bytesOrZero(quantity: string): number {
+  try {
+    return parseQuantityBytes(quantity);
+  } catch {
+    return 0;
+  }
+}
+const sparkMemory = (what: string) =>
+  memoryQuantity.refine((v) => bytesOrZero(v) === 0 || bytesOrZero(v) >= parseQuantityBytes(SPARK_MIN_MEMORY), {
+    message: `${what} needs at least ${SPARK_MIN_MEMORY}: Spark refuses a heap under 450 MiB, and the JVM's heap is 75% of the container's memory`,
+  });
+const javaClassName = z.string().regex(/^[A-Za-z_$][\w$]*(\.[A-Za-z_$][\w$]*)*$/, 'a fully qualified Java class name, like com.example.SparkPi');
+
+/**
+ * Where a Spark conf key comes from when weft sets it: the user's `conf` may not set these
+ * (the spec has a field for each, or weft must set them for the run to work).
+ */
+export const SPARK_CONF_SET_BY_WEFT: Readonly<Record<string, string>> = {
+  'spark.master': 'weft: the cluster the run is on, or local[N] on the local runtime',
+  'spark.submit.deployMode': 'weft: the driver runs in its own pod',
+  'spark.kubernetes.namespace': "weft: the run's namespace",
+  'spark.kubernetes.container.image': "weft: the runnable's image, by digest",
+  'spark.kubernetes.driver.pod.name': "weft: the driver's pod",
+  'spark.driver.host': "weft: the driver's pod address",
+  'spark.executor.instances': 'spark.executors.instances',
+  'spark.dynamicAllocation.enabled': 'spark.executors.min and max',
+  'spark.dynamicAllocation.minExecutors': 'spark.executors.min',
+  'spark.dynamicAllocation.maxExecutors': 'spark.executors.max',
+  'spark.executor.cores': 'spark.executors.cores',
+  'spark.executor.memory': 'spark.executors.resources.memory',
+  'spark.executor.memoryOverhead': 'spark.executors.resources.memory',
+  'spark.kubernetes.executor.request.cores': 'spark.executors.resources.cpu',
+  'spark.kubernetes.executor.podTemplateFile': "weft: the executors' pod template (tolerations, pull secrets)",
+  'spark.kubernetes.executor.podTemplateContainerName': "weft: the executors' pod template",
+  'spark.kubernetes.executor.podNamePrefix': 'weft: executor pods are named <run id>-<runnable>-exec-<n>',
+  'spark.kubernetes.executor.deleteOnTermination': 'weft: executor pods stay (with their logs) until the run is deleted',
+};
+
+export const SparkExecutorsSchema = z
+  .object({
+    /** A fixed number of executors. */
+    instances: z.number().int().min(0).max(1000).optional(),
+    /** Dynamic allocation: Spark scales the executors between min and max with the work queued. */
+    min: z.number().int().min(0).max(1000).optional(),
+    max: z.number().int().min(1).max(1000).optional(),
+    /** Task slots per executor (spark.executor.cores). */
+    cores: z.number().int().min(1).max(256).default(1),
+    /** Each executor pod's CPU request and memory (its limit; Spark's heap and overhead are split from it). */
+    resources: z
+      .object({ cpu: cpuQuantity.default('500m'), memory: sparkMemory('an executor').default('1Gi') })
+      .strict()
+      .default({}),
+  })
+  .strict()
+  .superRefine((e, ctx) => {
+    const dynamic = e.min !== undefined || e.max !== undefined;
+    if (dynamic && e.instances !== undefined) ctx.addIssue({ code: z.ZodIssueCode.custom, message: 'give instances (a fixed count) or min and max (dynamic allocation), not both', path: ['instances'] });
+    if (dynamic && (e.min === undefined || e.max === undefined)) ctx.addIssue({ code: z.ZodIssueCode.custom, message: 'dynamic allocation needs both min and max', path: [e.min === undefined ? 'min' : 'max'] });
+    if (e.min !== undefined && e.max !== undefined && e.min > e.max) ctx.addIssue({ code: z.ZodIssueCode.custom, message: `min (${e.min}) is above max (${e.max})`, path: ['min'] });
+  })
+  .transform((e) => (e.instances === undefined && e.min === undefined ? { ...e, instances: 2 } : e));
+
+/** A Spark program: its driver is the runnable's one instance (resources, args), and it asks for executors itself. */
+export const SparkSchema = z
+  .object({
+    /** The program's main class (the image's entry point is weft's launcher). */
+    mainClass: javaClassName,
+    executors: SparkExecutorsSchema.default({}),
+    /** Spark configuration (spark.* keys); weft's own keys are refused (SPARK_CONF_SET_BY_WEFT). */
+    conf: z.record(z.union([z.string(), z.number(), z.boolean()]).transform(String)).default({}),
+    /** Task threads on the local runtime (local[N]); default: executors x cores. */
+    localThreads: z.number().int().min(1).max(256).optional(),
+  })
+  .strict()
+  .superRefine((s, ctx) => {
+    for (const key of Object.keys(s.conf)) {
+      const from = SPARK_CONF_SET_BY_WEFT[key];
+      if (from) ctx.addIssue({ code: z.ZodIssueCode.custom, message: `${key} is set by ${from.startsWith('weft') ? from : `weft from ${from}`}: remove it from conf`, path: ['conf', key] });
+      else if (key.startsWith('spark.kubernetes.executor.label.weft.io/') || key.startsWith('spark.kubernetes.executor.label.app.kubernetes.io/')) {
+        ctx.addIssue({ code: z.ZodIssueCode.custom, message: `${key}: weft's own labels tie the executors to the run: use kubernetes.podLabels for your labels`, path: ['conf', key] });
+      }
+    }
+  });
+
+const RUNNABLE_KINDS = ['batch', 'service', 'stateful', 'spark'] as const;
+
+/** Kinds whose instances run to an end (a batch's instances, a Spark driver) rather than being kept up. */
+export function runsToCompletion(kind: string): boolean {
+  return kind === 'batch' || kind === 'spark';
+}
+
+const RunnableObject = z
   .object({
     name: runnableName,
-    kind: z.enum(['batch', 'service', 'stateful'], {
-      errorMap: () => ({ message: 'kind must be one of batch, service, stateful' }),
+    kind: z.enum(RUNNABLE_KINDS, {
+      errorMap: () => ({ message: `kind must be one of ${RUNNABLE_KINDS.join(', ')}` }),
     }),
     image: z.string().min(1).optional(),
     build: BuildSchema.optional(),
     instances: z.number().int().min(0).max(10_000).default(1),
-    resources: ResourcesSchema.default({}),
+    resources: z.object({ cpu: cpuQuantity.optional(), memory: memoryQuantity.optional() }).strict().default({}),
     args: z.array(z.union([z.string(), z.number()]).transform(String)).default([]),
     env: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'environment variable names are letters, digits and _'), z.union([z.string(), z.number(), z.boolean()]).transform(String)).default({}),
     ports: z.array(PortSchema).default([]),
@@ -169,13 +263,34 @@ export const RunnableSchema = z
     stopTimeout: duration.optional(),
     readiness: ReadinessSchema.optional(),
     kubernetes: KubernetesExtrasSchema.optional(),
+    /** Only for kind: spark. */
+    spark: SparkSchema.optional(),
   })
-  .strict()
+  .strict();
+
+/** A runnable's resources: cpu 500m, and memory 256Mi (a Spark driver 1Gi: a Spark JVM needs more). */
+function withDefaultResources<T extends { kind: string; resources: { cpu?: string; memory?: string } }>(r: T): Omit<T, 'resources'> & { resources: Resources } {
+  return { ...r, resources: { cpu: r.resources.cpu ?? '500m', memory: r.resources.memory ?? (r.kind === 'spark' ? '1Gi' : '256Mi') } };
+}
+
+export const RunnableSchema = RunnableObject.transform(withDefaultResources)
   .superRefine((r, ctx) => {
+    if (r.kind === 'spark') {
+      if (!r.spark) ctx.addIssue({ code: z.ZodIssueCode.custom, message: 'a runnable of kind spark needs a spark: section with at least mainClass', path: ['spark'] });
+      if (r.instances !== 1) ctx.addIssue({ code: z.ZodIssueCode.custom, message: 'a spark runnable has one instance, its driver: give the executors under spark.executors', path: ['instances'] });
+      if (r.ports.length) ctx.addIssue({ code: z.ZodIssueCode.custom, message: 'a spark runnable announces no ports (its driver and executors use their own)', path: ['ports'] });
+      const memory = bytesOrZero(r.resources.memory);
+      if (memory > 0 && memory < parseQuantityBytes(SPARK_MIN_MEMORY)) {
+        ctx.addIssue({ code: z.ZodIssueCode.custom, message: `the Spark driver needs at least ${SPARK_MIN_MEMORY}: Spark refuses a heap under 450 MiB, and the JVM's heap is 75% of the container's memory`, path: ['resources', 'memory'] });
+      }
+      if (r.build?.mainClass) ctx.addIssue({ code: z.ZodIssueCode.custom, message: "a spark runnable's main class is spark.mainClass (the image's entry point is weft's Spark launcher)", path: ['build', 'mainClass'] });
+    } else if (r.spark) {
+      ctx.addIssue({ code: z.ZodIssueCode.custom, message: 'spark: is only for kind: spark', path: ['spark'] });
+    }
     if (r.readiness && !r.ports.some((p) => p.name === r.readiness!.port)) {
       ctx.addIssue({ code: z.ZodIssueCode.custom, message: `readiness.port "${r.readiness.port}" is not one of this runnable's ports (${r.ports.map((p) => p.name).join(', ') || 'none announced'})`, path: ['readiness', 'port'] });
     }
-    if (r.readiness && r.kind === 'batch') ctx.addIssue({ code: z.ZodIssueCode.custom, message: 'readiness is for kind: service or stateful', path: ['readiness'] });
+    if (r.readiness && runsToCompletion(r.kind)) ctx.addIssue({ code: z.ZodIssueCode.custom, message: 'readiness is for kind: service or stateful', path: ['readiness'] });
     if (!r.image && !r.build) ctx.addIssue({ code: z.ZodIssueCode.custom, message: 'give either image: <reference> or a build: section', path: ['image'] });
     if (r.image && r.build) ctx.addIssue({ code: z.ZodIssueCode.custom, message: 'give image or build, not both', path: ['build'] });
     if (r.storage && r.kind !== 'stateful') ctx.addIssue({ code: z.ZodIssueCode.custom, message: 'storage is only for kind: stateful', path: ['storage'] });
@@ -214,6 +329,8 @@ export type RunnableSpec = z.output<typeof RunnableSchema>;
 export type RunnableKind = RunnableSpec['kind'];
 export type PortSpec = z.output<typeof PortSchema>;
 export type KubernetesExtras = z.output<typeof KubernetesExtrasSchema>;
+export type SparkSpec = z.output<typeof SparkSchema>;
+export type SparkExecutors = z.output<typeof SparkExecutorsSchema>;
 export type Readiness = z.output<typeof ReadinessSchema>;
 
 /** WEFT_PORT_<NAME>: defined by the in-container contract (./contract), re-exported for importers of the spec. */

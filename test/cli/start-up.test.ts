@@ -25,7 +25,7 @@ test('the command table matches the commands the modules register (name, help te
 });
 
 /** Runs the CLI with a module hook that records every module URL it loads. */
-async function runRecordingModules(args: string[]): Promise<{ stdout: string; urls: string[] }> {
+async function runRecordingModules(args: string[], entry = main): Promise<{ stdout: string; urls: string[] }> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'weft-start-up-'));
   try {
     const log = path.join(dir, 'modules.log');
@@ -41,8 +41,8 @@ export async function resolve(specifier, context, next) {
     );
     const register = path.join(dir, 'register.mjs');
     await writeFile(register, `import { register } from 'node:module';\nregister(${JSON.stringify(`file://${hooks}`)});\n`);
-    const { stdout } = await run(process.execPath, ['--import', register, main, ...args]);
-    const urls = (await readFile(log, 'utf8')).split('\n').filter(Boolean);
+    const { stdout } = await run(process.execPath, ['--import', register, entry, ...args]);
+    const urls = (await readFile(log, 'utf8').catch(() => '')).split('\n').filter(Boolean);
     return { stdout, urls };
   } finally {
     await rm(dir, { recursive: true, force: true });
@@ -77,4 +77,31 @@ test('weft --version prints the version; a typo gets a suggestion; help <command
   assert.match((typo as { stderr: string }).stderr, /Did you mean build\?/);
   const help = await run(process.execPath, [main, 'help', 'build']);
   assert.match(help.stdout, /--base/);
+});
+
+// The installed command (package.json bin) is the bundle scripts/bundle-cli.mjs writes to dist/bin.
+const bundle = path.join(path.dirname(main), '..', '..', 'bin', 'weft.cjs');
+
+test('the bundled weft (dist/bin/weft.cjs) answers --help and --version from its one file, the same as the compiled tree', async () => {
+  const { stdout, urls } = await runRecordingModules(['--help'], bundle);
+  assert.equal(stdout, (await run(process.execPath, [main, '--help'])).stdout);
+  assert.deepEqual(urls.filter((u) => u.startsWith('file:') && !u.endsWith('/dist/bin/weft.cjs')), []);
+  assert.equal((await run(process.execPath, [bundle, '--version'])).stdout, (await run(process.execPath, [main, '--version'])).stdout);
+  const pkg = JSON.parse(await readFile(path.join(path.dirname(main), '..', '..', '..', 'package.json'), 'utf8')) as { bin: { weft: string } };
+  assert.equal(path.resolve(path.dirname(main), '..', '..', '..', pkg.bin.weft), path.resolve(bundle));
+});
+
+test('the bundled weft loads `weft copy` from its bundle, nothing from the compiled tree', async () => {
+  const { stdout, urls } = await runRecordingModules(['copy', '--help'], bundle);
+  const files = urls.filter((u) => u.startsWith('file:'));
+  assert.ok(files.some((u) => u.endsWith('/dist/bin/copy.mjs')), files.join('\n'));
+  assert.deepEqual(files.filter((u) => u.includes('/dist/src/')), []);
+  assert.match(stdout, /--insecure-registry/);
+});
+
+test('each command module of the bundled weft loads and shows the same help as the compiled tree', async () => {
+  for (const summary of modules.map((m) => m.commands[0]!)) {
+    const [fromBundle, fromTree] = await Promise.all([run(process.execPath, [bundle, summary.name, '--help']), run(process.execPath, [main, summary.name, '--help'])]);
+    assert.equal(fromBundle.stdout, fromTree.stdout, summary.name);
+  }
 });

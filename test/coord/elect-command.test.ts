@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { Etcd3 } from 'etcd3';
+import { waitFor } from '../support/wait.js';
 import { requireEnv } from './harness.js';
 
 const weftMain = 'dist/src/cli/main.js';
@@ -84,13 +85,10 @@ async function revokeLeaseOf(endpoints: string, election: string, candidateId: s
 async function waitForKeys(endpoints: string, election: string, count: number): Promise<void> {
   const client = new Etcd3({ hosts: endpoints.split(',') });
   try {
-    const deadline = Date.now() + 30_000;
-    for (;;) {
-      const n = (await client.getAll().prefix(`weft/election/${election}/`).keys()).length;
-      if (n >= count) return;
-      if (Date.now() > deadline) throw new Error(`${count} candidates never campaigned in ${election} (saw ${n})`);
-      await new Promise((r) => setTimeout(r, 100));
-    }
+    let n = 0;
+    await waitFor(`${count} candidates campaigning in ${election}`, async () => (n = (await client.getAll().prefix(`weft/election/${election}/`).keys()).length) >= count, 30_000).catch((error: Error) => {
+      throw new Error(`${error.message} (saw ${n})`);
+    });
   } finally {
     client.close();
   }

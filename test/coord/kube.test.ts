@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { CoordinationV1Api, CoreV1Api } from '@kubernetes/client-node';
 import { createCoordination, type LeaseTimings } from '../../src/coord/index.js';
 import { loadKubeConfig } from '../../src/kube-client/index.js';
+import { waitFor } from '../support/wait.js';
 import { requireEnv } from './harness.js';
 import { discovery, failover, locks, partition, uniq, type BackendUnderTest } from './scenarios.js';
 
@@ -63,9 +64,7 @@ test('kubernetes: the election Lease looks like client-go\'s', async () => {
   try {
     let token = -1;
     const h = await coord.elector.electLeader(name, 'pod-a', { onElected: (t) => (token = t) });
-    const deadline = Date.now() + 30_000;
-    while (!h.isLeader && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
-    assert.ok(h.isLeader, 'the only candidate leads');
+    await waitFor('the only candidate to lead', () => h.isLeader, 30_000);
     const api = loadKubeConfig({ kubeconfig }).makeApiClient(CoordinationV1Api);
     const lease = await api.readNamespacedLease({ name: `weft-leader-${name}`, namespace });
     assert.equal(lease.spec?.holderIdentity, 'pod-a');

@@ -7,56 +7,12 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 
+import { mustRun, repoRoot, weftMain, type CommandResult } from '../support/command.js';
+
+// The CLI and program runners live in test/support/command.ts; re-exported for the e2e tests.
+export { mustRun, mustWeft, repoRoot, runCommand, weft, weftMain, type CommandResult } from '../support/command.js';
 const execFileAsync = promisify(execFile);
-
-export const repoRoot = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..', '..', '..');
-export const weftMain = path.join(repoRoot, 'dist', 'src', 'cli', 'main.js');
 export const helloBuild = path.join(repoRoot, 'examples', 'hello', 'build');
-
-export interface CommandResult {
-  stdout: string;
-  stderr: string;
-  code: number;
-}
-
-/** Runs a command; never throws for a non-zero exit (the result says). */
-export async function runCommand(
-  file: string,
-  args: readonly string[],
-  options: { cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
-): Promise<CommandResult> {
-  try {
-    const { stdout, stderr } = await execFileAsync(file, [...args], {
-      cwd: options.cwd ?? repoRoot,
-      env: { ...process.env, NO_COLOR: '1', ...options.env },
-      maxBuffer: 64 * 1024 * 1024,
-      timeout: options.timeoutMs ?? 10 * 60 * 1000,
-      killSignal: 'SIGKILL',
-    });
-    return { stdout, stderr, code: 0 };
-  } catch (error) {
-    const e = error as { stdout?: string; stderr?: string; code?: number | string; message: string };
-    if (typeof e.code === 'string') throw new Error(`cannot run ${file}: ${e.message}`);
-    return { stdout: e.stdout ?? '', stderr: e.stderr ?? e.message, code: typeof e.code === 'number' ? e.code : 1 };
-  }
-}
-
-/** Runs a command and fails with its output when it exits non-zero. */
-export async function mustRun(file: string, args: readonly string[], options: Parameters<typeof runCommand>[2] = {}): Promise<CommandResult> {
-  const result = await runCommand(file, args, options);
-  if (result.code !== 0) {
-    throw new Error(`${path.basename(file)} ${args.join(' ')} exited ${result.code}\nstdout: ${result.stdout}\nstderr: ${result.stderr}`);
-  }
-  return result;
-}
-
-export function weft(args: readonly string[], options: Parameters<typeof runCommand>[2] = {}): Promise<CommandResult> {
-  return runCommand(process.execPath, [weftMain, ...args], options);
-}
-
-export async function mustWeft(args: readonly string[], options: Parameters<typeof runCommand>[2] = {}): Promise<CommandResult> {
-  return mustRun(process.execPath, [weftMain, ...args], options);
-}
 
 /** A temp dir removed by the returned function. */
 export async function tempDir(prefix: string): Promise<{ dir: string; remove: () => Promise<void> }> {

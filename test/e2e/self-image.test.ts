@@ -3,13 +3,13 @@
 // the native SQLite addon the master needs, and the registry serving a push from outside.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { planSelfImage, productionPackages } from '../../src/image/index.js';
-import { freePort } from '../support/net.js';
+import { registryAddress } from '../support/registry-serve.js';
 import { helloBuild, mustRun, mustWeft, prepareBundle, repoRoot, requireExampleBuild, runcRun, tempDir, umociUnpack } from './harness.js';
 
 interface SelfResult {
@@ -80,14 +80,13 @@ describe('weft self-image: weft packaged as a reproducible image', () => {
   });
 
   test("the image's registry serves a push from outside (weft build) and skopeo reads it back", { timeout: 300_000 }, async () => {
-    const port = await freePort();
-    const registry = await bundle.start([NODE, MAIN, 'registry', 'serve', '--root', '/tmp/registry', '--addr', `127.0.0.1:${port}`]);
+    const registry = await bundle.start([NODE, MAIN, 'registry', 'serve', '--root', '/tmp/registry', '--addr', '127.0.0.1:0', '--json']);
     try {
-      await registry.ready(async () => (await fetch(`http://127.0.0.1:${port}/v2/`)).status === 200);
+      const { host } = await registryAddress(registry.child);
       const built = JSON.parse(
-        (await mustWeft(['build', path.join(helloBuild, 'hello.jar'), '--base', 'scratch', '--output', `docker://127.0.0.1:${port}/hello:1`, '--json'])).stdout,
+        (await mustWeft(['build', path.join(helloBuild, 'hello.jar'), '--base', 'scratch', '--output', `docker://${host}/hello:1`, '--json'])).stdout,
       ) as { digest: string };
-      const inspect = JSON.parse((await mustRun('skopeo', ['inspect', '--tls-verify=false', `docker://127.0.0.1:${port}/hello:1`])).stdout) as { Digest: string };
+      const inspect = JSON.parse((await mustRun('skopeo', ['inspect', '--tls-verify=false', `docker://${host}/hello:1`])).stdout) as { Digest: string };
       assert.equal(inspect.Digest, built.digest);
     } finally {
       await registry.stop();
@@ -99,7 +98,7 @@ interface Bundle {
   /** Runs `args` in a container of the image (its own network namespace); waits for the exit. */
   run(args: string[]): ReturnType<typeof runcRun>;
   /** Starts `args` in a container in the host's network namespace (to listen on 127.0.0.1). */
-  start(args: string[]): Promise<{ ready(check: () => Promise<boolean>): Promise<void>; stop(): Promise<void> }>;
+  start(args: string[]): Promise<{ child: ChildProcess; stop(): Promise<void> }>;
 }
 
 async function unpack(layout: string, dir: string): Promise<Bundle> {
@@ -128,21 +127,9 @@ async function startBundle(bundle: string) {
   const state = await fs.mkdtemp(path.join(os.tmpdir(), 'weft-runc-state-'));
   const id = `weft-self-${process.pid}-${randomBytes(4).toString('hex')}`;
   const child = spawn('runc', ['--root', state, 'run', '--bundle', bundle, id], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let output = '';
-  child.stdout.setEncoding('utf8').on('data', (d: string) => (output += d));
-  child.stderr.setEncoding('utf8').on('data', (d: string) => (output += d));
-  let exited: number | null = null;
-  const closed = new Promise<void>((resolve) => child.on('close', (code) => ((exited = code ?? 1), resolve())));
+  const closed = new Promise<void>((resolve) => child.on('close', () => resolve()));
   return {
-    async ready(check: () => Promise<boolean>): Promise<void> {
-      const deadline = Date.now() + 60_000;
-      for (;;) {
-        if (exited !== null) throw new Error(`the container exited ${exited} before it was ready:\n${output}`);
-        if (await check().catch(() => false)) return;
-        if (Date.now() > deadline) throw new Error(`the container was not ready within 60 s:\n${output}`);
-        await new Promise((r) => setTimeout(r, 200));
-      }
-    },
+    child,
     async stop(): Promise<void> {
       await mustRun('runc', ['--root', state, 'kill', id, 'KILL']).catch(() => undefined);
       await Promise.race([closed, new Promise((r) => setTimeout(r, 10_000))]);

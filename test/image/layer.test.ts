@@ -7,6 +7,7 @@ import { gunzipSync } from 'node:zlib';
 import tar from 'tar-stream';
 import { BlobStore, LayerCache, LayerError, layerFromDirectory, writeLayer, sha256 } from '../../src/image/index.js';
 import { COMMONS_LANG3, run, tempDir } from './helpers.js';
+import { waitFor } from '../support/wait.js';
 
 interface TarItem {
   name: string;
@@ -236,13 +237,14 @@ test('layer cache: a process killed mid-write leaves no blob under a digest and 
   const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
   t.after(() => child.kill('SIGKILL'));
   const output: string[] = [];
-  await new Promise<void>((resolve, reject) => {
-    child.stdout.on('data', (chunk: Buffer) => {
-      output.push(chunk.toString());
-      if (output.join('').includes('started')) setTimeout(resolve, 500);
-    });
-    child.on('exit', (code) => reject(new Error(`child exited early (${code}): ${output.join('')}`)));
-  });
+  child.stdout.on('data', (chunk: Buffer) => output.push(chunk.toString()));
+  const exitedEarly = new Promise<never>((_, reject) => child.on('exit', (code) => reject(new Error(`child exited early (${code}): ${output.join('')}`))));
+  // Killed once the writer is part way: its temp blob is in the store.
+  const blobDir = path.join(cacheDir, 'blobs', 'sha256');
+  await Promise.race([
+    exitedEarly,
+    waitFor('the layer writer to start its temp blob', async () => output.join('').includes('started') && (await fs.readdir(blobDir).catch(() => [])).some((n) => n.includes('.tmp-')), 60_000),
+  ]);
   child.removeAllListeners('exit');
   const exited = new Promise((resolve) => child.on('exit', resolve));
   child.kill('SIGKILL');

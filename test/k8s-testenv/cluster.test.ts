@@ -9,6 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import * as k8s from '@kubernetes/client-node';
+import { waitFor as waitUntil } from '../support/wait.js';
 
 const run = promisify(execFile);
 const testenvScript = fileURLToPath(new URL('../../../scripts/k8s-testenv', import.meta.url));
@@ -22,23 +23,8 @@ let batch: k8s.BatchV1Api;
 let apps: k8s.AppsV1Api;
 const ns = `testenv-${randomBytes(4).toString('hex')}`;
 
-/** Polls `probe` until it returns a value (not undefined); fails with the last observation. */
-async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 180_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await probe();
-      if (v !== undefined) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) {
-      throw new Error(`timed out waiting for ${what}${last ? `; last error: ${String(last)}` : ''}`);
-    }
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
+/** Polls `probe` until it returns a value (not undefined); fails with the last error. */
+const waitFor = <T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 180_000): Promise<T> => waitUntil(what, probe, { timeoutMs, intervalMs: 250 });
 
 async function podsOf(selector: string): Promise<k8s.V1Pod[]> {
   return (await core.listNamespacedPod({ namespace: ns, labelSelector: selector })).items;

@@ -9,38 +9,26 @@
 // addresses inside the namespace the environment creates.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, promises as fs, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
+import { mustRun, runCommand, weftMain, type CommandResult } from '../support/command.js';
+import { serveRegistry, type ServedRegistry } from '../support/registry-serve.js';
 import { toolVersion, toolsDir } from '../support/tools.js';
 
-const execFileP = promisify(execFile);
 const repo = fileURLToPath(new URL('../../../', import.meta.url));
 const script = join(repo, 'scripts', 'k8s-testenv');
-const weftMain = join(repo, 'dist', 'src', 'cli', 'main.js');
 const source = join(repo, 'test', 'k8s-testenv', 'fixtures', 'incluster', 'InCluster.java');
 const sysctls = ['/proc/sys/vm/overcommit_memory', '/proc/sys/kernel/panic', '/proc/sys/kernel/panic_on_oops', '/proc/sys/net/ipv4/ip_forward'];
 const TIMEOUT = 600_000;
 
-async function sh(file: string, args: string[], options: { env?: Record<string, string>; input?: string } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = execFile(file, args, { env: { ...process.env, ...options.env }, timeout: 900_000, maxBuffer: 64 << 20 }, (error, stdout, stderr) => {
-      const e = error as { code?: number } | null;
-      resolve({ code: e ? (typeof e.code === 'number' ? e.code : -1) : 0, stdout, stderr });
-    });
-    if (options.input !== undefined) child.stdin!.end(options.input);
-  });
-}
-
-async function must(file: string, args: string[], options: { env?: Record<string, string>; input?: string } = {}): Promise<string> {
-  const r = await sh(file, args, options);
-  if (r.code !== 0) throw new Error(`${file} ${args.join(' ')} exited ${r.code}:\n${r.stdout}\n${r.stderr}`);
-  return r.stdout;
-}
+// The environment's scripts can take long on a cold, loaded machine (CoreDNS, containerd): 15 minutes a command.
+const sh = (file: string, args: string[], options: { env?: Record<string, string>; input?: string } = {}): Promise<CommandResult> =>
+  runCommand(file, args, { ...options, timeoutMs: 900_000 });
+const must = async (file: string, args: string[], options: { env?: Record<string, string>; input?: string } = {}): Promise<string> =>
+  (await mustRun(file, args, { ...options, timeoutMs: 900_000 })).stdout;
 
 /** What the environment could leave behind on the machine, as values to compare. */
 function cmdline(pid: string): string {
@@ -60,7 +48,7 @@ async function machineState(state: string, names: string[], subnet: string) {
   const links = (await sh('ip', ['-o', 'link', 'show'])).stdout.split('\n').map((l) => l.split(':')[1]?.trim().split('@')[0]).filter((l) => l && names.includes(l));
   const routes = (await sh('ip', ['route', 'show'])).stdout.split('\n').filter((l) => l.trim()).sort();
   const iptables = await sh('iptables-save', []);
-  const nft = await sh('nft', ['list', 'ruleset']);
+  const nft = await sh('nft', ['list', 'ruleset']).catch(() => ({ code: -1, stdout: '', stderr: '' }));
   // Sockets of the environment's processes listening in the host's namespace on anything but loopback.
   const ours = new Set(readdirSync('/proc').filter((p) => /^\d+$/.test(p) && cmdline(p).includes(state)));
   const ownListeners = (await sh('ss', ['-ltunpH'])).stdout
@@ -84,30 +72,6 @@ async function machineState(state: string, names: string[], subnet: string) {
   };
 }
 
-/** Starts `weft registry serve` on a free loopback port; resolves with its host:port. */
-async function startRegistry(root: string): Promise<{ host: string; child: ChildProcess }> {
-  const child = spawn(process.execPath, [weftMain, 'registry', 'serve', '--root', root, '--addr', '127.0.0.1:0', '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  let err = '';
-  const host = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`weft registry serve did not report its address within 60 s: ${out}${err}`)), 60_000);
-    child.stderr!.setEncoding('utf8').on('data', (d: string) => (err += d));
-    child.stdout!.setEncoding('utf8').on('data', (d: string) => {
-      out += d;
-      const m = /"host":\s*"([^"]+)",\s*"port":\s*(\d+)/.exec(out);
-      if (m) {
-        clearTimeout(timer);
-        resolve(`${m[1]}:${m[2]}`);
-      }
-    });
-    child.on('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`weft registry serve exited ${code} before listening: ${out}${err}`));
-    });
-  });
-  return { host, child };
-}
-
 const onRealNode = {
   nodeSelector: { 'weft.io/real-node': 'true' },
   tolerations: [{ key: 'weft.io/real-node', operator: 'Exists', effect: 'NoSchedule' }],
@@ -120,7 +84,7 @@ describe('in-cluster networking on the real node', () => {
   const subnet = process.env.WEFT_TEST_IC_SUBNET || '10.88.81.0/24';
   const names = [bridge, `${bridge.slice(0, 12)}-h`, `${bridge.slice(0, 12)}-n`, `${bridge.slice(0, 12)}-s`, `${bridge.slice(0, 12)}-p`];
   let env: Record<string, string>;
-  let registry: { host: string; child: ChildProcess } | undefined;
+  let registry: ServedRegistry | undefined;
   let before_: Awaited<ReturnType<typeof machineState>>;
   let kubeconfig = '';
   let image = '';
@@ -131,7 +95,7 @@ describe('in-cluster networking on the real node', () => {
   before(async () => {
     before_ = await machineState(state, names, subnet);
     assert.deepEqual(before_.links, [], `interfaces ${names.join(', ')} must not exist before the test`);
-    registry = await startRegistry(join(work, 'registry'));
+    registry = await serveRegistry(join(work, 'registry'));
     env = { WEFT_K8S_STATE: state, WEFT_REAL_NODE_BRIDGE: bridge, WEFT_REAL_NODE_SUBNET: subnet, WEFT_K8S_NODES: '1', WEFT_NODE_REGISTRIES: registry.host };
     const up = await sh('bash', [script, 'up', '--real-node', '--in-cluster'], { env });
     if (up.code !== 0) throw new Error(`up --real-node --in-cluster failed:\n${up.stderr}`);
@@ -148,7 +112,7 @@ describe('in-cluster networking on the real node', () => {
 
   after(async () => {
     if (!downDone && env) await sh('bash', [script, 'down'], { env });
-    registry?.child.kill('SIGTERM');
+    await registry?.stop();
     rmSync(work, { recursive: true, force: true });
   });
 

@@ -1,9 +1,14 @@
-// A master on a temp store and a private local-runtime state dir, with a small HTTP client.
+// A master on a temp store and a private local-runtime state dir, with a small HTTP client;
+// `weft master` as a child process (for the tests that SIGKILL it).
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
 import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { startMaster, type MasterOptions, type RunningMaster } from '../../src/master/index.js';
 import { createLocalRuntime, type LocalRuntime } from '../../src/runtime/local/index.js';
+import { weftMain } from '../twill/fixtures/probe-image.js';
+import { StopWaiting, waitFor } from '../support/wait.js';
 
 export interface TestMaster {
   master: RunningMaster;
@@ -79,17 +84,53 @@ export async function call(base: string, method: string, path: string, options: 
   return { status: res.status, headers: res.headers, text, json };
 }
 
-export async function waitFor<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const v = await fn();
-      if (v !== undefined) return v;
-    } catch (error) {
-      last = error;
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`timed out waiting for ${what}${last ? `: ${last}` : ''}`);
+export { waitFor } from '../support/wait.js';
+
+export interface MasterProcess {
+  child: ChildProcess;
+  url: string;
+  /** What it wrote to stderr so far (its log). */
+  log(): string;
+  /** Waits for a line of its log matching `pattern`. */
+  waitForLog(pattern: RegExp, timeoutMs?: number): Promise<RegExpExecArray>;
+  /** SIGKILL, then waits for the exit. */
+  kill(): Promise<void>;
+  /** SIGTERM (when still running), then waits for the exit. */
+  stop(): Promise<void>;
+}
+
+/** Starts `weft master --addr 127.0.0.1:0 ...args` and waits for the URL it prints on stdout. */
+export async function spawnMaster(args: string[], env: Record<string, string> = {}): Promise<MasterProcess> {
+  const child = spawn(process.execPath, [weftMain, 'master', '--addr', '127.0.0.1:0', ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.on('data', (d: Buffer) => (stdout += d));
+  child.stderr!.on('data', (d: Buffer) => (stderr += d));
+  const exited = () => child.exitCode !== null || child.signalCode !== null;
+  const end = async (signal: NodeJS.Signals) => {
+    if (exited()) return;
+    const done = once(child, 'exit');
+    child.kill(signal);
+    await done;
+  };
+  const url = await waitFor('a master URL', async () => {
+    if (exited()) throw new StopWaiting(`weft master exited (${child.exitCode ?? child.signalCode})`);
+    return /^(https?:\/\/\S+)$/m.exec(stdout)?.[1];
+  }, 60_000).catch(async (error) => {
+    await end('SIGKILL');
+    throw new Error(`${error}: ${stderr}`);
+  });
+  return {
+    child,
+    url,
+    log: () => stderr,
+    waitForLog: (pattern, timeoutMs = 60_000) =>
+      waitFor(`${pattern} in the master's log`, async () => {
+        const m = pattern.exec(stderr);
+        if (!m && exited()) throw new StopWaiting(`weft master exited (${child.exitCode ?? child.signalCode}): ${stderr.slice(-2000)}`);
+        return m ?? undefined;
+      }, timeoutMs),
+    kill: () => end('SIGKILL'),
+    stop: () => end('SIGTERM'),
+  };
 }

@@ -34,9 +34,9 @@ for (const { kind, make } of storeTargets) {
 
     test('migrations run once and record the schema version', async () => {
       assert.equal(store.kind, kind);
-      assert.equal(await store.schemaVersion(), 2);
-      assert.equal(await store.migrate(), 2, 'a second migrate is a no-op');
-      assert.equal(await store.schemaVersion(), 2);
+      assert.equal(await store.schemaVersion(), 3);
+      assert.equal(await store.migrate(), 3, 'a second migrate is a no-op');
+      assert.equal(await store.schemaVersion(), 3);
     });
 
     test('apps are versioned', async () => {
@@ -113,18 +113,71 @@ for (const { kind, make } of storeTargets) {
       assert.equal(await store.countLive('team-q'), 1, 'queued runs hold no slot');
       assert.equal((await store.createRun(run('q-x', 'team-q'), { admissionLimit: 1 })).rejected, true, 'without queue: still rejected');
       assert.deepEqual(await store.queuedNamespaces(), ['team-q']);
-      assert.equal(await store.admitQueued('team-q', 1), undefined, 'no slot while q-a lives');
+      assert.equal(await store.admitQueued('team-q', 1, 10_000), undefined, 'no slot while q-a lives');
       await store.transition('q-a', 'COMPLETED');
       // Several masters pumping at once: one slot, one admission.
-      const admitted = (await Promise.all(Array.from({ length: 5 }, () => store.admitQueued('team-q', 1)))).filter((r) => r !== undefined);
+      const before = Date.now();
+      const admitted = (await Promise.all(Array.from({ length: 5 }, () => store.admitQueued('team-q', 1, 10_000)))).filter((r) => r !== undefined);
       assert.deepEqual(admitted.map((r) => r!.id), ['q-b'], 'the oldest, once');
-      assert.equal((await store.getRun('q-b'))?.queuedAt, undefined);
+      const b2 = await store.getRun('q-b');
+      assert.equal(b2?.queuedAt, undefined);
+      assert.equal(b2?.launchedAt, undefined, 'admitted, not handed to the runtime yet');
+      assert.ok(b2?.handoverUntil !== undefined && b2.handoverUntil >= before + 10_000, 'its admitter holds the hand-over');
       assert.equal(await store.queuePosition('q-b'), undefined);
       assert.equal(await store.queuePosition('q-c'), 1, 'moved up');
       // Ending a queued run takes it out of the queue.
       await store.transition('q-c', 'KILLED', { reason: 'Dequeued' });
       assert.equal(await store.queuePosition('q-c'), undefined);
       assert.deepEqual(await store.queuedNamespaces(), []);
+    });
+
+    test('hand-over: an admitted run waits to be launched; after its hand-over time one master takes it over; launched runs are not', async () => {
+      const t0 = Date.now();
+      const direct = await store.createRun(run('h-a', 'team-h'), { handoverMs: 5000 });
+      assert.deepEqual([direct.run.launchedAt, direct.run.handoverUntil !== undefined], [undefined, true]);
+      assert.deepEqual([(await store.getRun('h-a'))?.launchedAt, (await store.getRun('h-a'))?.handoverUntil], [undefined, direct.run.handoverUntil]);
+      assert.ok(direct.run.handoverUntil! >= t0 + 5000);
+      assert.equal(await store.takeOverHandover('h-a', 5000), undefined, 'not while its master may still hand it over');
+      // Its master died: after the hand-over time, of five masters taking over at once, one gets it.
+      const later = direct.run.handoverUntil! + 1;
+      const claims = (await Promise.all(Array.from({ length: 5 }, () => store.takeOverHandover('h-a', 5000, later)))).filter((r) => r !== undefined);
+      assert.equal(claims.length, 1, 'one master takes the hand-over over');
+      assert.equal(claims[0]!.handoverUntil, later + 5000);
+      assert.equal(await store.takeOverHandover('h-a', 5000, later + 1), undefined, 'held again by the one that took it over');
+      assert.equal(await store.markLaunched('h-a', later + 10), true);
+      assert.equal(await store.markLaunched('h-a', later + 20), false, 'recorded once');
+      const launched = await store.getRun('h-a');
+      assert.deepEqual([launched?.launchedAt, launched?.handoverUntil], [later + 10, undefined]);
+      assert.equal(await store.takeOverHandover('h-a', 5000, later + 60_000), undefined, 'a launched run is never handed over again');
+      // Without handoverMs (adopted, imported) and for rejected or queued runs there is nothing to hand over now.
+      const adopted = await store.createRun({ ...run('h-b', 'team-h'), state: 'RUNNING' }, { handoverMs: 5000 });
+      assert.ok(adopted.run.launchedAt !== undefined && adopted.run.handoverUntil === undefined);
+      assert.ok((await store.createRun(run('h-c', 'team-h'))).run.launchedAt !== undefined);
+      const queued = await store.createRun(run('h-d', 'team-hq'), { handoverMs: 5000, admissionLimit: 0, queue: true });
+      assert.deepEqual([queued.run.launchedAt, queued.run.handoverUntil], [undefined, undefined]);
+      assert.equal(await store.takeOverHandover('h-d', 5000, Date.now() + 3_600_000), undefined, 'a queued run is admitted, not taken over');
+      // Cancelling before the hand-over: only while not launched.
+      await store.createRun(run('h-e', 'team-h'), { handoverMs: 5000 });
+      assert.ok(await store.transition('h-e', 'KILLED', { unlessLaunched: true }));
+      assert.equal(await store.takeOverHandover('h-e', 5000, Date.now() + 3_600_000), undefined, 'an ended run is not handed over');
+      assert.equal(await store.transition('h-a', 'KILLED', { unlessLaunched: true }), undefined, 'a launched run is stopped through the runtime');
+    });
+
+    test('log archives: ended launched runs whose archive is not complete are found until it is', async () => {
+      const pending = async () => (await store.runsWithLogsToArchive()).map((r) => r.id).filter((id) => id.startsWith('la-'));
+      await store.createRun(run('la-live', 'team-la'));
+      await store.createRun(run('la-ended', 'team-la'));
+      await store.createRun(run('la-never', 'team-la'), { handoverMs: 5000 }); // never launched
+      await store.createRun(run('la-rejected', 'team-la'), { admissionLimit: 0 });
+      assert.deepEqual(await pending(), [], 'live, never launched and rejected runs have nothing pending');
+      await store.transition('la-ended', 'COMPLETED');
+      await store.transition('la-never', 'KILLED');
+      assert.deepEqual(await pending(), ['la-ended']);
+      await store.markLogsArchived('la-ended', 1234);
+      assert.equal((await store.getRun('la-ended'))?.logsArchivedAt, 1234);
+      assert.deepEqual(await pending(), []);
+      await store.importRuns([{ ...run('la-imported', 'team-la'), state: 'COMPLETED' }]);
+      assert.deepEqual(await pending(), [], 'imported ended runs are archived');
     });
 
     test('importRuns stores many runs in one go, each with its first event', async () => {

@@ -295,20 +295,7 @@ export async function writeLayoutByHand(dir: string, image: SyntheticImage, tag:
   await fs.writeFile(path.join(dir, 'index.json'), JSON.stringify(index));
 }
 
-export function run(cmd: string, args: string[], options: { input?: string; env?: NodeJS.ProcessEnv } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'], env: options.env ?? process.env });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
-    // A child that exits without reading its stdin makes this write fail with EPIPE: not an error here.
-    child.stdin.on('error', () => undefined);
-    child.stdin.end(options.input ?? '');
-  });
-}
+export { runCommand as run } from '../support/command.js';
 
 export function blobPushes(requests: ProxyRequest[]): ProxyRequest[] {
   return requests.filter((r) => (r.method === 'PUT' || r.method === 'PATCH') && r.url.includes('/blobs/uploads/'));

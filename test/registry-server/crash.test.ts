@@ -3,33 +3,12 @@
 // push that was acknowledged (201).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { serveRegistry } from '../support/registry-serve.js';
 import { makeImage, pushChunked, raw, sha256, tempDir, type TestImage } from './helpers.js';
-
-const cli = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
-
-async function serve(root: string): Promise<{ child: ChildProcess; url: string }> {
-  const child = spawn(process.execPath, [cli, 'registry', 'serve', '--root', root, '--addr', '127.0.0.1:0', '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  let err = '';
-  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-  const url = await new Promise<string>((resolve, reject) => {
-    child.stdout!.on('data', (d: Buffer) => {
-      out += d.toString();
-      try {
-        resolve((JSON.parse(out) as { url: string }).url);
-      } catch {
-        /* not complete yet */
-      }
-    });
-    child.once('exit', (code) => reject(new Error(`weft registry serve exited with ${code}: ${err}`)));
-  });
-  return { child, url };
-}
 
 function killed(child: ChildProcess): Promise<void> {
   return new Promise((resolve) => {
@@ -81,7 +60,7 @@ async function imagePush(base: string, repo: string, tag: string, image: TestIma
 test('SIGKILL during concurrent pushes: no partial blob is visible and no acknowledged push is lost', { timeout: 180_000 }, async (t) => {
   const dir = await tempDir('registry-crash');
   const root = join(dir.path, 'root');
-  let server = await serve(root);
+  let server = await serveRegistry(root);
   try {
     // a chunked upload interrupted by the crash, to be resumed afterwards
     const resumable = randomBytes(300_000);
@@ -146,7 +125,7 @@ test('SIGKILL during concurrent pushes: no partial blob is visible and no acknow
     assert.ok(sessions.length >= 1, 'no upload was in flight at the kill');
     t.diagnostic(`${sessions.length} unfinished upload sessions (${partialBytes} bytes) on disk after the kill`);
 
-    server = await serve(root);
+    server = await serveRegistry(root);
     const after = server.url;
 
     // 1. every file in the blob store is complete and matches its name

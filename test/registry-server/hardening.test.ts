@@ -14,6 +14,7 @@ import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import { startRegistry, type RunningRegistry } from '../../src/registry/server/index.js';
+import { waitFor } from '../support/wait.js';
 import { errorCode, makeImage, pushBlob, pushImage, raw, run, sha256, tempDir, type RawResponse } from './helpers.js';
 
 const cli = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
@@ -24,14 +25,6 @@ function basic(user: string, password: string): string {
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** Polls `probe` (at most `tries` times, 100 ms apart) until it returns true. */
-async function eventually(probe: () => Promise<boolean>, tries = 100): Promise<boolean> {
-  for (let i = 0; i < tries; i++) {
-    if (await probe()) return true;
-    await sleep(100);
-  }
-  return false;
-}
 
 interface OpenRequest {
   /** Resolves with the response status, or with the socket error's code if the server cut the connection. */
@@ -86,7 +79,7 @@ test('a stalled upload body is cut off (408) and its upload slot is released', {
     const location = await newSession(registry.url, 'stall/app');
     const stalled = openRequest(registry.url, 'PATCH', location, { 'Content-Length': '10' });
     stalled.write('12345'); // then nothing: the slot must not stay taken
-    const freed = await eventually(async () => (await raw(registry.url, 'POST', '/v2/stall/other/blobs/uploads/')).status === 202);
+    const freed = await waitFor('a free upload slot', async () => (await raw(registry.url, 'POST', '/v2/stall/other/blobs/uploads/')).status === 202, 10_000).catch(() => false);
     assert.ok(freed, 'the stalled upload kept the only upload slot');
     assert.equal(await stalled.outcome, 408);
     // the session itself is intact (the partial chunk was rolled back) and can be completed

@@ -7,7 +7,6 @@ import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
-import { spawn } from 'node:child_process';
 import { pack } from 'tar-stream';
 
 import { sha256 } from '../../src/image/blobstore.js';
@@ -161,28 +160,5 @@ export async function pushImage(base: string, repo: string, tag: string, image: 
   return res.status;
 }
 
-export interface RunResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs a program without blocking the event loop (an in-process registry must keep serving). */
-export function run(command: string, args: string[], options: { env?: NodeJS.ProcessEnv; timeoutMs?: number; cwd?: string } = {}): Promise<RunResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { env: options.env ?? process.env, cwd: options.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 300_000);
-    child.on('error', (error) => {
-      clearTimeout(timer);
-      reject(new Error(`cannot run ${command}: ${error.message}`));
-    });
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
+// Programs run without blocking the event loop (an in-process registry must keep serving).
+export { runCommand as run, type CommandResult as RunResult } from '../support/command.js';

@@ -5,6 +5,7 @@ import { randomBytes } from 'node:crypto';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { startRegistry, type RunningRegistry } from '../../src/registry/server/index.js';
+import { waitFor } from '../support/wait.js';
 import { errorCode, makeImage, pushBlob, pushChunked, pushImage, raw, sha256, tempDir } from './helpers.js';
 
 let registry: RunningRegistry;
@@ -283,7 +284,12 @@ test('a PATCH cut off by the client is rolled back: the session continues from i
   const cut = request({ host: url.hostname, port: url.port, method: 'PATCH', path: location, headers: { 'Content-Range': '1000-5999', 'Content-Length': '5000' }, agent: false });
   cut.on('error', () => undefined);
   cut.write(data.subarray(1000, 3000));
-  await new Promise((r) => setTimeout(r, 100));
+  // Cut once the server is taking it in: the session is held by that PATCH (another writer is refused
+  // as such; a probe that starts at 0 would be refused for its offset otherwise, and changes nothing).
+  await waitFor('the server to take the second chunk in', async () => {
+    const probe = await raw(base, 'PATCH', location, { body: 'x', headers: { 'Content-Range': '0-0' } });
+    return probe.status === 416 && probe.body.toString().includes('another request is writing');
+  }, 30_000);
   cut.destroy();
   // resend the chunk once the server has let go of the session (416 while it still holds it)
   let res = await raw(base, 'PATCH', location, { body: data.subarray(1000), headers: { 'Content-Range': '1000-5999' } });

@@ -7,41 +7,14 @@
 // asserted is that its pushes succeed and that the attackers were cut off.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { request } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { serveRegistry, stopProcess } from '../support/registry-serve.js';
+import { waitFor } from '../support/wait.js';
 import { makeImage, pushImage, raw, run, tempDir } from './helpers.js';
 
-const cli = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-async function serve(root: string, extra: string[]): Promise<{ url: string; child: ChildProcess }> {
-  const child = spawn(process.execPath, [cli, 'registry', 'serve', '--root', root, '--addr', '127.0.0.1:0', '--json', ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let stderr = '';
-  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-  const url = await new Promise<string>((resolve, reject) => {
-    let out = '';
-    child.stdout!.on('data', (d: Buffer) => {
-      out += d.toString();
-      try {
-        resolve((JSON.parse(out) as { url: string }).url);
-      } catch {
-        /* not all of it yet */
-      }
-    });
-    child.once('exit', (code) => reject(new Error(`registry exited with ${code}: ${stderr}`)));
-  });
-  return { url, child };
-}
-
-async function stop(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null) return;
-  const exited = new Promise((resolve) => child.once('exit', resolve));
-  child.kill('SIGTERM');
-  await Promise.race([exited, sleep(5000).then(() => child.kill('SIGKILL'))]);
-}
 
 async function timed<T>(fn: () => Promise<T>): Promise<{ value: T; ms: number }> {
   const started = performance.now();
@@ -70,7 +43,7 @@ function hostileConnection(url: URL, localAddress: string, head: string): { sock
 
 test('the registry keeps serving while hundreds of connections stall bodies and headers', { timeout: 180_000 }, async (t) => {
   const dir = await tempDir('registry-untrusted-stall');
-  const { url, child } = await serve(join(dir.path, 'root'), ['--body-idle-timeout', '3s', '--headers-timeout', '3s', '--min-body-rate', '4KiB']);
+  const { url, child } = await serveRegistry(join(dir.path, 'root'), ['--body-idle-timeout', '3s', '--headers-timeout', '3s', '--min-body-rate', '4KiB']);
   const base = new URL(url);
   const sockets: Socket[] = [];
   try {
@@ -116,7 +89,8 @@ test('the registry keeps serving while hundreds of connections stall bodies and 
         await sleep(200);
       }
     })();
-    await sleep(500); // let the server take them all in
+    // The server has them all: each hostile connection is open and its head sent.
+    await waitFor('every hostile connection open with its head sent', () => sockets.every((socket) => !socket.connecting && socket.writableLength === 0), 30_000);
 
     // the good client, meanwhile (from 127.0.0.1)
     const other = await makeImage(2, 256 * 1024, 'good-under-attack');
@@ -142,7 +116,7 @@ test('the registry keeps serving while hundreds of connections stall bodies and 
     t.diagnostic(`every hostile connection cut off ${cutOff.ms} ms after the good push; outcomes ${JSON.stringify(counts)}`);
   } finally {
     for (const socket of sockets) socket.destroy();
-    await stop(child);
+    await stopProcess(child);
     await dir.cleanup();
   }
 });
@@ -154,7 +128,7 @@ test('the registry keeps serving while hundreds of connections flood wrong passw
     const made = await run('htpasswd', ['-B', '-C', '12', '-b', ...(create ? ['-c'] : []), file, user, password]);
     assert.equal(made.code, 0, made.stderr);
   }
-  const { url, child } = await serve(join(dir.path, 'root'), ['--htpasswd', file]);
+  const { url, child } = await serveRegistry(join(dir.path, 'root'), ['--htpasswd', file]);
   const base = new URL(url);
   const alice = { Authorization: `Basic ${Buffer.from('alice:s3cret').toString('base64')}` };
   const bob = { Authorization: `Basic ${Buffer.from('bob:b0b').toString('base64')}` };
@@ -206,7 +180,7 @@ test('the registry keeps serving while hundreds of connections flood wrong passw
     t.diagnostic(`good client push of 2 x 256 KiB layers: ${baseline.ms} ms alone, ${underAttack.ms} ms during the flood`);
     t.diagnostic(`first login (bcrypt cost 12): ${first.ms} ms alone; a new user during the flood: ${newcomer.ms} ms`);
   } finally {
-    await stop(child);
+    await stopProcess(child);
     await dir.cleanup();
   }
 });

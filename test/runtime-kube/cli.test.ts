@@ -1,24 +1,16 @@
 // The weft CLI against the real control plane.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, dirname } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { weft as runWeft } from '../support/command.js';
 import { KWOK, testNamespace } from './helpers.js';
 
-const main = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'src', 'cli', 'main.js');
 let ns: { name: string; drop: () => Promise<void> };
 let dir: string;
 
-function weft(args: string[], timeout = 90_000): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [main, ...args], { timeout, env: { ...process.env, NO_COLOR: '1' } }, (error, stdout, stderr) => {
-      resolve({ code: error ? ((error as { code?: number }).code ?? 1) : 0, stdout, stderr });
-    });
-  });
-}
+const weft = (args: string[]) => runWeft(args, { timeoutMs: 90_000 });
 
 before(async () => {
   ns = await testNamespace('weft-cli');

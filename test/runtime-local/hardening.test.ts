@@ -14,35 +14,15 @@ import { gzipSync } from 'node:zlib';
 import tar from 'tar-stream';
 import { createRunner, isTerminal, parseAppSpec, type AppSpecInput, type Controller, type RunStatus, type TwillRunner } from '../../src/runtime/index.js';
 import { createLocalRuntime, LocalRuntime } from '../../src/runtime/local/index.js';
-import { buildProbeImage, weftMain, type ProbeImage } from '../twill/fixtures/probe-image.js';
+import { buildProbeImage, type ProbeImage } from '../twill/fixtures/probe-image.js';
 import { readLine, readLineWhenListening, waitForLogs } from '../twill/local-target.js';
+import { weft } from '../support/command.js';
 import { isAlive } from '../support/process.js';
 import { StartedRuns } from '../support/runs.js';
+import { waitFor } from '../support/wait.js';
 import { tempDir } from '../support/temp.js';
 
 const execFileAsync = promisify(execFile);
-
-/** Runs the CLI and returns its exit code and output (never throws on a non-zero exit). */
-async function weft(args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await execFileAsync(process.execPath, [weftMain, ...args], { env, timeout: 120_000 });
-    return { code: 0, stdout, stderr };
-  } catch (error) {
-    const e = error as { code?: number | string; stdout?: string; stderr?: string; killed?: boolean };
-    if (e.killed) throw new Error(`weft ${args.join(' ')} did not return: ${e.stderr}`);
-    return { code: typeof e.code === 'number' ? e.code : 1, stdout: e.stdout ?? '', stderr: e.stderr ?? '' };
-  }
-}
-
-async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 
 /** A gzip'd tar layer holding one file named `name`. */
 async function tarLayer(name: string): Promise<{ gzipped: Buffer; diffId: string }> {
@@ -123,11 +103,8 @@ describe('local runtime hardening (issue 13)', () => {
   let runner: TwillRunner;
   const runs = new StartedRuns(() => runner);
   const start = (input: AppSpecInput) => runs.start(input);
-  const env = (extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv => {
-    const e: NodeJS.ProcessEnv = { ...process.env, NO_COLOR: '1', WEFT_LOCAL_STATE_DIR: stateDir, WEFT_LOCAL_MODE: 'runc', ...extra };
-    delete e.WEFT_RUNTIME;
-    return e;
-  };
+  /** The CLI's environment: this state dir, and no WEFT_RUNTIME (the run commands find a local run by themselves). */
+  const env = (extra: Record<string, string> = {}) => ({ env: { WEFT_LOCAL_STATE_DIR: stateDir, WEFT_LOCAL_MODE: 'runc', WEFT_RUNTIME: undefined, ...extra }, timeoutMs: 120_000 });
   before(async () => {
     probe = await buildProbeImage();
     work = await tempDir('weft-local-hardening-');
@@ -193,7 +170,7 @@ describe('local runtime hardening (issue 13)', () => {
       runnables: [{ name: 'web', kind: 'service', image: probe.reference, instances: 2, args: ['service'], ports: [{ name: 'http', port: 18281 }] }],
     });
     await c.onRunning();
-    await until('2 instances running', async () => ((await runtime.status(c.runId))?.runnables[0].running === 2 ? true : undefined));
+    await waitFor('2 instances running', async () => ((await runtime.status(c.runId))?.runnables[0].running === 2 ? true : undefined));
     // A second runtime stands for another weft process (`weft status` in a shell) reading
     // the run all through the restart, including between the old attempt's end and the new start.
     const reader = await createLocalRuntime({ stateDir, mode: 'runc' });
@@ -216,7 +193,7 @@ describe('local runtime hardening (issue 13)', () => {
     const ended = seen.filter((s) => isTerminal(s.state));
     assert.deepEqual(ended.map((s) => `${s.state}: ${s.message}`), [], 'no read during the restart saw the run end');
     assert.ok(seen.some((s) => s.runnables[0].instances.some((i) => i.id === '1' && i.reason === 'Restarting')), 'the restarting instance is reported as such');
-    const back = await until('instance 1 back', async () => {
+    const back = await waitFor('instance 1 back', async () => {
       const s = await runtime.status(c.runId);
       return s && s.runnables[0].running === 2 && s.runnables[0].instances.find((i) => i.id === '1')?.restarts === 1 ? s : undefined;
     });
@@ -232,7 +209,7 @@ describe('local runtime hardening (issue 13)', () => {
     assert.equal(pids.length, 2);
     await c.kill();
     assert.equal((await c.awaitTerminated(60_000)).state, 'KILLED');
-    await until('every supervisor and container of the run gone', async () =>
+    await waitFor('every supervisor and container of the run gone', async () =>
       pids.every((p) => !isAlive(p)) && !(await runcContainers(stateDir)).some((id) => id.startsWith(`weft-${c.runId}-`)) ? true : undefined,
     );
   });
@@ -250,7 +227,7 @@ describe('local runtime hardening (issue 13)', () => {
     assert.equal((await runtime.status(c.runId))?.state, 'FAILED');
     assert.ok(isAlive(pid), 'the leftover supervisor runs');
     await runtime.kill(c.runId);
-    await until('the leftover supervisor and container gone', async () =>
+    await waitFor('the leftover supervisor and container gone', async () =>
       !isAlive(pid) && !(await runcContainers(stateDir)).some((id) => id.startsWith(`weft-${c.runId}-`)) ? true : undefined,
     );
   });
@@ -326,7 +303,7 @@ describe('local runtime hardening (issue 13)', () => {
         .prepare(parseAppSpec({ name: 'hd-net-svc', stopTimeout: '10s', runnables: [{ name: 'web', kind: 'service', image: probe.reference, instances: 2, args: ['service'], ports: [{ name: 'http', port: 18381 }] }] }))
         .start();
       await service.onRunning();
-      const s = await until('2 instances running', async () => {
+      const s = await waitFor('2 instances running', async () => {
         const x = await privateRuntime.status(service!.runId);
         return x?.runnables[0].running === 2 ? x : undefined;
       });
@@ -336,7 +313,7 @@ describe('local runtime hardening (issue 13)', () => {
       const ids = s.runnables[0].instances.map((i) => i.name!);
       await service.kill();
       assert.equal((await service.awaitTerminated(60_000)).state, 'KILLED');
-      await until('network namespaces and port proxies gone', async () => {
+      await waitFor('network namespaces and port proxies gone', async () => {
         const namespaces = await fs.readdir('/run/netns').catch(() => [] as string[]);
         const proxies = (await execFileAsync('ps', ['-eo', 'args'])).stdout.split('\n').filter((l) => l.includes('port-proxy.js') && l.includes(service!.runId));
         return ids.every((id) => !namespaces.includes(id)) && proxies.length === 0 ? true : undefined;

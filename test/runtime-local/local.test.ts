@@ -11,25 +11,18 @@ import { promisify } from 'node:util';
 import { openImage, parseDockerReference } from '../../src/image/index.js';
 import { createRemoteTransport } from '../../src/registry/client/index.js';
 import { startRegistry, type RunningRegistry } from '../../src/registry/server/index.js';
-import { createRunIdGenerator, createRunner, isTerminal, parseAppSpec, Runner, RunIdTakenError, type AppSpecInput, type Controller, type TwillRunner } from '../../src/runtime/index.js';
+import { createRunIdGenerator, createRunner, isTerminal, parseAppSpec, Runner, RunIdTakenError, type AppSpecInput, type Controller, type RunStatus, type TwillRunner } from '../../src/runtime/index.js';
 import { createLocalRuntime, LocalRuntime } from '../../src/runtime/local/index.js';
 import { buildProbeImage, weftMain, type ProbeImage } from '../twill/fixtures/probe-image.js';
 import { logLines, readLineWhenListening, waitForLogs } from '../twill/local-target.js';
-import { StartedRuns } from '../support/runs.js';
+import { StartedRuns, waitForRunStatus } from '../support/runs.js';
 import { tempDir } from '../support/temp.js';
+import { waitFor } from '../support/wait.js';
 
 const execFileAsync = promisify(execFile);
 
-async function waitState(runtime: LocalRuntime, runId: string, what: string, predicate: (s: NonNullable<Awaited<ReturnType<LocalRuntime['status']>>>) => boolean, timeoutMs = 60_000) {
-  const deadline = Date.now() + timeoutMs;
-  let last;
-  while (Date.now() < deadline) {
-    last = await runtime.status(runId);
-    if (last && predicate(last)) return last;
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error(`timed out waiting for ${what}: ${JSON.stringify(last)}`);
-}
+const waitState = (runtime: LocalRuntime, runId: string, what: string, predicate: (s: RunStatus) => boolean, timeoutMs = 60_000) =>
+  waitForRunStatus(runtime, runId, what, predicate, { timeoutMs });
 
 describe('the local runtime with runc', () => {
   let probe: ProbeImage;
@@ -152,10 +145,16 @@ describe('the local runtime with runc', () => {
     await c.suspend();
     const s = await waitState(runtime, c.runId, 'SUSPENDED', (x) => x.state === 'SUSPENDED');
     assert.equal(s.reason, 'Suspended');
-    const frozen = (await logLines(c)).length;
-    await new Promise((r) => setTimeout(r, 1000));
-    assert.equal((await logLines(c)).length, frozen, 'no output while frozen');
+    // Frozen for real: runc reports the container paused (its cgroup frozen), and its output stops.
+    const runcState = async () => JSON.parse((await execFileAsync('runc', ['--root', path.join(stateDir, 'local', 'runc'), 'state', s.runnables[0].instances[0].containerId!])).stdout).status as string;
+    await waitFor('runc to report the container paused', async () => (await runcState()) === 'paused', 30_000);
+    const frozen = await logLines(c);
+    assert.equal(await runcState(), 'paused');
+    assert.deepEqual(await logLines(c), frozen, 'no output while frozen');
+    const lastTick = Number(/tick (\d+)$/.exec(frozen.filter((l) => l.startsWith('[job/0] tick ')).pop()!)![1]);
     await c.resume();
+    // It goes on where it stopped.
+    await waitForLogs(c, `tick ${lastTick + 1}`, (l) => l.includes(`[job/0] tick ${lastTick + 1}`));
     const end = await c.awaitTerminated(60_000);
     assert.equal(end.state, 'COMPLETED');
     assert.ok((await logLines(c)).includes('[job/0] tick 60'));

@@ -6,6 +6,7 @@ import { promises as fs, utimesSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { withFileLock } from '../../src/runtime/local/run-lock.js';
+import { waitFor } from '../support/wait.js';
 
 async function tempDir(): Promise<string> {
   return fs.mkdtemp(path.join(os.tmpdir(), 'weft-run-lock-'));
@@ -42,9 +43,10 @@ test('a lock naming a dead process is taken over; a live holder makes the next o
       await new Promise<void>((r) => (release = r));
       order.push('first out');
     });
-    await new Promise((r) => setTimeout(r, 100));
+    await waitFor('the first to hold the lock', () => order.includes('first in'));
     const second = withFileLock(file, async () => void order.push('second in'));
-    await new Promise((r) => setTimeout(r, 300));
+    // The second is in its wait loop: its claim (a hard link source named <lock>.<pid>-<random>.new) is staged and stays while it waits.
+    await waitFor('the second to stage its claim', async () => (await fs.readdir(dir)).some((n) => n.startsWith('lock.') && n.endsWith('.new')));
     assert.deepEqual(order, ['first in'], 'the second waits while the first holds it');
     release();
     await Promise.all([first, second]);

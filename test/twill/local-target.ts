@@ -6,6 +6,7 @@ import { connect } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { createRunner, type Controller } from '../../src/runtime/index.js';
+import { waitFor } from '../support/wait.js';
 import { buildProbeImage } from './fixtures/probe-image.js';
 import type { TwillTarget } from './scenarios.js';
 
@@ -17,14 +18,10 @@ export async function logLines(c: Controller): Promise<string[]> {
 
 /** Polls a run's logs until `predicate` holds. */
 export async function waitForLogs(c: Controller, what: string, predicate: (lines: string[]) => boolean, timeoutMs = 30_000): Promise<string[]> {
-  const deadline = Date.now() + timeoutMs;
   let lines: string[] = [];
-  while (Date.now() < deadline) {
-    lines = await logLines(c);
-    if (predicate(lines)) return lines;
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error(`timed out waiting for ${what} in the logs:\n${lines.join('\n')}`);
+  return waitFor(what, async () => (predicate((lines = await logLines(c))) ? lines : undefined), { timeoutMs, intervalMs: 200 }).catch((error: Error) => {
+    throw new Error(`${error.message}; the logs:\n${lines.join('\n')}`);
+  });
 }
 
 /** Reads one line from a TCP endpoint (the probe answers "instance <id>"). */
@@ -46,12 +43,11 @@ export function readLine(host: string, port: number): Promise<string> {
  * closes while nothing listens behind it. Retries for up to 30 s.
  */
 export async function readLineWhenListening(host: string, port: number): Promise<string> {
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    const answer = await readLine(host, port).catch((error: Error) => `(${error.message})`);
-    if (/^instance /.test(answer) || Date.now() > deadline) return answer;
-    await new Promise((r) => setTimeout(r, 200));
-  }
+  let answer = '';
+  return waitFor(`an answer from ${host}:${port}`, async () => {
+    answer = await readLine(host, port).catch((error: Error) => `(${error.message})`);
+    return /^instance /.test(answer) ? answer : undefined;
+  }, { timeoutMs: 30_000, intervalMs: 200 }).catch(() => answer);
 }
 
 export async function localTarget(mode: 'runc' | 'host'): Promise<TwillTarget> {

@@ -7,6 +7,8 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { AppSpecInput, Controller, Preparer, RunStatus, TwillRunner } from '../../src/runtime/index.js';
 import { isTerminal, parseAppSpec } from '../../src/runtime/index.js';
+import { waitForRunStatus } from '../support/runs.js';
+import { waitFor as waitUntil } from '../support/wait.js';
 
 export interface TwillTarget {
   runner: TwillRunner;
@@ -34,24 +36,14 @@ export interface TwillTarget {
 const TIMEOUT = 300_000;
 
 /** Polls the backend until the run's status satisfies `predicate`. */
-export async function waitFor(runner: TwillRunner, controller: Controller, what: string, predicate: (s: RunStatus) => boolean, timeoutMs = 180_000): Promise<RunStatus> {
-  const deadline = Date.now() + timeoutMs;
-  let last: RunStatus | undefined;
-  while (Date.now() < deadline) {
-    last = (await runner.runtime.status(controller.runId)) ?? controller.status;
-    if (predicate(last)) return last;
-    if (isTerminal(last.state)) throw new Error(`run ${controller.runId} ended ${last.state} (${last.message ?? ''}) while waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-  throw new Error(`timed out waiting for ${what}; last status: ${JSON.stringify(last)}`);
+export function waitFor(runner: TwillRunner, controller: Controller, what: string, predicate: (s: RunStatus) => boolean, timeoutMs = 180_000): Promise<RunStatus> {
+  return waitForRunStatus(runner.runtime, controller.runId, what, predicate, { timeoutMs, fallback: () => controller.status });
 }
 
 async function waitForLine(lines: string[], pattern: RegExp, timeoutMs = 120_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!lines.some((l) => pattern.test(l))) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${pattern} in the logs:\n${lines.join('\n')}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  await waitUntil(`${pattern} in the logs`, () => lines.some((l) => pattern.test(l)), timeoutMs).catch((error: Error) => {
+    throw new Error(`${error.message}:\n${lines.join('\n')}`);
+  });
 }
 
 function serviceSpec(target: TwillTarget, app: string, instances: number): AppSpecInput {

@@ -12,18 +12,24 @@ export function register(program: Command): void {
     .requiredOption('--output <dest>', 'where to write it: oci:<dir>:<tag>, docker-archive:<file>:<name:tag> or docker://<host>/<repo>:<tag>')
     .option('--jdk <path>', 'JDK home with bin/jlink and jmods/ (default: $JAVA_HOME, else the JDK of jlink on PATH)')
     .option('--modules <list>', 'comma-separated modules to include (default: a small server-side set, see docs/base-images.md)')
+    .option('--preset <name>', 'add what a kind of program needs: spark (the modules java.desktop, jdk.management, java.security.jgss, jdk.security.auth, java.instrument, and the host libraries of the native code in its jars)')
     .option('--add-jars <dir>', 'bake the *.jar files of this directory into /app/libs (common dependencies)')
     .option('--gzip-level <n>', `gzip level 0-9 for the layers (default ${DEFAULT_GZIP_LEVEL})`, gzipLevel)
     .option('--no-cache', 'do not reuse a cached jlink runtime or cached layers')
     .option('--json', 'print a JSON description instead of the digest')
-    .action(async (opts: { output: string; jdk?: string; modules?: string; addJars?: string; gzipLevel?: number; cache: boolean; json?: boolean }) => {
+    .action(async (opts: { output: string; jdk?: string; modules?: string; preset?: string; addJars?: string; gzipLevel?: number; cache: boolean; json?: boolean }) => {
+      if (opts.preset !== undefined && opts.preset !== 'spark') throw new InvalidArgumentError(`unknown preset "${opts.preset}": the presets are spark`);
       // Loaded on use so that `weft --help` and other commands start fast.
-      const { buildJreBase } = await import('../../image/base-jre.js');
+      const { buildJreBase, DEFAULT_JRE_MODULES } = await import('../../image/base-jre.js');
+      let modules = opts.modules?.split(',');
+      let hostLibraries: string[] | undefined;
+      if (opts.preset === 'spark') ({ modules, hostLibraries } = (await import('../../runtime/spark/image.js')).sparkJrePreset(modules ?? DEFAULT_JRE_MODULES));
       const { createRemoteTransport } = await import('../../registry/client/index.js');
       const result = await buildJreBase({
         output: opts.output,
         jdk: opts.jdk,
-        modules: opts.modules?.split(','),
+        modules,
+        hostLibraries,
         addJars: opts.addJars,
         gzipLevel: opts.gzipLevel,
         cache: opts.cache,

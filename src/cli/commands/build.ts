@@ -24,6 +24,7 @@ interface BuildFlags {
   title?: string;
   imageVersion?: string;
   insecureRegistry: string[];
+  spark?: boolean;
 }
 
 const collect = (value: string, previous: string[]): string[] => [...previous, value];
@@ -68,8 +69,10 @@ export function register(program: Command): void {
     .option('--title <title>', 'org.opencontainers.image.title (default: the jar name)')
     .option('--image-version <version>', 'org.opencontainers.image.version')
     .option('--insecure-registry <host>', 'registry host to reach over plain HTTP (repeatable; loopback always may)', collect, [])
+    .option('--spark', "a Spark program (runnables of kind spark): weft's Spark launcher is the entry point, with the JVM flags Spark needs; without --base, a JRE with the modules Spark needs (see docs/spark.md)")
     .option('--json', 'print the manifest digest and every layer as JSON')
     .action(async (jar: string, opts: BuildFlags) => {
+      if (opts.spark && opts.main) throw new Error("--spark and --main: a Spark image's entry point is weft's launcher; give the program's main class as spark.mainClass in the weft.yaml");
       let output = opts.output;
       if (output) {
         const ref = parseImageReference(output); // fail on a bad destination before building
@@ -82,8 +85,16 @@ export function register(program: Command): void {
         ? (await import('../../registry/client/index.js')).createRemoteTransport({ insecureRegistries: opts.insecureRegistry })
         : undefined;
       // Loaded on use so that `weft --help` and other commands start fast.
-      const { buildJvmImage, writeImage } = await import('../../image/index.js');
-      const result = await buildJvmImage({
+      const [{ buildJvmImage }, { writeImage }] = await Promise.all([import('../../image/build.js'), import('../../image/images.js')]);
+      let cleanup = async (): Promise<void> => undefined;
+      const build = async (options: Parameters<typeof buildJvmImage>[0]) => {
+        if (!opts.spark) return buildJvmImage(options);
+        const { buildSparkImage } = await import('../../runtime/spark/image.js');
+        const spark = await buildSparkImage({ ...options, base: opts.base === 'scratch' ? undefined : options.base });
+        cleanup = spark.cleanup;
+        return spark.result;
+      };
+      const result = await build({
         program: jar,
         libs: opts.lib,
         projectLibs: opts.projectLib,
@@ -106,9 +117,13 @@ export function register(program: Command): void {
       });
       for (const warning of result.warnings) progress(`warning: ${warning}`);
       let written: { digest: string; reference: string } | undefined;
-      if (output) {
-        if (!opts.json) progress(dim(`writing ${output}`));
-        written = await writeImage(result.image, output, { remote });
+      try {
+        if (output) {
+          if (!opts.json) progress(dim(`writing ${output}`));
+          written = await writeImage(result.image, output, { remote });
+        }
+      } finally {
+        await cleanup();
       }
       if (opts.json) {
         printJson({

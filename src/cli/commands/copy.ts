@@ -3,7 +3,7 @@
 import type { Command } from 'commander';
 // The capability modules are imported when a command runs, not when the CLI
 // starts, so `weft <anything>` does not pay for loading the registry client.
-import type { ImageConfig } from '../../image/index.js';
+import type { ImageConfig } from '../../image/oci.js';
 import type { RegistryClient } from '../../registry/client/index.js';
 import type { TransferProgress } from '../../image/transport.js';
 import { bold, dim, green, printJson, progress } from '../output.js';
@@ -72,7 +72,6 @@ interface RegistryFlags {
 }
 
 const registryClient = () => import('../../registry/client/index.js');
-const imageModule = () => import('../../image/index.js');
 
 async function client(flags: RegistryFlags): Promise<RegistryClient> {
   const { createRemoteTransport } = await registryClient();
@@ -152,7 +151,7 @@ export function register(program: Command): void {
     .option('--insecure-registry <host>', 'allow plain HTTP to this registry (repeatable)', collect, [])
     .option('--json', 'print JSON')
     .action(async (text: string, flags: RegistryFlags & { raw?: boolean; config?: boolean }) => {
-      const { parseImageReference, formatImageReference, openImage } = await imageModule();
+      const [{ parseImageReference, formatImageReference }, { openImage }] = await Promise.all([import('../../image/reference.js'), import('../../image/images.js')]);
       const ref = parseImageReference(text);
       const c = await client(flags);
       try {

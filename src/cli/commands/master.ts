@@ -34,6 +34,7 @@ export function register(program: Command): void {
     .option('--leader-election <backend>', 'several masters on one PostgreSQL store: elect the one that tracks runs, archives logs and reconciles (etcd or kubernetes)')
     .option('--etcd-endpoints <urls>', 'comma-separated etcd URLs for --leader-election etcd (default: $WEFT_ETCD_ENDPOINTS)')
     .option('--lease-duration <seconds>', 'how long followers wait for a silent leader before taking over (default 15)', positiveInt)
+    .option('--handover-timeout <seconds>', 'how long a master may take to hand an admitted run to the runtime before the leader does it (default 15)', positiveInt)
     .action(
       async (flags: {
         addr: string;
@@ -52,6 +53,7 @@ export function register(program: Command): void {
         leaderElection?: string;
         etcdEndpoints?: string;
         leaseDuration?: number;
+        handoverTimeout?: number;
       }) => {
         if (flags.runtime !== 'local' && flags.runtime !== 'kubernetes') throw new Error(`unknown runtime "${flags.runtime}": use --runtime kubernetes or --runtime local`);
         if (!!flags.tlsCert !== !!flags.tlsKey) throw new Error('give both --tls-cert and --tls-key, or neither');
@@ -77,6 +79,8 @@ export function register(program: Command): void {
           adminTokenFile: flags.adminTokenFile,
           admissionLimit: flags.admissionLimit,
           reconcileIntervalMs: flags.reconcileInterval * 1000,
+          handoverTimeoutMs: flags.handoverTimeout !== undefined ? flags.handoverTimeout * 1000 : undefined,
+          pauseHandovers: pauseHandoversFromEnv(),
           dashboardDir: flags.dashboard === false ? false : flags.dashboardDir,
           tls: flags.tlsCert ? { cert: readFileSync(flags.tlsCert), key: readFileSync(flags.tlsKey!) } : undefined,
           election: coordination ? { elector: coordination.elector, candidateId: `${os.hostname()}-${process.pid}` } : undefined,
@@ -97,4 +101,16 @@ export function register(program: Command): void {
         await coordination?.close();
       },
     );
+}
+
+/**
+ * Test hook for the hand-over crash tests: WEFT_MASTER_TEST_PAUSE_HANDOVER=<n> makes this master stop before its
+ * n-th hand-over of a run to the runtime (and every later one), say so on stderr, and wait to be SIGKILLed.
+ */
+function pauseHandoversFromEnv(): { from: number; onPaused: (runId: string) => void } | undefined {
+  const value = process.env.WEFT_MASTER_TEST_PAUSE_HANDOVER;
+  if (!value) return undefined;
+  const from = Number(value);
+  if (!Number.isSafeInteger(from) || from < 1) throw new Error(`WEFT_MASTER_TEST_PAUSE_HANDOVER must be a positive integer (got "${value}")`);
+  return { from, onPaused: (runId) => process.stderr.write(`weft master: test hook: paused before handing run ${runId} to the runtime\n`) };
 }

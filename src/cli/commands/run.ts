@@ -138,12 +138,13 @@ export function register(program: Command): void {
       .command('run')
       .description('start the application described by a weft.yaml')
       .argument('<weft.yaml>', 'the app spec')
+      .option('--file <path>', 'a file shipped with the run: every instance reads it at /etc/weft/files/<its name> (repeatable)', (v: string, all: string[]) => [...all, v], [] as string[])
       .option('--wait', 'follow the run until it ends; exit 0 only if it COMPLETED'),
-  ).action(async (file: string, flags: RuntimeFlags & { wait?: boolean }) => {
+  ).action(async (file: string, flags: RuntimeFlags & { wait?: boolean; file: string[] }) => {
     const spec = await loadAppSpec(file);
     const runner = new Runner(await openRuntime(flags));
     try {
-      const controller = await runner.prepare(spec).start();
+      const controller = await runner.prepare(spec).withFiles(flags.file).start();
       // Refused or failed before anything ran (bad spec, image not pulled or unpacked): say why, exit non-zero.
       if (isTerminal(controller.state) && controller.state !== 'COMPLETED') {
         const { runId, state, reason, message } = controller.status;

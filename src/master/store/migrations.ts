@@ -55,6 +55,20 @@ export const MIGRATIONS: Migration[] = [
       `CREATE INDEX runs_by_app_state_time ON runs (namespace, app, state, created_at DESC, id DESC)`,
     ],
   },
+  {
+    version: 3,
+    description: 'crash-safe hand-over and log archive: launched_at (the runtime accepted the run), handover_until (who hands it over may until then), logs_archived_at (the archive of an ended run is complete)',
+    statements: [
+      `ALTER TABLE runs ADD COLUMN launched_at {{bigint}}`,
+      `ALTER TABLE runs ADD COLUMN handover_until {{bigint}}`,
+      `ALTER TABLE runs ADD COLUMN logs_archived_at {{bigint}}`,
+      // Runs stored before this version were handed over at once (or lost with their master); ended ones are archived.
+      `UPDATE runs SET launched_at = created_at WHERE queued_at IS NULL AND state <> 'REJECTED'`,
+      `UPDATE runs SET logs_archived_at = finished_at WHERE finished_at IS NOT NULL`,
+      // The few ended runs whose archive a master did not finish (it died): found without reading every run.
+      `CREATE INDEX runs_logs_pending ON runs (finished_at) WHERE logs_archived_at IS NULL AND finished_at IS NOT NULL`,
+    ],
+  },
 ];
 
 export function renderStatement(sql: string, dialect: Dialect): string {

@@ -47,6 +47,9 @@ function toRun(r: Row): RunRecord {
     stopRequestedAt: opt<number>(r.stop_requested_at),
     stopGraceMs: opt<number>(r.stop_grace_ms),
     queuedAt: opt<number>(r.queued_at),
+    launchedAt: opt<number>(r.launched_at),
+    handoverUntil: opt<number>(r.handover_until),
+    logsArchivedAt: opt<number>(r.logs_archived_at),
   };
 }
 
@@ -61,6 +64,93 @@ function toEvent(r: Row): RunEvent {
     reason: opt<string>(r.reason),
     message: opt<string>(r.message),
   };
+}
+
+function toApp(r: Row): AppRecord {
+  return { namespace: r.namespace as string, name: r.name as string, version: Number(r.version), spec: JSON.parse(r.spec as string), createdAt: Number(r.created_at), createdBy: r.created_by as string };
+}
+
+function toAudit(r: Row): AuditRecord {
+  return {
+    id: Number(r.id),
+    at: Number(r.at),
+    actor: r.actor as string,
+    namespace: opt<string>(r.namespace),
+    action: r.action as string,
+    target: opt<string>(r.target),
+    outcome: r.outcome as string,
+    detail: opt<string>(r.detail),
+  };
+}
+
+function toLog(r: Row): LogRecord {
+  return { seq: Number(r.seq), runnable: r.runnable as string, instance: r.instance as string, stream: opt<'stdout' | 'stderr'>(r.stream), at: Number(r.at), line: r.line as string };
+}
+
+/** The row of a new run (every column; toRun reads it back as the record). */
+function runRow(run: NewRun, fields: { state: RunState; reason?: string; message?: string; at: number; idempotencyKey?: string; queuedAt?: number; launchedAt?: number; handoverUntil?: number; logsArchivedAt?: number }): Row {
+  return {
+    id: run.id,
+    namespace: run.namespace,
+    app: run.app,
+    app_version: run.appVersion ?? null,
+    state: fields.state,
+    reason: fields.reason ?? null,
+    message: fields.message ?? null,
+    spec: JSON.stringify(run.spec),
+    runtime: run.runtime,
+    created_at: fields.at,
+    updated_at: fields.at,
+    finished_at: isTerminal(fields.state) ? fields.at : null,
+    created_by: run.createdBy,
+    idempotency_key: fields.idempotencyKey ?? null,
+    queued_at: fields.queuedAt ?? null,
+    launched_at: fields.launchedAt ?? null,
+    handover_until: fields.handoverUntil ?? null,
+    logs_archived_at: fields.logsArchivedAt ?? null,
+  };
+}
+
+function eventRow(e: Omit<RunEvent, 'id'>): Row {
+  return { run_id: e.runId, namespace: e.namespace, from_state: e.from ?? null, to_state: e.to, at: e.at, reason: e.reason ?? null, message: e.message ?? null };
+}
+
+/** One INSERT of rows with the same columns (the first row's keys). */
+function insertStatement(table: string, rows: Row[]): { sql: string; params: Param[] } {
+  const columns = Object.keys(rows[0]);
+  return {
+    sql: `INSERT INTO ${table} (${columns.join(', ')}) VALUES ${rows.map(() => `(${placeholders(columns.length)})`).join(', ')}`,
+    params: rows.flatMap((r) => columns.map((c) => r[c] as Param)),
+  };
+}
+
+/** Rows in multi-row INSERTs of `per` rows (18 columns x 500 rows stays within both databases' parameter limits). */
+async function insertRows(q: Querier, table: string, rows: Row[], per = 500): Promise<void> {
+  for (let start = 0; start < rows.length; start += per) {
+    const { sql, params } = insertStatement(table, rows.slice(start, start + per));
+    await q.execute(sql, params);
+  }
+}
+
+/** AND-ed conditions of a WHERE clause with their parameters. */
+class Conditions {
+  private readonly terms: string[] = [];
+  readonly params: Param[] = [];
+
+  add(term: string, ...params: Param[]): this {
+    this.terms.push(term);
+    this.params.push(...params);
+    return this;
+  }
+
+  /** Adds `column = ?` when the value is given. */
+  equals(column: string, value: string | undefined): this {
+    return value === undefined ? this : this.add(`${column} = ?`, value);
+  }
+
+  get sql(): string {
+    return this.terms.length ? ` WHERE ${this.terms.join(' AND ')}` : '';
+  }
 }
 
 function toToken(r: Row): TokenRecord {
@@ -88,6 +178,14 @@ export function decodeContinue(token: string): Cursor {
 
 export class SqlStore implements Store {
   constructor(private readonly db: SqlDriver) {}
+
+  /** A transaction under the namespace's lock (idempotency, admission and the queue are decided under it). */
+  private inNamespace<T>(namespace: string, fn: (q: Querier) => Promise<T>): Promise<T> {
+    return this.db.transaction(async (q) => {
+      await this.db.lock(q, `weft:ns:${namespace}`);
+      return fn(q);
+    });
+  }
 
   get kind(): 'sqlite' | 'postgres' {
     return this.db.dialect;
@@ -137,8 +235,7 @@ export class SqlStore implements Store {
       version === undefined
         ? await this.db.query('SELECT * FROM apps WHERE namespace = ? AND name = ? ORDER BY version DESC LIMIT 1', [namespace, name])
         : await this.db.query('SELECT * FROM apps WHERE namespace = ? AND name = ? AND version = ?', [namespace, name, version]);
-    const r = rows[0];
-    return r ? { namespace, name, version: Number(r.version), spec: JSON.parse(r.spec as string), createdAt: Number(r.created_at), createdBy: r.created_by as string } : undefined;
+    return rows[0] ? toApp(rows[0]) : undefined;
   }
 
   async listApps(namespace: string): Promise<AppRecord[]> {
@@ -146,52 +243,34 @@ export class SqlStore implements Store {
       'SELECT a.* FROM apps a WHERE a.namespace = ? AND a.version = (SELECT MAX(b.version) FROM apps b WHERE b.namespace = a.namespace AND b.name = a.name) ORDER BY a.name',
       [namespace],
     );
-    return rows.map((r) => ({ namespace, name: r.name as string, version: Number(r.version), spec: JSON.parse(r.spec as string), createdAt: Number(r.created_at), createdBy: r.created_by as string }));
+    return rows.map(toApp);
   }
 
   // -- runs
 
   private async insertEvent(q: Querier, e: Omit<RunEvent, 'id'>): Promise<RunEvent> {
     await this.db.lock(q, EVENT_LOCK);
-    const rows = await q.query('INSERT INTO run_events (run_id, namespace, from_state, to_state, at, reason, message) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id', [
-      e.runId,
-      e.namespace,
-      e.from ?? null,
-      e.to,
-      e.at,
-      e.reason ?? null,
-      e.message ?? null,
-    ]);
+    const { sql, params } = insertStatement('run_events', [eventRow(e)]);
+    const rows = await q.query(`${sql} RETURNING id`, params);
     return { ...e, id: Number(rows[0].id) };
   }
 
   async importRuns(runs: NewRun[]): Promise<void> {
     await this.db.transaction(async (q) => {
       await this.db.lock(q, EVENT_LOCK);
-      // Multi-row inserts, 500 rows a statement (13 and 7 parameters a row: within both databases' limits).
-      for (let start = 0; start < runs.length; start += 500) {
-        const chunk = runs.slice(start, start + 500);
-        const runRows: Param[] = [];
-        const eventRows: Param[] = [];
-        for (const run of chunk) {
-          const state: RunState = run.state ?? 'PENDING';
-          const at = run.createdAt ?? Date.now();
-          runRows.push(run.id, run.namespace, run.app, run.appVersion ?? null, state, run.reason ?? null, run.message ?? null, JSON.stringify(run.spec), run.runtime, at, at, isTerminal(state) ? at : null, run.createdBy);
-          eventRows.push(run.id, run.namespace, null, state, at, run.reason ?? null, run.message ?? null);
-        }
-        await q.execute(
-          `INSERT INTO runs (id, namespace, app, app_version, state, reason, message, spec, runtime, created_at, updated_at, finished_at, created_by) VALUES ${chunk.map(() => `(${placeholders(13)})`).join(', ')}`,
-          runRows,
-        );
-        await q.execute(`INSERT INTO run_events (run_id, namespace, from_state, to_state, at, reason, message) VALUES ${chunk.map(() => `(${placeholders(7)})`).join(', ')}`, eventRows);
-      }
+      const rows = runs.map((run) => {
+        const state: RunState = run.state ?? 'PENDING';
+        const at = run.createdAt ?? Date.now();
+        return { run: runRow(run, { state, reason: run.reason, message: run.message, at, launchedAt: at, logsArchivedAt: isTerminal(state) ? at : undefined }), event: eventRow({ runId: run.id, namespace: run.namespace, to: state, at, reason: run.reason, message: run.message }) };
+      });
+      await insertRows(q, 'runs', rows.map((r) => r.run));
+      await insertRows(q, 'run_events', rows.map((r) => r.event));
     });
   }
 
   async createRun(run: NewRun, options: CreateRunOptions = {}): Promise<CreateRunResult> {
-    return this.db.transaction(async (q) => {
-      // One lock per namespace makes the idempotency check and the admission count exact under concurrent submissions.
-      await this.db.lock(q, `weft:ns:${run.namespace}`);
+    // One lock per namespace makes the idempotency check and the admission count exact under concurrent submissions.
+    return this.inNamespace(run.namespace, async (q) => {
       if (options.idempotencyKey !== undefined) {
         const existing = await q.query('SELECT * FROM runs WHERE namespace = ? AND idempotency_key = ?', [run.namespace, options.idempotencyKey]);
         if (existing[0]) return { run: toRun(existing[0]), created: false, rejected: false };
@@ -221,31 +300,13 @@ export class SqlStore implements Store {
           }
         }
       }
-      const finishedAt = isTerminal(state) ? now : null;
-      await q.execute(
-        `INSERT INTO runs (id, namespace, app, app_version, state, reason, message, spec, runtime, created_at, updated_at, finished_at, created_by, idempotency_key, queued_at)
-         VALUES (${placeholders(15)})`,
-        [run.id, run.namespace, run.app, run.appVersion ?? null, state, reason ?? null, message ?? null, JSON.stringify(run.spec), run.runtime, now, now, finishedAt, run.createdBy, options.idempotencyKey ?? null, queuedAt ?? null],
-      );
+      // An admitted run the caller hands over itself is not launched yet; anything else (queued, rejected, adopted) needs no hand-over now.
+      const handoverUntil = options.handoverMs !== undefined && queuedAt === undefined && state === 'PENDING' && run.state === undefined ? now + options.handoverMs : undefined;
+      const launchedAt = handoverUntil === undefined && queuedAt === undefined && !isTerminal(state) ? now : undefined;
+      const row = runRow(run, { state, reason, message, at: now, idempotencyKey: options.idempotencyKey, queuedAt, launchedAt, handoverUntil });
+      await insertRows(q, 'runs', [row]);
       await this.insertEvent(q, { runId: run.id, namespace: run.namespace, to: state, at: now, reason, message });
-      const record: RunRecord = {
-        id: run.id,
-        namespace: run.namespace,
-        app: run.app,
-        appVersion: run.appVersion,
-        state,
-        reason,
-        message,
-        spec: run.spec,
-        runtime: run.runtime,
-        createdAt: now,
-        updatedAt: now,
-        finishedAt: finishedAt ?? undefined,
-        createdBy: run.createdBy,
-        idempotencyKey: options.idempotencyKey,
-        queuedAt,
-      };
-      return { run: record, created: true, rejected, queuePosition };
+      return { run: { ...toRun(row), spec: run.spec }, created: true, rejected, queuePosition };
     });
   }
 
@@ -260,10 +321,11 @@ export class SqlStore implements Store {
 
   async transition(id: string, to: RunState, options: TransitionOptions = {}): Promise<RunEvent | undefined> {
     return this.db.transaction(async (q) => {
-      const rows = await q.query(`SELECT id, namespace, state FROM runs WHERE id = ?${this.db.dialect === 'postgres' ? ' FOR UPDATE' : ''}`, [id]);
+      const rows = await q.query(`SELECT id, namespace, state, launched_at FROM runs WHERE id = ?${this.db.dialect === 'postgres' ? ' FOR UPDATE' : ''}`, [id]);
       if (!rows[0]) throw new StoreError(`no run ${id}`, 'not_found');
       const from = rows[0].state as RunState;
       if (from === to || !canTransition(from, to)) return undefined;
+      if (options.unlessLaunched && opt(rows[0].launched_at) !== undefined) return undefined;
       const at = options.at ?? Date.now();
       await q.execute(`UPDATE runs SET state = ?, reason = ?, message = ?, updated_at = ?, finished_at = ?${isTerminal(to) ? ', queued_at = NULL' : ''} WHERE id = ?`, [
         to,
@@ -282,37 +344,19 @@ export class SqlStore implements Store {
   }
 
   async listRuns(filter: RunFilter): Promise<RunPage> {
-    const where: string[] = [];
-    const params: Array<string | number> = [];
-    if (filter.namespace !== undefined) {
-      where.push('namespace = ?');
-      params.push(filter.namespace);
-    }
-    if (filter.app !== undefined) {
-      where.push('app = ?');
-      params.push(filter.app);
-    }
-    if (filter.states?.length) {
-      where.push(`state IN (${placeholders(filter.states.length)})`);
-      params.push(...filter.states);
-    }
-    if (filter.since !== undefined) {
-      where.push('created_at >= ?');
-      params.push(filter.since);
-    }
-    if (filter.until !== undefined) {
-      where.push('created_at < ?');
-      params.push(filter.until);
-    }
+    const where = new Conditions().equals('namespace', filter.namespace).equals('app', filter.app);
+    if (filter.states?.length) where.add(`state IN (${placeholders(filter.states.length)})`, ...filter.states);
+    if (filter.since !== undefined) where.add('created_at >= ?', filter.since);
+    if (filter.until !== undefined) where.add('created_at < ?', filter.until);
     if (filter.continueToken) {
       const c = decodeContinue(filter.continueToken);
       // Newest first; the next page starts strictly after the last row of this one (keyset paging, stable under inserts).
-      where.push('(created_at < ? OR (created_at = ? AND id < ?))');
-      params.push(c.createdAt, c.createdAt, c.id);
+      // A row-value comparison, not `created_at < ? OR (created_at = ? AND id < ?)`: both databases make it one range
+      // of the (…, created_at DESC, id DESC) index, so a page deep in the list costs what the first one does.
+      where.add('(created_at, id) < (?, ?)', c.createdAt, c.id);
     }
     const limit = Math.min(Math.max(1, filter.limit ?? 100), MAX_PAGE);
-    const sql = `SELECT * FROM runs${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at DESC, id DESC LIMIT ?`;
-    const rows = await this.db.query(sql, [...params, limit + 1]);
+    const rows = await this.db.query(`SELECT * FROM runs${where.sql} ORDER BY created_at DESC, id DESC LIMIT ?`, [...where.params, limit + 1]);
     const items = rows.slice(0, limit).map(toRun);
     const last = items[items.length - 1];
     return { items, continueToken: rows.length > limit && last ? encodeContinue({ createdAt: last.createdAt, id: last.id }) : undefined };
@@ -328,16 +372,40 @@ export class SqlStore implements Store {
     return Number(rows[0].n);
   }
 
-  async admitQueued(namespace: string, limit: number): Promise<RunRecord | undefined> {
-    return this.db.transaction(async (q) => {
-      await this.db.lock(q, `weft:ns:${namespace}`);
+  async admitQueued(namespace: string, limit: number, handoverMs: number): Promise<RunRecord | undefined> {
+    return this.inNamespace(namespace, async (q) => {
       if ((await this.countLiveIn(q, namespace)) >= limit) return undefined;
       const rows = await q.query('SELECT * FROM runs WHERE namespace = ? AND queued_at IS NOT NULL ORDER BY queued_at, id LIMIT 1', [namespace]);
       if (!rows[0]) return undefined;
       const now = Date.now();
-      await q.execute('UPDATE runs SET queued_at = NULL, reason = NULL, message = ?, updated_at = ? WHERE id = ?', ['admitted from the queue', now, rows[0].id as string]);
-      return { ...toRun(rows[0]), queuedAt: undefined, reason: undefined, message: 'admitted from the queue', updatedAt: now };
+      const message = 'admitted from the queue';
+      // Admitted, not launched: the caller hands it over; if it dies first, the leader takes over after handover_until.
+      await q.execute('UPDATE runs SET queued_at = NULL, reason = NULL, message = ?, updated_at = ?, handover_until = ? WHERE id = ?', [message, now, now + handoverMs, rows[0].id as string]);
+      return { ...toRun(rows[0]), queuedAt: undefined, reason: undefined, message, updatedAt: now, handoverUntil: now + handoverMs };
     });
+  }
+
+  async markLaunched(id: string, at = Date.now()): Promise<boolean> {
+    return (await this.db.execute('UPDATE runs SET launched_at = ?, handover_until = NULL WHERE id = ? AND launched_at IS NULL', [at, id])) === 1;
+  }
+
+  async markLogsArchived(id: string, at = Date.now()): Promise<void> {
+    await this.db.execute('UPDATE runs SET logs_archived_at = ? WHERE id = ? AND logs_archived_at IS NULL', [at, id]);
+  }
+
+  async runsWithLogsToArchive(limit = 500): Promise<RunRecord[]> {
+    const rows = await this.db.query('SELECT * FROM runs WHERE logs_archived_at IS NULL AND finished_at IS NOT NULL AND launched_at IS NOT NULL ORDER BY finished_at LIMIT ?', [limit]);
+    return rows.map(toRun);
+  }
+
+  async takeOverHandover(id: string, handoverMs: number, now = Date.now()): Promise<RunRecord | undefined> {
+    // One conditional update: of several masters taking over at once, one changes the row (PostgreSQL re-checks
+    // the condition on the row it waited for; SQLite's writes are serial).
+    const changed = await this.db.execute(
+      `UPDATE runs SET handover_until = ? WHERE id = ? AND launched_at IS NULL AND queued_at IS NULL AND state = 'PENDING' AND (handover_until IS NULL OR handover_until <= ?)`,
+      [now + handoverMs, id, now],
+    );
+    return changed === 1 ? this.getRun(id) : undefined;
   }
 
   async queuePosition(id: string): Promise<number | undefined> {
@@ -357,17 +425,8 @@ export class SqlStore implements Store {
   }
 
   async countByState(filter: { namespace?: string; app?: string } = {}): Promise<Partial<Record<RunState, number>>> {
-    const where: string[] = [];
-    const params: string[] = [];
-    if (filter.namespace !== undefined) {
-      where.push('namespace = ?');
-      params.push(filter.namespace);
-    }
-    if (filter.app !== undefined) {
-      where.push('app = ?');
-      params.push(filter.app);
-    }
-    const rows = await this.db.query(`SELECT state, COUNT(*) AS n FROM runs${where.length ? ` WHERE ${where.join(' AND ')}` : ''} GROUP BY state`, params);
+    const where = new Conditions().equals('namespace', filter.namespace).equals('app', filter.app);
+    const rows = await this.db.query(`SELECT state, COUNT(*) AS n FROM runs${where.sql} GROUP BY state`, where.params);
     return Object.fromEntries(rows.map((r) => [r.state as RunState, Number(r.n)]));
   }
 
@@ -377,50 +436,24 @@ export class SqlStore implements Store {
   }
 
   async events(after: number, options: { runId?: string; namespace?: string; limit?: number } = {}): Promise<RunEvent[]> {
-    const where = ['id > ?'];
-    const params: Array<string | number> = [after];
-    if (options.runId) {
-      where.push('run_id = ?');
-      params.push(options.runId);
-    }
-    if (options.namespace) {
-      where.push('namespace = ?');
-      params.push(options.namespace);
-    }
-    const rows = await this.db.query(`SELECT * FROM run_events WHERE ${where.join(' AND ')} ORDER BY id LIMIT ?`, [...params, Math.min(options.limit ?? 500, 5000)]);
+    const where = new Conditions().add('id > ?', after).equals('run_id', options.runId || undefined).equals('namespace', options.namespace || undefined);
+    const rows = await this.db.query(`SELECT * FROM run_events${where.sql} ORDER BY id LIMIT ?`, [...where.params, Math.min(options.limit ?? 500, 5000)]);
     return rows.map(toEvent);
   }
 
   // -- audit
 
   async addAudit(record: Omit<AuditRecord, 'id' | 'at'> & { at?: number }): Promise<void> {
-    await this.db.execute('INSERT INTO audit (at, actor, namespace, action, target, outcome, detail) VALUES (?, ?, ?, ?, ?, ?, ?)', [
-      record.at ?? Date.now(),
-      record.actor,
-      record.namespace ?? null,
-      record.action,
-      record.target ?? null,
-      record.outcome,
-      record.detail ?? null,
+    const { sql, params } = insertStatement('audit', [
+      { at: record.at ?? Date.now(), actor: record.actor, namespace: record.namespace ?? null, action: record.action, target: record.target ?? null, outcome: record.outcome, detail: record.detail ?? null },
     ]);
+    await this.db.execute(sql, params);
   }
 
   async listAudit(options: { namespace?: string; limit?: number } = {}): Promise<AuditRecord[]> {
-    const limit = Math.min(options.limit ?? 100, MAX_PAGE);
-    const rows =
-      options.namespace === undefined
-        ? await this.db.query('SELECT * FROM audit ORDER BY id DESC LIMIT ?', [limit])
-        : await this.db.query('SELECT * FROM audit WHERE namespace = ? ORDER BY id DESC LIMIT ?', [options.namespace, limit]);
-    return rows.map((r) => ({
-      id: Number(r.id),
-      at: Number(r.at),
-      actor: r.actor as string,
-      namespace: opt<string>(r.namespace),
-      action: r.action as string,
-      target: opt<string>(r.target),
-      outcome: r.outcome as string,
-      detail: opt<string>(r.detail),
-    }));
+    const where = new Conditions().equals('namespace', options.namespace);
+    const rows = await this.db.query(`SELECT * FROM audit${where.sql} ORDER BY id DESC LIMIT ?`, [...where.params, Math.min(options.limit ?? 100, MAX_PAGE)]);
+    return rows.map(toAudit);
   }
 
   // -- tokens
@@ -451,15 +484,11 @@ export class SqlStore implements Store {
     const source = `${runnable}/${instance}`;
     return this.db.transaction(async (q) => {
       await this.db.lock(q, `weft:logs:${runId}`);
-      const rows = await q.query('SELECT MAX(seq) AS s FROM run_logs WHERE run_id = ?', [runId]);
-      let seq = Number(rows[0]?.s ?? 0);
+      const last = await q.query('SELECT MAX(seq) AS s FROM run_logs WHERE run_id = ?', [runId]);
+      let seq = Number(last[0]?.s ?? 0);
       // Multi-row inserts in chunks keep 10,000 lines a few statements.
-      for (let i = 0; i < lines.length; i += 200) {
-        const chunk = lines.slice(i, i + 200);
-        const values: Array<string | number | null> = [];
-        for (const l of chunk) values.push(runId, ++seq, runnable, instance, l.stream ?? null, l.at ?? Date.now(), l.line);
-        await q.execute(`INSERT INTO run_logs (run_id, seq, runnable, instance, stream, at, line) VALUES ${chunk.map(() => '(?, ?, ?, ?, ?, ?, ?)').join(', ')}`, values);
-      }
+      const rows = lines.map((l) => ({ run_id: runId, seq: ++seq, runnable, instance, stream: l.stream ?? null, at: l.at ?? Date.now(), line: l.line }));
+      await insertRows(q, 'run_logs', rows, 200);
       const updated = await q.execute('UPDATE run_log_sources SET lines = lines + ? WHERE run_id = ? AND source = ?', [lines.length, runId, source]);
       if (updated === 0) await q.execute('INSERT INTO run_log_sources (run_id, source, lines) VALUES (?, ?, ?)', [runId, source, lines.length]);
       return seq;
@@ -478,13 +507,6 @@ export class SqlStore implements Store {
         ? // The newest `limit` lines before the cursor (paging back from the end), returned oldest first.
           (await this.db.query('SELECT * FROM run_logs WHERE run_id = ? AND seq > ? AND seq < ? ORDER BY seq DESC LIMIT ?', [runId, options.after ?? 0, options.before, limit])).reverse()
         : await this.db.query('SELECT * FROM run_logs WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?', [runId, options.after ?? 0, limit]);
-    return rows.map((r) => ({
-      seq: Number(r.seq),
-      runnable: r.runnable as string,
-      instance: r.instance as string,
-      stream: opt<'stdout' | 'stderr'>(r.stream),
-      at: Number(r.at),
-      line: r.line as string,
-    }));
+    return rows.map(toLog);
   }
 }

@@ -38,6 +38,15 @@ export interface RunRecord {
   stopGraceMs?: number;
   /** Set while the run waits in its namespace's admission queue (PENDING, reason Queued); cleared when admitted. */
   queuedAt?: number;
+  /** When the runtime accepted the run; undefined while it waits in the queue or to be handed over. */
+  launchedAt?: number;
+  /**
+   * Set while an admitted run waits to be handed to the runtime: the master handing it over may do so
+   * until then; after it, the leader takes the hand-over over (the master may have died).
+   */
+  handoverUntil?: number;
+  /** When the archive of the ended run's output was completed (set by the archiver that drained it). */
+  logsArchivedAt?: number;
 }
 
 export interface RunEvent {
@@ -103,6 +112,12 @@ export interface CreateRunOptions {
   admissionLimit?: number;
   /** Over the admission limit, wait in the namespace's queue (PENDING, reason Queued) instead of being rejected. */
   queue?: boolean;
+  /**
+   * The caller hands an admitted run to the runtime itself and holds that hand-over this long (ms): the run is
+   * stored not yet launched (see Store.markLaunched, Store.takeOverHandover). Without it the run counts as
+   * launched at once (adopted, imported).
+   */
+  handoverMs?: number;
 }
 
 export interface CreateRunResult {
@@ -138,6 +153,8 @@ export interface TransitionOptions {
   reason?: string;
   message?: string;
   at?: number;
+  /** Only while the run is not launched (queued or waiting to be handed over); decided in the transition's transaction. */
+  unlessLaunched?: boolean;
 }
 
 export class StoreError extends Error {
@@ -178,7 +195,19 @@ export interface Store {
    * Takes the oldest queued run of the namespace out of the queue when fewer than `limit` runs are live
    * (queued runs do not count); decided under the namespace's lock, so one caller gets each run.
    */
-  admitQueued(namespace: string, limit: number): Promise<RunRecord | undefined>;
+  admitQueued(namespace: string, limit: number, handoverMs: number): Promise<RunRecord | undefined>;
+  /** Records that the runtime accepted the run (its hand-over is done); false when it was recorded already. */
+  markLaunched(id: string, at?: number): Promise<boolean>;
+  /**
+   * Takes over the hand-over of an admitted, not launched run whose hand-over time has passed (its master
+   * may have died): holds it for `handoverMs` from now and returns the run, or undefined when the run was
+   * launched, ended, or another master holds it.
+   */
+  takeOverHandover(id: string, handoverMs: number, now?: number): Promise<RunRecord | undefined>;
+  /** Records that the archive of an ended run's output is complete. */
+  markLogsArchived(id: string, at?: number): Promise<void>;
+  /** Ended runs that were launched and whose archive is not complete (their archiver's master died), oldest end first. */
+  runsWithLogsToArchive(limit?: number): Promise<RunRecord[]>;
   /** 1-based place of a queued run in its namespace's queue; undefined when it is not queued. */
   queuePosition(id: string): Promise<number | undefined>;
   /** Namespaces that have queued runs. */

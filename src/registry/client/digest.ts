@@ -1,6 +1,7 @@
 // Digest computation and verification for content the client fetches.
 import { createHash } from 'node:crypto';
 import { Transform, type TransformCallback } from 'node:stream';
+import { SELF_VERIFYING, type SelfVerifying } from '../../image/blobstore.js';
 import { isSupportedDigest } from '../../image/oci.js';
 import { DigestMismatchError } from './errors.js';
 
@@ -19,9 +20,10 @@ export function verifyBytes(bytes: Buffer, digest: string, what: string): void {
 }
 
 /** Passes bytes through, failing the stream at its end if their digest or size differ from what was expected. */
-export class VerifyingStream extends Transform {
+export class VerifyingStream extends Transform implements SelfVerifying {
   private readonly hash;
   private seen = 0;
+  readonly [SELF_VERIFYING]: { digest: string; size?: number };
   constructor(
     private readonly digest: string,
     private readonly size: number | undefined,
@@ -29,6 +31,7 @@ export class VerifyingStream extends Transform {
   ) {
     super();
     this.hash = createHash(algorithmOf(digest));
+    this[SELF_VERIFYING] = { digest, size };
   }
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
     this.seen += chunk.length;

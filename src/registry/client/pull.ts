@@ -97,10 +97,9 @@ export async function openBlob(session: RegistrySession, repository: string, des
 }
 
 /**
- * Streams a blob WITHOUT verifying it: only for callers that verify digest and
- * size themselves before using the bytes (the OCI-layout writer of
- * `weft copy`, whose BlobStore.putStream hashes anyway), so the bytes are not
- * hashed twice.
+ * Streams a blob WITHOUT verifying it: only for consumers that check digest and
+ * size themselves (a registry the blob is copied to checks it when the upload
+ * completes), so the bytes are not hashed twice.
  */
 export async function openBlobUnverified(session: RegistrySession, repository: string, descriptor: Descriptor): Promise<Readable> {
   const res = await session.request({ method: 'GET', path: `/v2/${repository}/blobs/${descriptor.digest}`, scopes: pullScopes(repository), expect: [200] });
@@ -116,8 +115,12 @@ export async function fetchBlobBytes(session: RegistrySession, repository: strin
   });
 }
 
-/** Opens a single-platform image (an index is resolved to the platform, default linux/amd64). */
-export async function openImage(session: RegistrySession, ref: DockerReference, platform = 'linux/amd64'): Promise<ImageHandle> {
+/**
+ * Opens a single-platform image (an index is resolved to the platform, default
+ * linux/amd64). With verifyBlobs false its blob streams are not hashed: only
+ * for a consumer that checks them itself (a registry receiving them).
+ */
+export async function openImage(session: RegistrySession, ref: DockerReference, platform = 'linux/amd64', options: { verifyBlobs?: boolean } = {}): Promise<ImageHandle> {
   const repository = ref.repository;
   const what = formatDockerReference(ref);
   let fetched = await fetchManifest(session, repository, ref.digest ?? ref.tag ?? 'latest');
@@ -146,7 +149,7 @@ export async function openImage(session: RegistrySession, ref: DockerReference, 
     manifestMediaType: fetched.mediaType,
     config,
     configBytes,
-    openBlob: (descriptor) => openBlob(session, repository, descriptor),
+    openBlob: (descriptor) => (options.verifyBlobs === false ? openBlobUnverified(session, repository, descriptor) : openBlob(session, repository, descriptor)),
     remote: { registry: ref.registry, repository },
   };
 }

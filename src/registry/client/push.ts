@@ -6,6 +6,8 @@
 //   then the config the same way, then the manifest (PUT by tag or digest).
 // A failed blob restarts from HEAD with a re-opened stream (retries with backoff).
 import { Transform, type Readable, type TransformCallback } from 'node:stream';
+import { Batcher } from '../../image/blobstore.js';
+import { mapBounded } from '../../image/bounded.js';
 import { manifestKind, type Descriptor } from '../../image/oci.js';
 import { formatDockerReference, type DockerReference } from '../../image/reference.js';
 import type { ImageHandle, TransferProgress } from '../../image/transport.js';
@@ -55,26 +57,6 @@ class Counter extends Transform {
     this.onBytes(this.count);
     callback(null, chunk);
   }
-}
-
-/** Runs tasks with at most `limit` in flight. */
-export async function mapLimit<T, R>(items: T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const results: R[] = new Array(items.length);
-  let next = 0;
-  let failed: unknown;
-  const worker = async (): Promise<void> => {
-    while (next < items.length && failed === undefined) {
-      const i = next++;
-      try {
-        results[i] = await fn(items[i]!);
-      } catch (error) {
-        failed ??= error;
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, worker));
-  if (failed !== undefined) throw failed;
-  return results;
 }
 
 export function pushScopes(repository: string, mountFrom?: string): string[] {
@@ -139,7 +121,11 @@ export class BlobUploader {
           this.progress?.onBlob?.({ digest, size, sent: n, status: 'sending' });
         });
         source.on('error', (error) => counter.destroy(error));
-        return source.pipe(counter);
+        // Socket chunks of a blob streamed from another registry (16-64 KiB) go out 1 MiB at a
+        // time: one socket write each, not 16-64 (file reads are 1 MiB already and pass as they are).
+        const batched = new Batcher(1024 * 1024);
+        counter.on('error', (error) => batched.destroy(error));
+        return source.pipe(counter).pipe(batched);
       };
       if (this.options.uploadMode === 'patch') {
         const patch = await this.session.request({
@@ -281,7 +267,7 @@ export async function pushImage(
   const mountRepos = new Set([...layers, image.manifest.config].map((d) => mountSource(d.digest)).filter((r): r is string => r !== undefined));
   const scopes = [...pushScopes(repository), ...[...mountRepos].map((r) => repositoryScope(r, ['pull']))];
   const uploader = new BlobUploader(session, repository, scopes, options, progress);
-  const reports = await mapLimit(layers, options.concurrency ?? 4, (layer) => uploader.upload(layer, () => image.openBlob(layer), mountSource(layer.digest)));
+  const reports = await mapBounded(layers, options.concurrency ?? 4, (layer) => uploader.upload(layer, () => image.openBlob(layer), mountSource(layer.digest)));
   // The config goes after the layers, so a registry never sees a config whose layers are missing.
   reports.push(await uploader.upload(image.manifest.config, () => image.configBytes, mountSource(image.manifest.config.digest)));
   const manifestDigest = digestOf(image.manifestBytes);

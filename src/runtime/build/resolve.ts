@@ -10,7 +10,7 @@ export class BuildError extends Error {
 
 type Build = NonNullable<RunnableSpec['build']>;
 
-async function buildAndPush(runnable: string, build: Build): Promise<string> {
+async function buildAndPush(runnable: string, build: Build, kind: RunnableSpec['kind']): Promise<string> {
   if (!build.target || !build.target.startsWith('docker://')) {
     throw new BuildError(`runnable ${runnable}: a build: section needs target: docker://<registry>/<repository>:<tag>, a registry the runtime can pull from`);
   }
@@ -21,13 +21,26 @@ async function buildAndPush(runnable: string, build: Build): Promise<string> {
   if (target.transport !== 'docker') throw new BuildError(`runnable ${runnable}: target must be docker://...`);
   const remote = createRemoteTransport();
   let built;
+  let cleanup = async (): Promise<void> => undefined;
   try {
-    built = await image.buildJvmImage({ program: build.jar, libs: build.libs, main: build.mainClass, base: build.base ?? undefined, remote });
+    if (kind === 'spark') {
+      // weft's launcher is the entry point; the spec's spark.mainClass is the program's main.
+      const { buildSparkImage } = await import('../spark/image.js');
+      const spark = await buildSparkImage({ program: build.jar, libs: build.libs, base: build.base ?? undefined, remote });
+      built = spark.result;
+      cleanup = spark.cleanup;
+    } else {
+      built = await image.buildJvmImage({ program: build.jar, libs: build.libs, main: build.mainClass, base: build.base ?? undefined, remote });
+    }
   } catch (error) {
     throw new BuildError(`runnable ${runnable}: building ${build.jar} failed: ${(error as Error).message}`);
   }
-  const pushed = await image.writeImage(built.image, target, { remote });
-  return `docker://${image.formatDockerReference({ ...target.ref, tag: undefined, digest: pushed.digest })}`;
+  try {
+    const pushed = await image.writeImage(built.image, target, { remote });
+    return `docker://${image.formatDockerReference({ ...target.ref, tag: undefined, digest: pushed.digest })}`;
+  } finally {
+    await cleanup();
+  }
 }
 
 /** The spec with every `build:` section built, pushed and replaced by its image; the same spec when there is none. */
@@ -40,7 +53,7 @@ export async function resolveBuilds(spec: AppSpec): Promise<AppSpec> {
       continue;
     }
     const { build, ...rest } = r;
-    runnables.push({ ...rest, image: await buildAndPush(r.name, build) });
+    runnables.push({ ...rest, image: await buildAndPush(r.name, build, r.kind) });
   }
   return { ...spec, runnables };
 }

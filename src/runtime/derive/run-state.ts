@@ -6,6 +6,7 @@
 // observations (test/runtime/derive-scenarios.test.ts). The contract is in
 // docs/run-state.md.
 import type { InstanceStatus, RunnableStatus } from '../api.js';
+import { runsToCompletion } from '../spec.js';
 import { isTerminal, type RunState } from '../state.js';
 
 export interface RunnableObservation {
@@ -28,6 +29,13 @@ export interface RunnableObservation {
    * A failed batch instance always fails the run (retries are the user's).
    */
   replacesFailed?: boolean;
+  /**
+   * Instances the runnable's own program starts and manages (a Spark driver's executors): listed
+   * with the runnable's instances, and named while the run is RUNNING when one is in trouble
+   * (failed, OOM-killed, unschedulable, crash-looping), but the program replaces them or gives up
+   * on its own, so they never decide the run's state. `desired` is how many it asks for.
+   */
+  managed?: { desired: number; instances: InstanceStatus[] };
 }
 
 export interface RunObservation {
@@ -68,6 +76,9 @@ export const FATAL_WAITING_REASONS: ReadonlySet<string> = new Set([
   'RunContainerError',
 ]);
 
+/** Reasons a managed instance (a Spark executor) is in trouble while its program goes on. */
+const MANAGED_TROUBLE: ReadonlySet<string> = new Set(['CrashLoopBackOff', 'Unschedulable', ...FATAL_WAITING_REASONS]);
+
 export const COMPLETED_MESSAGE = 'every instance exited with code 0';
 export const SUSPENDED_MESSAGE = 'suspended: resume it to start its instances again';
 
@@ -76,9 +87,9 @@ export function instanceLabel(runnable: string, instance: string): string {
   return `instance ${runnable}/${instance}`;
 }
 
-/** Instances that are up for the RUNNING rule: running, and for a batch also done. */
+/** Instances that are up for the RUNNING rule: running, and for a batch (or Spark driver) also done. */
 function upCount(r: RunnableObservation): number {
-  return r.instances.filter((i) => i.state === 'RUNNING' || (r.kind === 'batch' && i.state === 'COMPLETED')).length;
+  return r.instances.filter((i) => i.state === 'RUNNING' || (runsToCompletion(r.kind) && i.state === 'COMPLETED')).length;
 }
 
 function isComplete(r: RunnableObservation): boolean {
@@ -113,7 +124,7 @@ export function deriveRunState(observation: RunObservation, now: number): RunVer
   const describe = (x: { runnable: RunnableObservation; instance: InstanceStatus }) =>
     `${instanceLabel(x.runnable.name, x.instance.id)}: ${x.instance.message ?? x.instance.reason}`;
 
-  const failed = all.find((x) => x.instance.state === 'FAILED' && (x.runnable.kind === 'batch' || !x.runnable.replacesFailed));
+  const failed = all.find((x) => x.instance.state === 'FAILED' && (runsToCompletion(x.runnable.kind) || !x.runnable.replacesFailed));
   if (failed) {
     return {
       state: 'FAILED',
@@ -127,13 +138,16 @@ export function deriveRunState(observation: RunObservation, now: number): RunVer
   const broken = runnables.find((r) => r.failure);
   if (broken?.failure) return { state: 'FAILED', reason: broken.failure.reason, message: broken.failure.message };
 
-  if (runnables.length > 0 && runnables.every((r) => r.kind === 'batch' && isComplete(r))) {
+  if (runnables.length > 0 && runnables.every((r) => runsToCompletion(r.kind) && isComplete(r))) {
     return { state: 'COMPLETED', message: COMPLETED_MESSAGE, exitCode: 0 };
   }
 
   if (observation.suspended) return { state: 'SUSPENDED', reason: 'Suspended', message: SUSPENDED_MESSAGE };
 
-  const troubled = all.find((x) => x.instance.reason === 'CrashLoopBackOff' || x.instance.state === 'FAILED');
+  const managed = runnables.flatMap((runnable) => (runnable.managed?.instances ?? []).map((instance) => ({ runnable, instance })));
+  const troubled =
+    all.find((x) => x.instance.reason === 'CrashLoopBackOff' || x.instance.state === 'FAILED') ??
+    managed.find((x) => x.instance.state === 'FAILED' || (x.instance.reason !== undefined && MANAGED_TROUBLE.has(x.instance.reason)));
   const satisfied = runnables.length > 0 && runnables.every((r) => upCount(r) >= r.desired);
   if (satisfied || observation.reachedRunning) {
     if (!troubled) return { state: 'RUNNING' };
@@ -167,11 +181,14 @@ export function deriveRunState(observation: RunObservation, now: number): RunVer
 
 /** Instances of a run as the RunnableStatus list a status snapshot shows. */
 export function runnableStatuses(runnables: RunnableObservation[]): RunnableStatus[] {
-  return runnables.map((r) => ({
-    name: r.name,
-    kind: r.kind,
-    desired: r.desired,
-    running: r.instances.filter((i) => i.state === 'RUNNING').length,
-    instances: r.instances,
-  }));
+  return runnables.map((r) => {
+    const instances = [...r.instances, ...(r.managed?.instances ?? [])];
+    return {
+      name: r.name,
+      kind: r.kind,
+      desired: r.desired + (r.managed?.desired ?? 0),
+      running: instances.filter((i) => i.state === 'RUNNING').length,
+      instances,
+    };
+  });
 }

@@ -4,6 +4,7 @@ import type { V1ConfigMap, V1ContainerStatus, V1Deployment, V1Job, V1Pod, V1Stat
 import type { InstanceStatus, RunStatus } from '../api.js';
 import { deriveRunState, runnableStatuses, type RunnableObservation } from '../derive/index.js';
 import type { AppSpec } from '../spec.js';
+import { initialExecutors, isSparkExecutor, sparkInstanceId } from '../spark/index.js';
 import type { InstanceState, RunState } from '../state.js';
 import { ANN_CREATED, ANN_EXIT_CODE, ANN_MESSAGE, ANN_REASON, ANN_START_DEADLINE, ANN_STATE, ANN_STOP, LABEL_APP, LABEL_RUN_ID, LABEL_RUNNABLE, MAIN_CONTAINER, SPEC_KEY } from './render.js';
 
@@ -38,6 +39,7 @@ function mainStatus(pod: V1Pod): V1ContainerStatus | undefined {
 
 export function instanceIdOf(pod: V1Pod, kind: string): string {
   const meta = pod.metadata ?? {};
+  if (kind === 'spark') return sparkInstanceId(meta.labels, meta.name);
   if (kind === 'batch') {
     const index = meta.annotations?.['batch.kubernetes.io/job-completion-index'] ?? meta.labels?.['batch.kubernetes.io/job-completion-index'];
     if (index !== undefined) return index;
@@ -137,6 +139,12 @@ function sortInstances(list: InstanceStatus[]): InstanceStatus[] {
   });
 }
 
+/** Spark executors in the order of their ids (exec-2 before exec-10). */
+function sortExecutors(list: InstanceStatus[]): InstanceStatus[] {
+  const n = (i: InstanceStatus) => Number(i.id.replace(/^exec-/, ''));
+  return list.sort((a, b) => n(a) - n(b) || a.id.localeCompare(b.id));
+}
+
 /**
  * Derives the run state from the run's objects: they are translated into instance
  * observations, and the rules shared with the local backend decide (../derive).
@@ -175,6 +183,23 @@ export function deriveRun(runId: string, objects: RunObjects, now: number, optio
   const observed: RunnableObservation[] = [];
   for (const name of names) {
     const kind = kindOf.get(name) ?? 'service';
+    if (kind === 'spark') {
+      // The driver is the runnable's instance; the executors its Spark driver made are managed by it.
+      const spark = specRunnables.find((r) => r.name === name)?.spark;
+      const pods = podsByRunnable.get(name) ?? [];
+      const executorMemory = spark?.executors?.resources?.memory;
+      observed.push({
+        name,
+        kind,
+        desired: 1,
+        instances: pods.filter((p) => !isSparkExecutor(p.metadata?.labels)).map((p) => podInstance(p, kind, memoryOf.get(name))),
+        managed: {
+          desired: spark?.executors ? initialExecutors(spark.executors) : 0,
+          instances: sortExecutors(pods.filter((p) => isSparkExecutor(p.metadata?.labels)).map((p) => podInstance(p, kind, executorMemory))),
+        },
+      });
+      continue;
+    }
     const instances = sortInstances((podsByRunnable.get(name) ?? []).map((p) => podInstance(p, kind, memoryOf.get(name))));
     const job = jobOf.get(name);
     const failed = job && jobCondition(job, 'Failed', 'FailureTarget');

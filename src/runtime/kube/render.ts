@@ -11,7 +11,11 @@ import type {
   V1Job,
   V1ObjectMeta,
   V1OwnerReference,
+  V1Pod,
   V1PodTemplateSpec,
+  V1Role,
+  V1RoleBinding,
+  V1ServiceAccount,
   V1Service,
   V1StatefulSet,
   V1Probe,
@@ -37,7 +41,19 @@ import {
   runLabels,
   runnableEnvironment,
 } from '../contract/index.js';
-import { kubernetesExtrasFor, startTimeoutOf, type AppSpec, type Readiness, type RunnableSpec } from '../spec.js';
+import { kubernetesExtrasFor, runsToCompletion, startTimeoutOf, type AppSpec, type Readiness, type RunnableSpec } from '../spec.js';
+import {
+  driverArgs,
+  driverPodName,
+  DRIVER_RULES,
+  EXECUTOR_TEMPLATE_FILE,
+  executorPodTemplate,
+  kubernetesSparkConf,
+  POD_IP_ENV,
+  requireSpark,
+  SPARK_DIR,
+  SPARK_ROLE_LABEL,
+} from '../spark/index.js';
 
 // The labels, annotations and paths a program sees are the in-container contract's (one home, ../contract).
 export { ANN_COMMAND_PREFIX, ANN_KIND, FILES_PATH, LABEL_APP, LABEL_MANAGED_BY, LABEL_NAME, LABEL_RUN_ID, LABEL_RUNNABLE, MANAGED_BY, PODINFO_PATH, runLabels };
@@ -71,6 +87,12 @@ export interface RenderedRun {
   deployments: V1Deployment[];
   statefulSets: V1StatefulSet[];
   services: V1Service[];
+  /** Spark drivers: bare pods owned by the root (Spark makes each driver's executors its own dependents). */
+  pods: V1Pod[];
+  /** The Spark drivers' service account and what it may do in the namespace (when the app names no account). */
+  serviceAccounts: V1ServiceAccount[];
+  roles: V1Role[];
+  roleBindings: V1RoleBinding[];
 }
 
 export function workloadName(runId: string, runnable: string): string {
@@ -79,6 +101,16 @@ export function workloadName(runId: string, runnable: string): string {
 
 function fileKey(file: RunFile): string {
   return `file.${file.runnable ?? '_'}.${file.name}`;
+}
+
+/** The root's key holding a Spark runnable's executor pod template. */
+export function sparkTemplateKey(runnable: string): string {
+  return `spark.${runnable}.${EXECUTOR_TEMPLATE_FILE}`;
+}
+
+/** The service account weft makes for a run's Spark drivers. */
+export function sparkServiceAccountName(runId: string): string {
+  return `${runId}-spark`;
 }
 
 /** The owner reference every child carries (filled in once the root exists and has a uid). */
@@ -96,12 +128,14 @@ export function ownerReferenceTo(root: V1ConfigMap): V1OwnerReference {
 function envFor(app: AppSpec, runId: string, r: RunnableSpec): V1EnvVar[] {
   const field = (fieldPath: string): Pick<V1EnvVar, 'valueFrom'> => ({ valueFrom: { fieldRef: { fieldPath } } });
   // Per-pod values come from the downward API: the pod's index (batch, stateful) or its name.
-  const instanceId =
+  const instanceId: Pick<V1EnvVar, 'value' | 'valueFrom'> =
     r.kind === 'batch'
       ? field("metadata.annotations['batch.kubernetes.io/job-completion-index']")
       : r.kind === 'stateful'
         ? field("metadata.labels['apps.kubernetes.io/pod-index']")
-        : field('metadata.name');
+        : r.kind === 'spark'
+          ? { value: 'driver' }
+          : field('metadata.name');
   const shared = runnableEnvironment({ runtime: 'kubernetes', runId, app: app.name, runnable: r.name, instanceCount: r.instances, commandsFile: COMMANDS_FILE, filesDir: FILES_PATH });
   const env: V1EnvVar[] = [
     ...Object.entries(shared).map(([name, value]) => ({ name, value })),
@@ -110,6 +144,7 @@ function envFor(app: AppSpec, runId: string, r: RunnableSpec): V1EnvVar[] {
     { name: ENV.namespace, ...field('metadata.namespace') },
     ...Object.entries(portEnvironment(Object.fromEntries(r.ports.map((p) => [p.name, p.port])))).map(([name, value]) => ({ name, value })),
   ];
+  if (r.kind === 'spark') env.push({ name: POD_IP_ENV, ...field('status.podIP') });
   for (const [name, value] of Object.entries(r.env)) env.push({ name, value });
   return env;
 }
@@ -163,7 +198,7 @@ function podTemplate(app: AppSpec, req: RunRequest, r: RunnableSpec, image: stri
     },
     spec: {
       containers: [container],
-      restartPolicy: r.kind === 'batch' ? 'Never' : 'Always',
+      restartPolicy: runsToCompletion(r.kind) ? 'Never' : 'Always',
       nodeSelector: extras.nodeSelector,
       tolerations: extras.tolerations,
       serviceAccountName: app.serviceAccount,
@@ -211,14 +246,16 @@ export function renderRun(req: RunRequest, options: RenderOptions): RenderedRun 
     data: { [SPEC_KEY]: JSON.stringify(app) },
     binaryData: Object.keys(binaryData).length ? binaryData : undefined,
   };
-  const out: RenderedRun = { root, jobs: [], deployments: [], statefulSets: [], services: [] };
+  const out: RenderedRun = { root, jobs: [], deployments: [], statefulSets: [], services: [], pods: [], serviceAccounts: [], roles: [], roleBindings: [] };
   for (const r of app.runnables) {
     const image = r.image ?? options.images?.[r.name];
     if (!image) throw new Error(`runnable ${r.name} has a build: section but no image was built for it`);
     const name = workloadName(req.runId, r.name);
     const template = podTemplate(app, req, r, image, rootName);
     const selector = { matchLabels: { [LABEL_RUN_ID]: req.runId, [LABEL_RUNNABLE]: r.name } };
-    if (r.kind === 'batch') {
+    if (r.kind === 'spark') {
+      renderSparkDriver(out, app, req, r, image, template, ns);
+    } else if (r.kind === 'batch') {
       out.jobs.push({
         apiVersion: 'batch/v1',
         kind: 'Job',
@@ -283,8 +320,53 @@ export function renderRun(req: RunRequest, options: RenderOptions): RenderedRun 
   return out;
 }
 
+/**
+ * A Spark runnable: its driver as a bare pod (the run's only instance of it; Spark makes the
+ * executors it asks for dependents of this pod), the executors' pod template in the root, and,
+ * unless the app names a service account, one for the run's drivers with just what Spark needs.
+ */
+function renderSparkDriver(out: RenderedRun, app: AppSpec, req: RunRequest, r: RunnableSpec, image: string, template: V1PodTemplateSpec, ns: string): void {
+  const spark = requireSpark(r);
+  const extras = kubernetesExtrasFor(app, r);
+  out.root.data![sparkTemplateKey(r.name)] = JSON.stringify(executorPodTemplate(extras, app.imagePullSecrets));
+  const conf = kubernetesSparkConf({ runId: req.runId, app: app.name, runnable: r, namespace: ns, image, extras });
+  const spec = template.spec!;
+  const container = spec.containers[0];
+  container.args = driverArgs(conf, spark.mainClass, r.args);
+  container.ports = [{ name: 'driver', containerPort: Number(conf['spark.driver.port']) }, { name: 'block-manager', containerPort: Number(conf['spark.driver.blockManager.port']) }];
+  container.volumeMounts!.push({ name: 'spark', mountPath: SPARK_DIR, readOnly: true });
+  spec.volumes!.push({ name: 'spark', configMap: { name: req.runId, items: [{ key: sparkTemplateKey(r.name), path: EXECUTOR_TEMPLATE_FILE }] } });
+  const account = app.serviceAccount ?? sparkServiceAccountName(req.runId);
+  spec.serviceAccountName = account;
+  if (!app.serviceAccount && out.serviceAccounts.length === 0) {
+    const meta = (): V1ObjectMeta => ({ name: account, namespace: ns, labels: { ...app.labels, ...runLabels(req.runId, app.name) } });
+    out.serviceAccounts.push({ apiVersion: 'v1', kind: 'ServiceAccount', metadata: meta() });
+    out.roles.push({ apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'Role', metadata: meta(), rules: DRIVER_RULES.map((rule) => ({ ...rule })) });
+    out.roleBindings.push({
+      apiVersion: 'rbac.authorization.k8s.io/v1',
+      kind: 'RoleBinding',
+      metadata: meta(),
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: account },
+      subjects: [{ kind: 'ServiceAccount', name: account, namespace: ns }],
+    });
+  }
+  out.pods.push({
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: {
+      ...template.metadata,
+      name: driverPodName(req.runId, r.name),
+      namespace: ns,
+      labels: { ...app.labels, ...template.metadata!.labels, [SPARK_ROLE_LABEL]: 'driver' },
+    },
+    spec,
+  });
+}
+
 /** Sets the owner reference to the created root on every child. */
 export function adopt(run: RenderedRun, root: V1ConfigMap): void {
   const ref = ownerReferenceTo(root);
-  for (const obj of [...run.jobs, ...run.deployments, ...run.statefulSets, ...run.services]) obj.metadata!.ownerReferences = [ref];
+  for (const obj of [...run.jobs, ...run.deployments, ...run.statefulSets, ...run.services, ...run.pods, ...run.serviceAccounts, ...run.roles, ...run.roleBindings]) {
+    obj.metadata!.ownerReferences = [ref];
+  }
 }

@@ -10,6 +10,7 @@ import {
   KubeConfig,
   Log,
   PatchStrategy,
+  RbacAuthorizationV1Api,
   setHeaderOptions,
   type V1ConfigMap,
   type V1Pod,
@@ -48,6 +49,7 @@ import {
   workloadName,
 } from './render.js';
 import { Tracker } from './tracker.js';
+import { driverPodName, isSparkExecutor } from '../spark/index.js';
 import { readPodUsage } from './usage.js';
 
 export class KubeError extends Error {
@@ -104,6 +106,31 @@ export function kubeImage(image: string, runnable: string): string {
   return image;
 }
 
+/** The container whose log is the instance's: weft's main one (a pod made by another controller, like a Spark executor, may name it otherwise). */
+function logContainer(pod: V1Pod): string {
+  const names = pod.spec?.containers?.map((c) => c.name) ?? [];
+  return names.includes(MAIN_CONTAINER) || names.length === 0 ? MAIN_CONTAINER : names[0];
+}
+
+/**
+ * A registry reference pinned by digest: the digest the registry serves for its tag now. When the
+ * registry cannot be asked from here (credentials, network), the tag is kept: the kubelet resolves it.
+ */
+async function pinImage(image: string): Promise<string> {
+  if (image.includes('@sha256:')) return image;
+  try {
+    const { parseImageReference, formatDockerReference } = await import('../../image/reference.js');
+    const { createRemoteTransport } = await import('../../registry/client/index.js');
+    const ref = parseImageReference(`docker://${image}`);
+    if (ref.transport !== 'docker') return image;
+    const handle = await createRemoteTransport().open(ref.ref);
+    return formatDockerReference({ ...ref.ref, tag: undefined, digest: handle.manifestDigest });
+  } catch (error) {
+    if (process.env.WEFT_DEBUG) process.stderr.write(`[weft kube] cannot pin ${image} by digest: ${(error as Error).message}\n`);
+    return image;
+  }
+}
+
 interface Counter {
   total: number;
   byKind: Record<string, number>;
@@ -116,6 +143,7 @@ export class KubeRuntime implements Runtime {
   readonly batch: BatchV1Api;
   readonly apps: AppsV1Api;
   readonly custom: CustomObjectsApi;
+  readonly rbac: RbacAuthorizationV1Api;
   readonly tracker: Tracker;
   /** API requests made by this runtime (lists, watches, writes), for benchmarks. */
   readonly requests: Counter = { total: 0, byKind: {} };
@@ -129,6 +157,7 @@ export class KubeRuntime implements Runtime {
     this.batch = kubeConfig.makeApiClient(BatchV1Api);
     this.apps = kubeConfig.makeApiClient(AppsV1Api);
     this.custom = kubeConfig.makeApiClient(CustomObjectsApi);
+    this.rbac = kubeConfig.makeApiClient(RbacAuthorizationV1Api);
     this.tracker = new Tracker({
       kubeConfig,
       namespace: this.namespace,
@@ -168,6 +197,8 @@ export class KubeRuntime implements Runtime {
     // The Runner resolved build: sections already; this covers callers of the SPI alone (the master).
     const built = await resolveBuilds(request.spec);
     const spec = { ...built, runnables: built.runnables.map((r) => ({ ...r, image: kubeImage(r.image!, r.name) })) };
+    // A Spark driver's executors run its image: pinned by digest, so a tag moved meanwhile cannot split them.
+    for (const r of spec.runnables) if (r.kind === 'spark') r.image = await pinImage(r.image);
     const rendered = renderRun({ ...request, spec }, { namespace: this.namespace });
     const rejected = (message: string): RunStatus => ({
       runId: request.runId,
@@ -190,6 +221,22 @@ export class KubeRuntime implements Runtime {
     }
     adopt(rendered, root);
     try {
+      for (const sa of rendered.serviceAccounts) {
+        this.count('create');
+        await this.core.createNamespacedServiceAccount({ namespace: this.namespace, body: sa });
+      }
+      for (const role of rendered.roles) {
+        this.count('create');
+        await this.rbac.createNamespacedRole({ namespace: this.namespace, body: role });
+      }
+      for (const binding of rendered.roleBindings) {
+        this.count('create');
+        await this.rbac.createNamespacedRoleBinding({ namespace: this.namespace, body: binding });
+      }
+      for (const pod of rendered.pods) {
+        this.count('create');
+        await this.core.createNamespacedPod({ namespace: this.namespace, body: pod });
+      }
       for (const svc of rendered.services) {
         this.count('create');
         await this.core.createNamespacedService({ namespace: this.namespace, body: svc });
@@ -309,7 +356,7 @@ export class KubeRuntime implements Runtime {
     const root = await this.requireRoot(runId);
     await this.patchRootAnnotations(runId, { [ANN_STOP]: new Date().toISOString() });
     // Workloads to 0 first, so no controller replaces the pods deleted next (a Deployment would).
-    await Promise.all((specOf(root)?.runnables ?? []).map((r) => this.scale(runId, r.name, 0).catch(() => undefined)));
+    await Promise.all((specOf(root)?.runnables ?? []).filter((r) => r.kind !== 'spark').map((r) => this.scale(runId, r.name, 0).catch(() => undefined)));
     // Grace 0: the pod objects go at once; the kubelet still gives the program its 2 s minimum
     // between SIGTERM and SIGKILL (Kubernetes has no way to skip SIGTERM).
     await this.deletePods(await this.podsOf(runId), 0);
@@ -331,6 +378,7 @@ export class KubeRuntime implements Runtime {
   async scale(runId: string, runnable: string, instances: number): Promise<void> {
     if (!Number.isInteger(instances) || instances < 0) throw new KubeError(`instances must be a whole number >= 0, got ${instances}`);
     const { kind } = await this.runnableKind(runId, runnable);
+    if (kind === 'spark') throw new KubeError(`${runId}/${runnable} is a Spark program: its driver asks for executors itself (spark.executors in the spec; min and max let Spark scale them)`);
     const name = workloadName(runId, runnable);
     const merge = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
     this.count('patch');
@@ -349,8 +397,8 @@ export class KubeRuntime implements Runtime {
 
   async restart(runId: string, runnable: string, instances?: string[]): Promise<void> {
     const { kind } = await this.runnableKind(runId, runnable);
-    if (kind === 'batch') {
-      throw new KubeError('restarting instances of a batch runnable is not supported: its Job has backoffLimit 0, so a deleted pod counts as a failure; stop the run and start it again');
+    if (kind === 'batch' || kind === 'spark') {
+      throw new KubeError(`restarting instances of a ${kind} runnable is not supported: ${kind === 'batch' ? 'its Job has backoffLimit 0, so a deleted pod counts as a failure' : 'a Spark driver runs once, and Spark replaces lost executors itself'}; stop the run and start it again`);
     }
     let pods = await this.podsOf(runId, runnable);
     if (instances?.length) {
@@ -402,9 +450,11 @@ export class KubeRuntime implements Runtime {
     const live = objects.pods.filter((p) => !p.metadata?.deletionTimestamp && p.status?.phase === 'Running');
     const measured = live.length ? await readPodUsage({ core: this.core, custom: this.custom }, this.namespace, live, MAIN_CONTAINER) : undefined;
     for (const r of status.runnables) {
-      const res = spec?.runnables.find((x) => x.name === r.name)?.resources;
+      const runnable = spec?.runnables.find((x) => x.name === r.name);
       for (const i of r.instances) {
         const usage = i.name ? measured?.usage.get(i.name) : undefined;
+        // A Spark executor has the executors' resources, not the driver's.
+        const res = runnable?.kind === 'spark' && i.id !== 'driver' ? runnable.spark?.executors?.resources : runnable?.resources;
         report.instances.push({ runnable: r.name, instance: i.id, host: i.host, containerId: i.containerId, state: i.state, cpu: res?.cpu ?? '?', memory: res?.memory ?? '?', usage });
       }
     }
@@ -451,7 +501,7 @@ export class KubeRuntime implements Runtime {
         let text: string;
         try {
           this.count('log');
-          text = await this.core.readNamespacedPodLog({ name: pod.metadata!.name!, namespace: this.namespace, container: MAIN_CONTAINER, tailLines: options.tail });
+          text = await this.core.readNamespacedPodLog({ name: pod.metadata!.name!, namespace: this.namespace, container: logContainer(pod), tailLines: options.tail });
         } catch (error) {
           yield { runnable, instance, line: `(no logs: ${apiMessage(error)})`, stream: 'stderr' };
           continue;
@@ -487,14 +537,14 @@ export class KubeRuntime implements Runtime {
       following.set(name, new AbortController());
       try {
         this.count('log');
-        const ctl = await log.log(this.namespace, name, MAIN_CONTAINER, sink, { follow: true, tailLines: options.tail });
+        const ctl = await log.log(this.namespace, name, logContainer(pod), sink, { follow: true, tailLines: options.tail });
         following.set(name, ctl);
       } catch (error) {
         push({ runnable, instance, line: `(no logs: ${apiMessage(error)})`, stream: 'stderr' });
         sink.end();
       }
     };
-    const startable = (pod: V1Pod) => matches(pod) && !!pod.status?.containerStatuses?.find((c) => c.name === MAIN_CONTAINER && (c.state?.running || c.state?.terminated));
+    const startable = (pod: V1Pod) => matches(pod) && !!pod.status?.containerStatuses?.find((c) => c.name === logContainer(pod) && (c.state?.running || c.state?.terminated));
     const off = this.tracker.onStatus((status) => {
       if (status.runId !== runId) return;
       for (const pod of this.tracker.objects(runId)?.pods ?? []) if (startable(pod)) void follow(pod);
@@ -540,6 +590,7 @@ export class KubeRuntime implements Runtime {
         [ANN_REASON]: derived.reason ?? null,
         [ANN_EXIT_CODE]: derived.exitCode === undefined ? null : String(derived.exitCode),
       });
+      if (specOf(root)?.runnables.some((r) => r.kind === 'spark')) await this.removeLateExecutors(derived.runId);
       if (derived.decidedByWeft) {
         // The workloads would keep trying (image pulls, scheduling): remove them, keep the root with the verdict.
         const name = (r: string) => workloadName(derived.runId, r);
@@ -547,7 +598,14 @@ export class KubeRuntime implements Runtime {
         for (const r of spec?.runnables ?? []) {
           this.count('delete');
           const del = { name: name(r.name), namespace: this.namespace, propagationPolicy: 'Background' };
-          const p = r.kind === 'batch' ? this.batch.deleteNamespacedJob(del) : r.kind === 'service' ? this.apps.deleteNamespacedDeployment(del) : this.apps.deleteNamespacedStatefulSet(del);
+          const p =
+            r.kind === 'spark'
+              ? this.core.deleteNamespacedPod({ ...del, name: driverPodName(derived.runId, r.name) })
+              : r.kind === 'batch'
+                ? this.batch.deleteNamespacedJob(del)
+                : r.kind === 'service'
+                  ? this.apps.deleteNamespacedDeployment(del)
+                  : this.apps.deleteNamespacedStatefulSet(del);
           await p.catch((error) => {
             if (!isNotFound(error)) throw error;
           });
@@ -556,6 +614,18 @@ export class KubeRuntime implements Runtime {
     } catch (error) {
       if (!isNotFound(error) && process.env.WEFT_DEBUG) process.stderr.write(`[weft kube] cannot record the end of ${derived.runId}: ${apiMessage(error)}\n`);
     }
+  }
+
+  /**
+   * A Spark driver that ended may leave executor pods it asked for late, whose program never
+   * started: they would start only to find no driver, so they go. Executors that run end on their
+   * own once their driver is gone, and stay with their logs until the run is deleted.
+   */
+  private async removeLateExecutors(runId: string): Promise<void> {
+    const late = (this.tracker.objects(runId)?.pods ?? []).filter(
+      (p) => isSparkExecutor(p.metadata?.labels) && !p.metadata?.deletionTimestamp && p.status?.phase === 'Pending',
+    );
+    if (late.length) await this.deletePods(late);
   }
 
   async close(): Promise<void> {

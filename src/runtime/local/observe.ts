@@ -3,7 +3,7 @@
 // these functions only decide, so the scenario tests feed them by hand.
 import type { InstanceStatus } from '../api.js';
 import type { RunnableObservation, RunObservation } from '../derive/index.js';
-import type { RunnableSpec } from '../spec.js';
+import { runsToCompletion, type RunnableSpec } from '../spec.js';
 import type { InstanceState } from '../state.js';
 import type { InstanceRecord, RunRecord } from './records.js';
 
@@ -46,11 +46,11 @@ export function instanceVerdict(facts: InstanceFacts): InstanceVerdict {
   }
   const code = facts.exitCode;
   if (code !== undefined) {
-    if (facts.alive && facts.kind !== 'batch' && !stopping) {
+    if (facts.alive && !runsToCompletion(facts.kind) && !stopping) {
       return { state: 'STARTING', exitCode: code, reason: 'CrashLoopBackOff', message: `exited with code ${code}; restart ${facts.restarts + 1} pending${facts.lastLogLine()}` };
     }
     if (facts.alive) return { state: 'STOPPING', exitCode: code };
-    if (code === 0 && !(stopping && facts.kind !== 'batch')) return { state: 'COMPLETED', exitCode: code, reason: 'Completed' };
+    if (code === 0 && !(stopping && !runsToCompletion(facts.kind))) return { state: 'COMPLETED', exitCode: code, reason: 'Completed' };
     if (stopping) return { state: 'KILLED', exitCode: code, reason: code === 137 ? 'Killed' : 'Stopped', message: `stopped (exit code ${code})` };
     return { state: 'FAILED', exitCode: code, reason: code === 137 ? 'OOMKilled or killed' : 'Error', message: `exited with code ${code}${facts.lastLogLine()}` };
   }

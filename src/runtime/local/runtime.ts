@@ -2,55 +2,52 @@
 // where runc cannot run, as host processes with the host's JVM). All state is
 // in files under the state directory, so a restarted weft process finds every
 // run, verifies its processes, and carries on.
-import { execFile, spawn, spawnSync } from 'node:child_process';
-import { closeSync, existsSync, openSync, promises as fs, readFileSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { existsSync, promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import type {
   Endpoint,
-  InstanceStatus,
   LocalRuntimeOptions,
   LogLine,
   LogOptions,
   ResourceReport,
-  ResourceReportEntry,
-  RunnableStatus,
   RunRequest,
   RunStatus,
   Runtime,
   StatusListener,
 } from '../api.js';
 import { RunIdTakenError } from '../runid.js';
-import type { AppSpec, RunnableSpec } from '../spec.js';
-import { COMMANDS_FILE, commandAnnotation, FILES_PATH, formatAnnotations, instanceAnnotations, instanceEnvironment, parseAnnotations, portEnvName, runLabels } from '../contract/index.js';
-import { isTerminal, type InstanceState, type RunState } from '../state.js';
-import { hostProcess, runcConfig } from './bundle.js';
+import type { RunnableSpec } from '../spec.js';
+import { commandAnnotation, formatAnnotations, instanceAnnotations, parseAnnotations, portEnvName, runLabels } from '../contract/index.js';
+import { isTerminal, type RunState } from '../state.js';
 import { ImageError, ImageStore } from './images.js';
-import { withFileLock } from './run-lock.js';
-import { PORT_PROXY_SCRIPT } from './port-proxy.js';
-import { resolveImageUser } from './image-user.js';
-import { cgroupMemoryBytes, childrenOf, isProgramOf, isSameProcess, listensOn, processStartTime, residentBytes, sampleCpu } from './procfs.js';
+export { localProgram } from './instance-start.js';
+import { isProgramOf, isSameProcess } from './procfs.js';
 import { freePort, portIsFree } from './ports.js';
-import { chownTree, privateDir, PRIVATE_DIR, PRIVATE_FILE, readText } from './state-files.js';
+import { privateDir, PRIVATE_DIR, PRIVATE_FILE, readText } from './state-files.js';
 import { detached, hostKillWatchdog, runcSignalLoop, type RuncCommand } from './signals.js';
 import { streamLogs } from './logs.js';
 import { which } from './which.js';
 import { weftStateDir, writeFileAtomic } from '../../common/index.js';
-import { SUPERVISOR_SCRIPT } from './supervisor.js';
-import { instanceVerdict, isTerminalInstance, runObservation, type ObservedInstance } from './observe.js';
+import { isTerminalInstance, runObservation, type ObservedInstance } from './observe.js';
 import type { InstanceRecord, LocalMode, LocalNetwork, RunnableRecord, RunRecord } from './records.js';
 import { deriveRunState, runnableStatuses } from '../derive/index.js';
 import { resolveBuilds } from '../build/index.js';
+import { LocalRuntimeError } from './errors.js';
+import { chooseMode } from './mode.js';
+import { RunStore } from './run-store.js';
+import { instanceViews, viewInstance, type InstanceView } from './instance-views.js';
+import { startSupervisor, type InstanceHost } from './instance-start.js';
+import { resourceReport } from './resources.js';
 
 export type { LocalMode, LocalNetwork } from './records.js';
 
 const execFileAsync = promisify(execFile);
 
-export class LocalRuntimeError extends Error {
-  override name = 'LocalRuntimeError';
-}
+export { LocalRuntimeError };
 
 /** The local backend's options (typed in the backend SPI, ../api.ts). */
 export type LocalOptions = LocalRuntimeOptions;
@@ -69,19 +66,6 @@ export { formatAnnotations, parseAnnotations, portEnvName };
 
 // ---------------------------------------------------------------------------
 
-interface InstanceView {
-  runnable: string;
-  record: InstanceRecord;
-  dir: string;
-  state: InstanceState;
-  exitCode?: number;
-  reason?: string;
-  message?: string;
-  restarts: number;
-  childPid?: number;
-  startedAt?: string;
-}
-
 export class LocalRuntime implements Runtime {
   readonly name = 'local' as const;
   readonly stateDir: string;
@@ -91,6 +75,10 @@ export class LocalRuntime implements Runtime {
   readonly modeNote: string;
   readonly network: LocalNetwork;
   private readonly images: ImageStore;
+  /** What instance-start.ts needs of this runtime. */
+  private get host(): InstanceHost {
+    return { store: this.store, images: this.images, runc: this.runc, runcRoot: this.runcRoot, java: this.java, limits: this.limits, modeNote: this.modeNote };
+  }
   private readonly runc: string;
   private readonly runcCommand: RuncCommand;
   private readonly java: string;
@@ -99,7 +87,7 @@ export class LocalRuntime implements Runtime {
   private readonly listeners = new Set<StatusListener>();
   private timer: NodeJS.Timeout | undefined;
   private readonly lastSent = new Map<string, string>();
-  private readonly locks = new Map<string, Promise<unknown>>();
+  private readonly store: RunStore;
   private readonly timers = new Set<NodeJS.Timeout>();
   private polling = false;
   /** Ports handed out recently by this process (their programs may not listen yet): port -> expiry. */
@@ -109,6 +97,7 @@ export class LocalRuntime implements Runtime {
     this.stateDir = options.stateDir ?? process.env.WEFT_LOCAL_STATE_DIR ?? defaultStateDir();
     this.runsDir = path.join(this.stateDir, 'runs');
     this.runcRoot = path.join(this.stateDir, 'runc');
+    this.store = new RunStore(this.stateDir, this.runsDir);
     this.images = new ImageStore(options.imageDir ?? path.join(this.stateDir, 'images'));
     this.runc = options.runc ?? which('runc') ?? 'runc';
     this.runcCommand = { bin: this.runc, root: this.runcRoot };
@@ -118,77 +107,7 @@ export class LocalRuntime implements Runtime {
     const network = options.network ?? (process.env.WEFT_LOCAL_NETWORK as LocalNetwork | undefined) ?? 'private';
     if (network !== 'host' && network !== 'private') throw new LocalRuntimeError(`unknown local network "${network}": use host or private`);
     this.network = network;
-    const wanted = options.mode ?? (process.env.WEFT_LOCAL_MODE as LocalMode | 'auto' | undefined) ?? 'auto';
-    if (wanted !== 'runc' && wanted !== 'host' && wanted !== 'auto') throw new LocalRuntimeError(`unknown local mode "${wanted}": use runc, host or auto`);
-    const probe = this.probeRunc();
-    if (wanted === 'runc') {
-      if (!probe.ok) throw new LocalRuntimeError(`runc cannot run here: ${probe.why} (use --local-mode host, or install runc and run as root)`);
-      this.mode = 'runc';
-      this.modeNote = 'containers run with runc';
-    } else if (wanted === 'host' || !probe.ok) {
-      this.mode = 'host';
-      this.modeNote =
-        wanted === 'host'
-          ? "host-process mode (asked for): programs run from the image's layers with this machine's JVM, without container isolation"
-          : `host-process mode: ${probe.why}; programs run from the image's layers with this machine's JVM, without container isolation`;
-    } else {
-      this.mode = 'runc';
-      this.modeNote = 'containers run with runc';
-    }
-  }
-
-  private probeRunc(): { ok: boolean; why?: string } {
-    const result = spawnSync(this.runc, ['--version'], { encoding: 'utf8' });
-    if (result.error) return { ok: false, why: `runc is not installed (${(result.error as NodeJS.ErrnoException).code})` };
-    if (result.status !== 0) return { ok: false, why: `runc --version failed: ${result.stderr.trim()}` };
-    if (process.getuid?.() !== 0) return { ok: false, why: 'runc needs root here (weft does not set up rootless runc yet)' };
-    return { ok: true };
-  }
-
-  // -------------------------------------------------------------------------
-  // Records
-
-  private runDir(runId: string): string {
-    if (!/^[a-z0-9][-a-z0-9]*$/.test(runId)) throw new LocalRuntimeError(`invalid run id "${runId}"`);
-    return path.join(this.runsDir, runId);
-  }
-
-  private async load(runId: string): Promise<RunRecord | undefined> {
-    let text: string;
-    try {
-      text = await fs.readFile(path.join(this.runDir(runId), 'run.json'), 'utf8');
-    } catch {
-      return undefined;
-    }
-    return JSON.parse(text) as RunRecord;
-  }
-
-  private async mustLoad(runId: string): Promise<RunRecord> {
-    const record = await this.load(runId);
-    if (!record) throw new LocalRuntimeError(`no local run ${runId} in ${this.runsDir}: see weft list --runtime local`);
-    return record;
-  }
-
-  private save(record: RunRecord): Promise<void> {
-    return writeFileAtomic(path.join(this.runDir(record.runId), 'run.json'), JSON.stringify(record, null, 2), PRIVATE_FILE);
-  }
-
-  /**
-   * Serialises read-modify-write of one run's record: within this process (a queue per run)
-   * and across weft processes (the run's lock file), on a record read after the lock is taken.
-   */
-  private async withRun<T>(runId: string, fn: (record: RunRecord) => Promise<T>): Promise<T> {
-    const previous = this.locks.get(runId) ?? Promise.resolve();
-    const next = previous.catch(() => undefined).then(async () => {
-      await this.mustLoad(runId);
-      return withFileLock(path.join(this.runDir(runId), 'lock'), async () => fn(await this.mustLoad(runId)));
-    });
-    this.locks.set(runId, next);
-    try {
-      return await next;
-    } finally {
-      if (this.locks.get(runId) === next) this.locks.delete(runId);
-    }
+    ({ mode: this.mode, note: this.modeNote } = chooseMode(options.mode ?? (process.env.WEFT_LOCAL_MODE as LocalMode | 'auto' | undefined) ?? 'auto', this.runc));
   }
 
   // -------------------------------------------------------------------------
@@ -198,7 +117,7 @@ export class LocalRuntime implements Runtime {
     const { runId } = request;
     // The Runner resolved build: sections already; this covers callers of the SPI alone (the master).
     const spec = await resolveBuilds(request.spec);
-    const dir = this.runDir(runId);
+    const dir = this.store.runDir(runId);
     // Checked again atomically below; this early check only saves preparing images for nothing.
     if (existsSync(dir)) throw new RunIdTakenError(runId, `${dir} already exists`);
     const now = Date.now();
@@ -228,7 +147,7 @@ export class LocalRuntime implements Runtime {
       const reason = error instanceof LocalRuntimeError ? 'InvalidSpec' : error instanceof ImageError ? error.reason : 'ErrImagePull';
       return this.recordNotStarted(record, images, reason === 'InvalidSpec' ? 'REJECTED' : 'FAILED', reason, message);
     }
-    await this.privateStateDirs();
+    await this.store.privateStateDirs();
     // Claim the id: a plain mkdir fails when another submission (this or another process) got there
     // first, where a check-then-create would let both write into one run directory.
     try {
@@ -246,8 +165,8 @@ export class LocalRuntime implements Runtime {
         await fs.writeFile(path.join(filesDir, f.name), f.data, { mode: PRIVATE_FILE });
       }
     }
-    await this.save(record);
-    await this.withRun(runId, async (rec) => {
+    await this.store.save(record);
+    await this.store.withRun(runId, async (rec) => {
       try {
         for (const r of rec.spec.runnables) {
           for (let i = 0; i < r.instances; i++) await this.launch(rec, r);
@@ -255,11 +174,11 @@ export class LocalRuntime implements Runtime {
       } catch (error) {
         // Instances already started are stopped: a run that could not start holds nothing.
         rec.final = { state: 'FAILED', reason: 'StartError', message: `cannot start the run: ${(error as Error).message}`, finishedAt: new Date().toISOString() };
-        await this.save(rec);
+        await this.store.save(rec);
         await this.cleanUpInstances(rec);
         return;
       }
-      await this.save(rec);
+      await this.store.save(rec);
     });
     const status = await this.status(runId);
     this.kick();
@@ -272,16 +191,10 @@ export class LocalRuntime implements Runtime {
       record.runnables[r.name] = { desired: r.instances, instances: [], nextId: 0, image: images[r.name] ?? { reference: r.image ?? '', digest: '', rootfs: '' } };
     }
     record.final = { state, reason, message, finishedAt: new Date().toISOString() };
-    await this.privateStateDirs();
-    await privateDir(this.runDir(record.runId));
-    await this.save(record);
+    await this.store.privateStateDirs();
+    await privateDir(this.store.runDir(record.runId));
+    await this.store.save(record);
     return this.derive(record);
-  }
-
-  /** The state dir and its runs dir, private to weft's user (see PRIVATE_DIR). */
-  private async privateStateDirs(): Promise<void> {
-    await privateDir(this.stateDir);
-    await privateDir(this.runsDir);
   }
 
   /** Ports of every instance of every live run in the state dir, plus those handed out in the last minute. */
@@ -295,7 +208,7 @@ export class LocalRuntime implements Runtime {
     const records = [current];
     for (const name of await fs.readdir(this.runsDir).catch(() => [] as string[])) {
       if (name === current.runId) continue;
-      const r = await this.load(name).catch(() => undefined);
+      const r = await this.store.load(name).catch(() => undefined);
       if (r && !r.final) records.push(r);
     }
     for (const r of records) {
@@ -307,10 +220,11 @@ export class LocalRuntime implements Runtime {
   /** Creates and starts one new instance of a runnable (the record is saved by the caller). */
   private async launch(record: RunRecord, r: RunnableSpec): Promise<InstanceRecord> {
     const rr = record.runnables[r.name];
-    const id = String(rr.nextId++);
+    // A Spark runnable's one instance is its driver (named as on Kubernetes).
+    const id = r.kind === 'spark' ? 'driver' : String(rr.nextId++);
     const containerId = `weft-${record.runId}-${r.name}-${id}`;
     const relDir = path.join('instances', `${r.name}-${id}`);
-    const instDir = path.join(this.runDir(record.runId), relDir);
+    const instDir = path.join(this.store.runDir(record.runId), relDir);
     await fs.rm(instDir, { recursive: true, force: true });
     await privateDir(instDir);
     await fs.mkdir(path.join(instDir, 'podinfo'), { recursive: true });
@@ -327,172 +241,12 @@ export class LocalRuntime implements Runtime {
     }
     const inst: InstanceRecord = { id, dir: relDir, containerId, ports, createdAt: new Date().toISOString() };
     rr.instances.push(inst);
-    await this.startSupervisor(record, r, inst);
+    await startSupervisor(this.host, record, r, inst);
     return inst;
-  }
-
-  private async startSupervisor(record: RunRecord, r: RunnableSpec, inst: InstanceRecord): Promise<void> {
-    const runDir = this.runDir(record.runId);
-    const instDir = path.join(runDir, inst.dir);
-    for (const f of ['exit', 'child', 'stop', 'started']) await fs.rm(path.join(instDir, f), { force: true });
-    const rr = record.runnables[r.name];
-    const filesDir = path.join(runDir, 'files', r.name);
-    const inContainer = record.mode === 'runc';
-    // A host process has no container paths: it is given the host paths of the same files.
-    const weftEnv = instanceEnvironment(
-      {
-        runtime: 'local',
-        runId: record.runId,
-        app: record.app,
-        runnable: r.name,
-        instanceCount: r.instances,
-        commandsFile: inContainer ? COMMANDS_FILE : path.join(instDir, 'podinfo', 'annotations'),
-        filesDir: inContainer ? FILES_PATH : filesDir,
-      },
-      { instanceId: inst.id, podName: inst.containerId, namespace: this.runsDir, ports: inst.ports },
-    );
-    // From the local store: restarts and scale-ups never need the registry again.
-    const config = await this.images.configOf(rr.image.rootfs).catch(() => this.images.prepare(rr.image.reference).then((i) => i.config));
-    let command: string[];
-    const env: NodeJS.ProcessEnv = { PATH: process.env.PATH ?? '/usr/bin:/bin' };
-    let cwd = instDir;
-    if (inContainer) {
-      const bundle = path.join(instDir, 'bundle');
-      await fs.mkdir(bundle, { recursive: true });
-      const user = await resolveImageUser(rr.image.rootfs, config.config?.User);
-      // The run's files are private to weft's user; a container running as another user gets them as its own.
-      if (user.uid !== 0) await chownTree(filesDir, user);
-      const cfg = runcConfig({
-        user,
-        config,
-        runnable: r,
-        rootfs: rr.image.rootfs,
-        weftEnv,
-        podinfoDir: path.join(instDir, 'podinfo'),
-        filesDir,
-        hostname: `${r.name}-${inst.id}`,
-        cgroupsPath: this.limits ? `/weft/${inst.containerId}` : undefined,
-        limits: this.limits,
-        netnsPath: record.network === 'private' ? `/run/netns/${inst.containerId}` : undefined,
-      });
-      if (record.network === 'private') {
-        Object.assign(env, {
-          WEFT_NETNS: inst.containerId,
-          WEFT_PUBLISH_PORTS: Object.values(inst.ports).join(' '),
-          WEFT_NODE: process.execPath,
-          WEFT_PORT_PROXY: PORT_PROXY_SCRIPT,
-        });
-      }
-      await fs.writeFile(path.join(bundle, 'config.json'), JSON.stringify(cfg, null, 2), { mode: PRIVATE_FILE });
-      await execFileAsync(this.runc, ['--root', this.runcRoot, 'delete', '--force', inst.containerId]).catch(() => undefined);
-      command = [this.runc, '--root', this.runcRoot, 'run', '--bundle', bundle, inst.containerId];
-      env.WEFT_AFTER_EXIT = `'${this.runc}' --root '${this.runcRoot}' delete --force '${inst.containerId}'`;
-    } else {
-      const host = hostProcess({ config, runnable: r, rootfs: rr.image.rootfs, weftEnv, podinfoDir: path.join(instDir, 'podinfo'), filesDir, hostJava: this.java });
-      command = host.argv;
-      Object.assign(env, host.env);
-      cwd = existsSync(host.cwd) ? host.cwd : rr.image.rootfs;
-      await fs.writeFile(path.join(instDir, 'host-process.json'), JSON.stringify({ ...host, note: this.modeNote }, null, 2), { mode: PRIVATE_FILE });
-    }
-    const script = path.join(this.stateDir, 'supervisor.sh');
-    if (readText(script) !== SUPERVISOR_SCRIPT.trim()) {
-      await privateDir(this.stateDir);
-      // A temp name of this process's own: two weft processes on one state dir (the CLI twice, two masters) may write it at once.
-      await writeFileAtomic(script, SUPERVISOR_SCRIPT, 0o755);
-    }
-    const log = openSync(path.join(instDir, 'log'), 'a', PRIVATE_FILE);
-    try {
-      const child = spawn('/bin/sh', [script, instDir, r.kind === 'batch' ? 'never' : 'always', ...command], {
-        cwd,
-        env,
-        detached: true,
-        stdio: ['ignore', log, log],
-      });
-      await new Promise<void>((resolve, reject) => {
-        child.once('spawn', resolve);
-        child.once('error', (e) => reject(new LocalRuntimeError(`cannot start the supervisor of ${r.name}/${inst.id}: ${e.message}`)));
-      });
-      child.unref();
-      inst.supervisorPid = child.pid;
-      inst.supervisorStart = child.pid ? processStartTime(child.pid) : undefined;
-    } finally {
-      closeSync(log);
-    }
   }
 
   // -------------------------------------------------------------------------
   // Status
-
-  private viewInstance(record: RunRecord, runnable: RunnableSpec, inst: InstanceRecord): InstanceView {
-    const dir = path.join(this.runDir(record.runId), inst.dir);
-    const exitText = readText(path.join(dir, 'exit'));
-    const childText = readText(path.join(dir, 'child'));
-    const restarts = Number(readText(path.join(dir, 'restarts')) ?? 0);
-    const started = readText(path.join(dir, 'started'));
-    const verdict = instanceVerdict({
-      kind: runnable.kind,
-      record: inst,
-      alive: isSameProcess(inst.supervisorPid, inst.supervisorStart),
-      exitCode: exitText !== undefined && exitText !== '' ? Number(exitText) : undefined,
-      childStarted: Boolean(childText),
-      restarts,
-      runStopping: Boolean(record.stopRequested),
-      now: Date.now(),
-      lastLogLine: () => this.lastLogLine(dir),
-    });
-    return {
-      runnable: runnable.name,
-      record: inst,
-      dir,
-      ...verdict,
-      restarts,
-      childPid: childText ? Number(childText) : undefined,
-      startedAt: started ? new Date(Number(started)).toISOString() : undefined,
-    };
-  }
-
-  private lastLogLine(dir: string): string {
-    try {
-      const text = readFileSync(path.join(dir, 'log'), 'utf8');
-      const lines = text.split('\n').filter((l) => l.trim() && !l.startsWith('[weft]'));
-      const last = lines[lines.length - 1];
-      return last ? `: ${last.slice(0, 300)}` : '';
-    } catch {
-      return '';
-    }
-  }
-
-  /**
-   * Every instance's view. An instance counts as RUNNING once its program
-   * runs (runc: the container process exists) and, when it announces ports,
-   * once they accept connections (a TCP readiness check, as a Service only
-   * lists ready endpoints); before that it is STARTING.
-   */
-  private async views(record: RunRecord): Promise<InstanceView[]> {
-    const out: InstanceView[] = [];
-    for (const r of record.spec.runnables) {
-      for (const inst of record.runnables[r.name]?.instances ?? []) out.push(this.viewInstance(record, r, inst));
-    }
-    await Promise.all(
-      out.map(async (v) => {
-        if (v.state !== 'RUNNING') return;
-        const programPid = record.mode === 'runc' ? (v.childPid ? childrenOf(v.childPid)[0] : undefined) : v.childPid;
-        if (!programPid) {
-          v.state = 'STARTING';
-          v.reason = 'ContainerCreating';
-          return;
-        }
-        const ports = Object.values(v.record.ports);
-        // The program itself must listen (not just anyone on that port): its socket inodes are matched.
-        if (ports.length && !ports.every((p) => listensOn(programPid, p))) {
-          v.state = 'STARTING';
-          v.reason = 'NotReady';
-          v.message = `waiting for port ${ports.join(', ')} to accept connections`;
-        }
-      }),
-    );
-    return out;
-  }
 
   /**
    * Derives the run state from its instances; records terminal states (and acts on them) once.
@@ -500,7 +254,7 @@ export class LocalRuntime implements Runtime {
    * process may have restarted, stopped or ended the run between this record's read and now.
    */
   private async derive(record: RunRecord, locked = false): Promise<RunStatus> {
-    const views = await this.views(record);
+    const views = await instanceViews(this.store.runDir(record.runId), record);
     const observed: ObservedInstance[] = views.map((v) => ({
       runnable: v.runnable,
       record: v.record,
@@ -537,7 +291,7 @@ export class LocalRuntime implements Runtime {
     if (record.mode === 'host' && !message && !isTerminal(state)) message = record.modeNote;
     Object.assign(status, { state, message, reason, exitCode });
     if (isTerminal(state) && !locked) {
-      const decided = await this.withRun(record.runId, (fresh) => this.derive(fresh, true)).catch(() => undefined);
+      const decided = await this.store.withRun(record.runId, (fresh) => this.derive(fresh, true)).catch(() => undefined);
       return decided ?? status;
     }
     if (state === 'RUNNING' && !record.reachedRunning) {
@@ -548,7 +302,7 @@ export class LocalRuntime implements Runtime {
       const finishedAt = new Date().toISOString();
       status.finishedAt = finishedAt;
       record.final = { state, message, reason, exitCode, finishedAt };
-      await this.save(record);
+      await this.store.save(record);
       // A failed batch (like a Job with backoffLimit 0) takes its other instances down; containers
       // whose supervisor was lost are removed too.
       await this.cleanUpInstances(record, views);
@@ -563,7 +317,7 @@ export class LocalRuntime implements Runtime {
    * terminal run (leftovers of a record written by an older weft, or of a crash).
    */
   private async cleanUpInstances(record: RunRecord, known?: InstanceView[]): Promise<void> {
-    const views = known ?? (await this.views(record));
+    const views = known ?? (await instanceViews(this.store.runDir(record.runId), record));
     const supervised = views.filter((v) => isSameProcess(v.record.supervisorPid, v.record.supervisorStart));
     if (supervised.length > 0) await this.signalAll(record, supervised, 'SIGKILL');
     for (const v of views.filter((x) => !supervised.includes(x))) {
@@ -587,15 +341,15 @@ export class LocalRuntime implements Runtime {
   }
 
   private async update(runId: string, fn: (record: RunRecord) => void): Promise<void> {
-    await this.withRun(runId, async (rec) => {
+    await this.store.withRun(runId, async (rec) => {
       fn(rec);
-      await this.save(rec);
+      await this.store.save(rec);
     }).catch(() => undefined);
   }
 
   async status(runId: string): Promise<RunStatus | undefined> {
     if (!/^[a-z0-9][-a-z0-9]*$/.test(runId)) return undefined;
-    const record = await this.load(runId);
+    const record = await this.store.load(runId);
     return record ? this.derive(record) : undefined;
   }
 
@@ -608,7 +362,7 @@ export class LocalRuntime implements Runtime {
     }
     const out: RunStatus[] = [];
     for (const name of names.sort()) {
-      const record = await this.load(name).catch(() => undefined);
+      const record = await this.store.load(name).catch(() => undefined);
       if (!record || (filter.app && record.app !== filter.app)) continue;
       if (filter.liveOnly && record.final) continue;
       const status = await this.derive(record);
@@ -651,7 +405,7 @@ export class LocalRuntime implements Runtime {
       return;
     }
     for (const name of names) {
-      const record = await this.load(name).catch(() => undefined);
+      const record = await this.store.load(name).catch(() => undefined);
       if (!record) continue;
       if (record.final && this.lastSent.has(name) && isTerminal(JSON.parse(this.lastSent.get(name)!).state)) continue;
       const status = await this.derive(record).catch(() => undefined);
@@ -718,7 +472,7 @@ export class LocalRuntime implements Runtime {
   /** A frozen instance cannot act on SIGTERM: resume it first. */
   private async thaw(record: RunRecord): Promise<void> {
     if (!record.suspended) return;
-    for (const v of await this.views(record)) {
+    for (const v of await instanceViews(this.store.runDir(record.runId), record)) {
       if (record.mode === 'runc') await execFileAsync(this.runc, ['--root', this.runcRoot, 'resume', v.record.containerId]).catch(() => undefined);
       else if (v.childPid) {
         try {
@@ -731,24 +485,24 @@ export class LocalRuntime implements Runtime {
   }
 
   async stop(runId: string, options: { gracePeriodMs?: number } = {}): Promise<void> {
-    await this.withRun(runId, async (record) => {
+    await this.store.withRun(runId, async (record) => {
       if (record.final) return this.cleanUpInstances(record);
       const grace = options.gracePeriodMs ?? record.spec.stopTimeout;
       record.stopRequested ??= { at: new Date().toISOString(), kind: grace <= 0 ? 'kill' : 'stop', gracePeriodMs: grace };
-      await this.save(record);
+      await this.store.save(record);
       await this.thaw(record);
-      await this.stopInstances(record, await this.views(record), grace);
+      await this.stopInstances(record, await instanceViews(this.store.runDir(record.runId), record), grace);
     });
     this.kick();
   }
 
   async kill(runId: string): Promise<void> {
-    await this.withRun(runId, async (record) => {
+    await this.store.withRun(runId, async (record) => {
       if (record.final) return this.cleanUpInstances(record);
       record.stopRequested = { at: new Date().toISOString(), kind: 'kill', gracePeriodMs: 0 };
-      await this.save(record);
+      await this.store.save(record);
       await this.thaw(record);
-      await this.stopInstances(record, await this.views(record), 0);
+      await this.stopInstances(record, await instanceViews(this.store.runDir(record.runId), record), 0);
     });
     this.kick();
   }
@@ -765,9 +519,10 @@ export class LocalRuntime implements Runtime {
 
   async scale(runId: string, runnable: string, instances: number): Promise<void> {
     if (!Number.isInteger(instances) || instances < 0) throw new LocalRuntimeError(`instances must be a whole number >= 0, got ${instances}`);
-    await this.withRun(runId, async (record) => {
+    await this.store.withRun(runId, async (record) => {
       this.requireLive(record, `scale ${runnable}`);
       const r = this.runnableOf(record, runnable);
+      if (r.kind === 'spark') throw new LocalRuntimeError(`${runId}/${runnable} is a Spark program: it runs in local[N] here, with spark.localThreads (or the executors' count x cores) task threads`);
       const rr = record.runnables[runnable];
       rr.desired = instances;
       const active = rr.instances.filter((i) => !i.removed);
@@ -776,12 +531,12 @@ export class LocalRuntime implements Runtime {
         // Like a Deployment/StatefulSet: the highest instance ids go first.
         const drop = [...active].sort((a, b) => Number(b.id) - Number(a.id)).slice(0, active.length - instances);
         for (const inst of drop) inst.removed = true;
-        await this.save(record);
-        await this.stopInstances(record, drop.map((i) => this.viewInstance(record, r, i)), grace);
+        await this.store.save(record);
+        await this.stopInstances(record, drop.map((i) => viewInstance(this.store.runDir(record.runId), record, r, i)), grace);
       } else {
         for (let i = active.length; i < instances; i++) await this.launch(record, r);
       }
-      await this.save(record);
+      await this.store.save(record);
     });
     this.kick();
   }
@@ -794,9 +549,10 @@ export class LocalRuntime implements Runtime {
    * (then nothing is started, so nothing can outlive the run).
    */
   async restart(runId: string, runnable: string, instances?: string[]): Promise<void> {
-    const stopped = await this.withRun(runId, async (record) => {
+    const stopped = await this.store.withRun(runId, async (record) => {
       this.requireLive(record, `restart ${runnable}`);
       const r = this.runnableOf(record, runnable);
+      if (r.kind === 'spark') throw new LocalRuntimeError('restarting a Spark driver is not supported: it runs once; stop the run and start it again');
       const active = record.runnables[runnable].instances.filter((i) => !i.removed);
       const targets = instances ? instances.map((id) => {
         const inst = active.find((i) => i.id === id);
@@ -804,17 +560,17 @@ export class LocalRuntime implements Runtime {
         return inst;
       }) : active;
       const grace = r.stopTimeout ?? record.spec.stopTimeout;
-      const views = targets.map((inst) => this.viewInstance(record, r, inst));
+      const views = targets.map((inst) => viewInstance(this.store.runDir(record.runId), record, r, inst));
       const at = new Date().toISOString();
       for (const inst of targets) inst.restarting = { at, gracePeriodMs: grace };
-      await this.save(record);
+      await this.store.save(record);
       await this.stopInstances(record, views, grace);
       return { grace, targets: views.map((v) => ({ id: v.record.id, dir: v.dir, restarts: v.restarts, pid: v.record.supervisorPid, start: v.record.supervisorStart })) };
     });
     // The KILL watchdog ends each old attempt after the grace period; its supervisor then exits.
     const deadline = Date.now() + stopped.grace + 10_000;
     for (const t of stopped.targets) while (isSameProcess(t.pid, t.start) && Date.now() < deadline) await sleep(100);
-    await this.withRun(runId, async (record) => {
+    await this.store.withRun(runId, async (record) => {
       const r = this.runnableOf(record, runnable);
       const stuck: string[] = [];
       try {
@@ -828,10 +584,10 @@ export class LocalRuntime implements Runtime {
             continue;
           }
           await fs.writeFile(path.join(t.dir, 'restarts'), String(t.restarts + 1));
-          await this.startSupervisor(record, r, inst);
+          await startSupervisor(this.host, record, r, inst);
         }
       } finally {
-        await this.save(record);
+        await this.store.save(record);
       }
       if (stuck.length) throw new LocalRuntimeError(`instance ${stuck.join(', ')} of ${runnable} did not stop within ${Math.round(stopped.grace / 1000) + 10}s; not restarted`);
     });
@@ -844,12 +600,12 @@ export class LocalRuntime implements Runtime {
    * Job suspend on Kubernetes, only batch runnables can be suspended.
    */
   async suspend(runId: string, suspended: boolean): Promise<void> {
-    await this.withRun(runId, async (record) => {
+    await this.store.withRun(runId, async (record) => {
       this.requireLive(record, suspended ? 'suspend' : 'resume');
       const batch = record.spec.runnables.filter((r) => r.kind === 'batch').map((r) => r.name);
       if (batch.length === 0) throw new LocalRuntimeError(`run ${runId} has no batch runnable; only batch runs can be suspended (scale services to 0 instead)`);
       if (Boolean(record.suspended) === suspended) return;
-      const views = (await this.views(record)).filter((v) => batch.includes(v.runnable) && !isTerminalInstance(v.state));
+      const views = (await instanceViews(this.store.runDir(record.runId), record)).filter((v) => batch.includes(v.runnable) && !isTerminalInstance(v.state));
       for (const v of views) {
         if (record.mode === 'runc') {
           try {
@@ -866,17 +622,17 @@ export class LocalRuntime implements Runtime {
         }
       }
       record.suspended = suspended;
-      await this.save(record);
+      await this.store.save(record);
     });
     this.kick();
   }
 
   async sendCommand(runId: string, command: string, options: { runnable?: string; payload?: string } = {}): Promise<void> {
     if (!command) throw new LocalRuntimeError('a command needs a name');
-    await this.withRun(runId, async (record) => {
+    await this.store.withRun(runId, async (record) => {
       this.requireLive(record, `send "${command}"`);
       if (options.runnable) this.runnableOf(record, options.runnable);
-      const targets = (await this.views(record)).filter((v) => !v.record.removed && !isTerminalInstance(v.state) && (!options.runnable || v.runnable === options.runnable));
+      const targets = (await instanceViews(this.store.runDir(record.runId), record)).filter((v) => !v.record.removed && !isTerminalInstance(v.state) && (!options.runnable || v.runnable === options.runnable));
       if (targets.length === 0) throw new LocalRuntimeError(`run ${runId} has no live instance${options.runnable ? ` of ${options.runnable}` : ''} to send "${command}" to`);
       const { key, value } = commandAnnotation(command, options.payload);
       for (const v of targets) {
@@ -891,58 +647,18 @@ export class LocalRuntime implements Runtime {
   }
 
   async resourceReport(runId: string): Promise<ResourceReport> {
-    const record = await this.mustLoad(runId);
-    const views = (await this.views(record)).filter((v) => !(v.record.removed && isTerminalInstance(v.state)));
-    const pids = new Map<InstanceView, number>();
-    for (const v of views) {
-      if (v.state !== 'RUNNING' && v.state !== 'STOPPING') continue;
-      const pid = record.mode === 'runc' ? await this.containerPid(v.record.containerId) : v.childPid;
-      if (pid) pids.set(v, pid);
-    }
-    const cpu = await sampleCpu([...pids.values()]);
-    const entries: ResourceReportEntry[] = [];
-    for (const v of views) {
-      const r = record.spec.runnables.find((x) => x.name === v.runnable)!;
-      const pid = pids.get(v);
-      let memoryBytes: number | undefined;
-      if (pid) {
-        memoryBytes = record.mode === 'runc' && this.limits ? await cgroupMemoryBytes(`/weft/${v.record.containerId}`) : undefined;
-        memoryBytes ??= await residentBytes(pid);
-      }
-      const entry: ResourceReportEntry & { pid?: number } = {
-        runnable: v.runnable,
-        instance: v.record.id,
-        host: os.hostname(),
-        containerId: record.mode === 'runc' ? v.record.containerId : pid ? `pid-${pid}` : undefined,
-        state: v.state,
-        cpu: r.resources.cpu,
-        memory: r.resources.memory,
-        usage: pid ? { cpuMillicores: cpu.get(pid), memoryBytes } : undefined,
-      };
-      if (pid) entry.pid = pid;
-      entries.push(entry);
-    }
-    return { runId, app: record.app, instances: entries };
-  }
-
-  private async containerPid(containerId: string): Promise<number | undefined> {
-    try {
-      const { stdout } = await execFileAsync(this.runc, ['--root', this.runcRoot, 'state', containerId]);
-      const state = JSON.parse(stdout) as { pid?: number; status?: string };
-      return state.status === 'running' && state.pid ? state.pid : undefined;
-    } catch {
-      return undefined;
-    }
+    const record = await this.store.mustLoad(runId);
+    return resourceReport(record, await instanceViews(this.store.runDir(runId), record), { runc: this.runcCommand, limits: this.limits });
   }
 
   async discover(runId: string, service: string): Promise<Endpoint[]> {
-    const record = await this.mustLoad(runId);
+    const record = await this.store.mustLoad(runId);
     const owners = record.spec.runnables.filter((r) => r.ports.some((p) => p.name === service));
     if (owners.length === 0) {
       const names = record.spec.runnables.flatMap((r) => r.ports.map((p) => p.name));
       throw new LocalRuntimeError(`run ${runId} announces no service "${service}"${names.length ? `: it announces ${names.join(', ')}` : ''}`);
     }
-    return (await this.views(record))
+    return (await instanceViews(this.store.runDir(record.runId), record))
       .filter((v) => v.state === 'RUNNING' && !v.record.removed && v.record.ports[service] !== undefined)
       .map((v) => ({ name: service, host: '127.0.0.1', port: v.record.ports[service] }));
   }
@@ -953,13 +669,13 @@ export class LocalRuntime implements Runtime {
 
   /** Instance log files of a run (for logs()). */
   async logFiles(runId: string, options: LogOptions): Promise<Array<{ runnable: string; instance: string; file: string }>> {
-    const record = await this.mustLoad(runId);
+    const record = await this.store.mustLoad(runId);
     const out: Array<{ runnable: string; instance: string; file: string }> = [];
     for (const r of record.spec.runnables) {
       if (options.runnable && r.name !== options.runnable) continue;
       for (const inst of record.runnables[r.name]?.instances ?? []) {
         if (options.instance !== undefined && inst.id !== options.instance) continue;
-        out.push({ runnable: r.name, instance: inst.id, file: path.join(this.runDir(runId), inst.dir, 'log') });
+        out.push({ runnable: r.name, instance: inst.id, file: path.join(this.store.runDir(runId), inst.dir, 'log') });
       }
     }
     return out;
@@ -967,14 +683,14 @@ export class LocalRuntime implements Runtime {
 
   /** Removes a finished run's directory (its logs too). */
   async remove(runId: string): Promise<void> {
-    const record = await this.mustLoad(runId);
+    const record = await this.store.mustLoad(runId);
     const status = await this.derive(record);
     if (!isTerminal(status.state)) throw new LocalRuntimeError(`run ${runId} is ${status.state}: stop it before removing it`);
     for (const inst of Object.values(record.runnables).flatMap((r) => r.instances)) {
       if (record.mode === 'runc') await execFileAsync(this.runc, ['--root', this.runcRoot, 'delete', '--force', inst.containerId]).catch(() => undefined);
       if (record.network === 'private') await execFileAsync('ip', ['netns', 'delete', inst.containerId]).catch(() => undefined);
     }
-    await fs.rm(this.runDir(runId), { recursive: true, force: true });
+    await fs.rm(this.store.runDir(runId), { recursive: true, force: true });
   }
 
   async close(): Promise<void> {
@@ -982,6 +698,6 @@ export class LocalRuntime implements Runtime {
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
     for (const t of this.timers) clearTimeout(t);
-    await Promise.all([...this.locks.values()].map((p) => p.catch(() => undefined)));
+    await this.store.settle();
   }
 }
