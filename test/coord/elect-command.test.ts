@@ -137,3 +137,17 @@ test('memory backend: the command runs at once with its token and its exit code 
   const none = candidate(['--backend', 'memory']);
   assert.equal(await none.exited, 1);
 });
+
+test('memory backend: --heartbeat prints a fencing log (elected, leading with the token, stepdown on SIGTERM); with a command it is refused', { timeout: 30_000 }, async () => {
+  const c = candidate(['demo', '--backend', 'memory', '--json', '--heartbeat', '100']);
+  await c.waitFor('three heartbeats', () => c.events().filter((e) => e.ev === 'leading').length >= 3);
+  const [elected, ...rest] = c.events();
+  assert.equal(elected.ev, 'elected');
+  assert.match(String(elected.id), /-[0-9a-f]{8}$/, 'the default candidate id is <hostname>-<8 random hex digits>');
+  for (const e of rest) assert.deepEqual([e.ev, e.id, e.token], ['leading', elected.id, elected.token]);
+  started.at(-1)!.kill('SIGTERM');
+  assert.equal(await c.exited, 0);
+  assert.equal(c.events().at(-1)?.ev, 'stepdown', 'it resigns on SIGTERM');
+  const refused = candidate(['demo', '--backend', 'memory', '--heartbeat', '100', '--', 'true']);
+  assert.equal(await refused.exited, 1);
+});
