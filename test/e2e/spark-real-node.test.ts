@@ -128,6 +128,18 @@ describe('Spark programs on the real node', () => {
     assert.fail(`objects of run ${runId} are left 2 minutes after it was deleted: ${left.join(', ')}`);
   }
 
+  /** The Spark runnable's status once none of its instances is still starting or running (up to 2 minutes). */
+  async function runnableWhenExecutorsEnded(runId: string): Promise<RunStatus['runnables'][number]> {
+    let last: RunStatus['runnables'][number] | undefined;
+    for (let i = 0; i < 120; i++) {
+      const status = JSON.parse((await weft(['status', runId, ...kubeFlags(), '--json'])).stdout) as RunStatus;
+      last = status.runnables[0]!;
+      if (last.instances.every((inst) => !['PENDING', 'STARTING', 'RUNNING', 'STOPPING'].includes(inst.state))) return last;
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+    assert.fail(`the executors of ${runId} had not ended 2 minutes after the driver: ${JSON.stringify(last?.instances)}`);
+  }
+
   async function logsOf(runId: string): Promise<string[]> {
     const logs = await weft(['logs', runId, ...kubeFlags()]);
     assert.equal(logs.code, 0, logs.stderr);
@@ -141,8 +153,9 @@ describe('Spark programs on the real node', () => {
     spec.runnables[0] = { ...runnable, build: { jar: examplesJar, libs: [sparkJars], target: `docker://${nodeRegistry()}/spark/pi:${randomBytes(3).toString('hex')}` } };
     const final = await runToEnd(spec);
     assert.equal(final.state, 'COMPLETED', final.message);
-    const r = final.runnables[0];
-    assert.equal(r.kind, 'spark');
+    assert.equal(final.runnables[0]!.kind, 'spark');
+    // The run ends with its driver; the executors end on their own a moment later (Spark tells them to).
+    const r = await runnableWhenExecutorsEnded(final.runId);
     assert.deepEqual(r.instances.map((i) => `${i.id}:${i.state}`).sort(), ['driver:COMPLETED', 'exec-1:COMPLETED', 'exec-2:COMPLETED'], JSON.stringify(r.instances));
     const realNodes = (await core.listNode({ labelSelector: 'weft.io/real-node=true' })).items.map((n) => n.metadata?.name);
     for (const i of r.instances) assert.ok(realNodes.includes(i.host), `${i.id} ran on the real node, not ${i.host}`);
