@@ -221,37 +221,21 @@ export class KubeRuntime implements Runtime {
     }
     adopt(rendered, root);
     try {
-      for (const sa of rendered.serviceAccounts) {
+      const namespace = this.namespace;
+      // In dependency order: a Spark driver's account and role before its pod, Services before workloads.
+      const creations: Array<() => Promise<unknown>> = [
+        ...rendered.serviceAccounts.map((body) => () => this.core.createNamespacedServiceAccount({ namespace, body })),
+        ...rendered.roles.map((body) => () => this.rbac.createNamespacedRole({ namespace, body })),
+        ...rendered.roleBindings.map((body) => () => this.rbac.createNamespacedRoleBinding({ namespace, body })),
+        ...rendered.pods.map((body) => () => this.core.createNamespacedPod({ namespace, body })),
+        ...rendered.services.map((body) => () => this.core.createNamespacedService({ namespace, body })),
+        ...rendered.statefulSets.map((body) => () => this.apps.createNamespacedStatefulSet({ namespace, body })),
+        ...rendered.deployments.map((body) => () => this.apps.createNamespacedDeployment({ namespace, body })),
+        ...rendered.jobs.map((body) => () => this.batch.createNamespacedJob({ namespace, body })),
+      ];
+      for (const create of creations) {
         this.count('create');
-        await this.core.createNamespacedServiceAccount({ namespace: this.namespace, body: sa });
-      }
-      for (const role of rendered.roles) {
-        this.count('create');
-        await this.rbac.createNamespacedRole({ namespace: this.namespace, body: role });
-      }
-      for (const binding of rendered.roleBindings) {
-        this.count('create');
-        await this.rbac.createNamespacedRoleBinding({ namespace: this.namespace, body: binding });
-      }
-      for (const pod of rendered.pods) {
-        this.count('create');
-        await this.core.createNamespacedPod({ namespace: this.namespace, body: pod });
-      }
-      for (const svc of rendered.services) {
-        this.count('create');
-        await this.core.createNamespacedService({ namespace: this.namespace, body: svc });
-      }
-      for (const sts of rendered.statefulSets) {
-        this.count('create');
-        await this.apps.createNamespacedStatefulSet({ namespace: this.namespace, body: sts });
-      }
-      for (const dep of rendered.deployments) {
-        this.count('create');
-        await this.apps.createNamespacedDeployment({ namespace: this.namespace, body: dep });
-      }
-      for (const job of rendered.jobs) {
-        this.count('create');
-        await this.batch.createNamespacedJob({ namespace: this.namespace, body: job });
+        await create();
       }
     } catch (error) {
       // Nothing partial stays behind: the root owns whatever was created. The uid precondition
