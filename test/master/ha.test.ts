@@ -5,7 +5,9 @@
 // hand-over of a run to the runtime (WEFT_MASTER_TEST_PAUSE_HANDOVER stops it
 // there, with its other hand-overs finished). Every acknowledged submission
 // exists exactly once and ends COMPLETED, having run once; the failover time
-// (from the kill to the survivor leading) is measured and reported. Each run
+// (from the kill to the survivor leading) is measured and reported. The second
+// hundred submissions start when the leader has paused, and the kill waits for
+// a few of them, so it lands mid-submission on a fast machine as on a slow one. Each run
 // is a shell process (test/support/shell-image.ts), so 200 fit on 2 cores.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -25,6 +27,13 @@ const CLIENTS = 8;
 const LIMIT = 30;
 /** The leader stops before its 45th hand-over (about 90 of the 200 submitted, half of them through it). */
 const PAUSE_AT = 45;
+/**
+ * Submissions from this index on wait until the leader has paused, so that the kill falls in the middle of the
+ * submissions however fast the machine is (on a quiet machine all 200 were acknowledged before the 45th hand-over).
+ */
+const SECOND_HALF = 100;
+/** The kill waits for this many submissions of the second half to be acknowledged, so some are in flight across it. */
+const ACKED_BEFORE_KILL = 8;
 
 interface Listed {
   id: string;
@@ -104,14 +113,20 @@ const haSuite = (election: 'etcd' | 'kubernetes') =>
       const answers = new Map<number, number>();
       let killedAt = 0;
       let submittedAtKill = 0;
+      let releaseSecondHalf: () => void = () => undefined;
+      const secondHalfReleased = new Promise<void>((res) => { releaseSecondHalf = res; });
       // Failover time: from the SIGKILL to the survivor's /readyz saying it leads (it then watches, archives
       // and reconciles; every master serves writes throughout). Polled every 50 ms from the kill on.
       const failover = (async () => {
         const paused = await leader.waitForLog(/test hook: paused before handing run (\S+) to the runtime/, 300_000);
+        const ackedAtPause = acked.size;
+        releaseSecondHalf();
+        const killDeadline = Date.now() + 5_000;
+        while (acked.size < ackedAtPause + ACKED_BEFORE_KILL && Date.now() < killDeadline) await new Promise((res) => setTimeout(res, 10));
         submittedAtKill = acked.size;
         killedAt = Date.now();
         await leader.kill();
-        ctx.diagnostic(`leader SIGKILLed at the hand-over of ${paused[1]}, ${submittedAtKill} submissions acknowledged by then`);
+        ctx.diagnostic(`leader SIGKILLed at the hand-over of ${paused[1]}, ${submittedAtKill} submissions acknowledged by then (${ackedAtPause} when it paused)`);
         for (;;) {
           if (await isLeader(survivor)) return Date.now() - killedAt;
           if (Date.now() - killedAt > 120_000) throw new Error('the survivor did not lead within 120 s of the kill');
@@ -122,6 +137,7 @@ const haSuite = (election: 'etcd' | 'kubernetes') =>
       let next = 0;
       const client = async (c: number) => {
         for (let i = next++; i < TOTAL; i = next++) {
+          if (i >= SECOND_HALF) await secondHalfReleased;
           const key = `submission-${i}`;
           // Each client starts on a master and moves to the other one on a failure (same key: a retry, not a new run).
           let target = [leader, survivor][(c + i) % 2];
@@ -141,6 +157,8 @@ const haSuite = (election: 'etcd' | 'kubernetes') =>
         }
       };
       const t0 = Date.now();
+      // A failed failover (the leader never paused) must fail the test, not leave the second half waiting.
+      failover.catch(() => releaseSecondHalf());
       await Promise.all(Array.from({ length: CLIENTS }, (_, c) => client(c)));
       const submitSeconds = (Date.now() - t0) / 1000;
       assert.equal(acked.size, TOTAL, 'every submission was acknowledged (by one master or the other)');
