@@ -339,11 +339,15 @@ export class KubeRuntime implements Runtime {
   async kill(runId: string): Promise<void> {
     const root = await this.requireRoot(runId);
     await this.patchRootAnnotations(runId, { [ANN_STOP]: new Date().toISOString() });
-    // Workloads to 0 first, so no controller replaces the pods deleted next (a Deployment would).
+    // Grace 0 before anything else: the pod objects go at once and the kubelet gives the program only its
+    // 2 s minimum between SIGTERM and SIGKILL (Kubernetes has no way to skip SIGTERM). Scaling first would let
+    // the workload's controller delete the pods with their full grace period before this delete arrives.
+    const first = await this.podsOf(runId);
+    await this.deletePods(first, 0);
+    // Then workloads to 0, so no controller keeps replacing them, and replacements made meanwhile go the same way.
     await Promise.all((specOf(root)?.runnables ?? []).filter((r) => r.kind !== 'spark').map((r) => this.scale(runId, r.name, 0).catch(() => undefined)));
-    // Grace 0: the pod objects go at once; the kubelet still gives the program its 2 s minimum
-    // between SIGTERM and SIGKILL (Kubernetes has no way to skip SIGTERM).
-    await this.deletePods(await this.podsOf(runId), 0);
+    const deleted = new Set(first.map((p) => p.metadata?.uid));
+    await this.deletePods((await this.podsOf(runId)).filter((p) => !deleted.has(p.metadata?.uid)), 0);
     try {
       await this.deleteRoot(runId, 0);
     } catch (error) {
