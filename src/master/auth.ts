@@ -35,23 +35,51 @@ export function allows(token: TokenRecord, namespace: string, needed: Role): boo
  * tokens from another file content are revoked.
  */
 export async function ensureAdminToken(store: Store, file: string): Promise<{ created: boolean }> {
-  let token: string | undefined;
-  let created = false;
-  try {
-    token = (await fs.readFile(file, 'utf8')).trim();
-    if (!token) throw new Error(`the admin token file ${file} is empty: remove it to have the master write a new token`);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
-    token = newToken();
-    await fs.mkdir(path.dirname(path.resolve(file)), { recursive: true });
-    await fs.writeFile(file, `${token}\n`, { mode: 0o600, flag: 'wx' });
-    created = true;
-  }
+  const { token, created } = await readOrWriteTokenFile(file);
   const hash = hashToken(token);
   let current = await store.tokenByHash(hash);
-  if (!current) current = await store.addToken({ id: newTokenId(), name: 'admin', hash, roles: { '*': 'admin' } });
+  if (!current) {
+    try {
+      current = await store.addToken({ id: newTokenId(), name: 'admin', hash, roles: { '*': 'admin' } });
+    } catch (error) {
+      // Another master on the same store added the same token first (both started on an empty store).
+      current = await store.tokenByHash(hash);
+      if (!current) throw error;
+    }
+  }
   for (const t of await store.listTokens()) {
     if (t.name === 'admin' && t.id !== current.id && t.revokedAt === undefined) await store.revokeToken(t.id);
   }
   return { created };
+}
+
+/**
+ * The token in `file`, or a new one written there (mode 0600). A master that loses the race to create the
+ * file (two started at once on one host) reads the winner's token once it is written.
+ */
+async function readOrWriteTokenFile(file: string): Promise<{ token: string; created: boolean }> {
+  const deadline = Date.now() + 5_000;
+  for (;;) {
+    let text: string;
+    try {
+      text = await fs.readFile(file, 'utf8');
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+      const token = newToken();
+      await fs.mkdir(path.dirname(path.resolve(file)), { recursive: true });
+      try {
+        await fs.writeFile(file, `${token}\n`, { mode: 0o600, flag: 'wx' });
+        return { token, created: true };
+      } catch (writeError) {
+        if ((writeError as NodeJS.ErrnoException).code !== 'EEXIST') throw writeError;
+        continue; // another master created it just now: read theirs
+      }
+    }
+    const token = text.trim();
+    if (token) return { token, created: false };
+    // Empty: being written by another master this very moment (a fresh file), or left empty by someone.
+    const fresh = Date.now() - (await fs.stat(file)).mtimeMs < 5_000;
+    if (!fresh || Date.now() > deadline) throw new Error(`the admin token file ${file} is empty: remove it to have the master write a new token`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
 }

@@ -2,7 +2,12 @@
 import { after, before, describe, test as nodeTest } from 'node:test';
 import assert from 'node:assert/strict';
 import { canTransition, isTerminal } from '../../src/runtime/index.js';
+import { promises as fs } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { openStore, StoreError, type Store } from '../../src/master/index.js';
+import { ensureAdminToken } from '../../src/master/auth.js';
+import { hashToken, newToken } from '../../src/master/index.js';
 import { storeTargets, type StoreTarget } from './stores.js';
 
 const run = (id: string, namespace = 'team-a', app = 'hello') => ({ id, namespace, app, spec: { name: app }, runtime: 'local', createdBy: 'tester' });
@@ -251,6 +256,46 @@ for (const { kind, make } of storeTargets) {
       assert.equal(await store.tokenByHash('a'.repeat(64)), undefined);
       assert.equal(await store.revokeToken(t.id), false);
     });
+
+    // Two masters started at once, as two replicas of a Deployment are: each has its own connection to the
+    // store, and they find no token file (same host) or one token file (a mounted Secret) and an empty store.
+    for (const fileExists of [false, true]) {
+      test(`two masters starting at once on an empty store end up with one admin token (token file ${fileExists ? 'given' : 'written by one of them'})`, async () => {
+        const fresh = await make();
+        const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'weft-admin-token-'));
+        const [a, b] = [await openStore(fresh.location), await openStore(fresh.location)];
+        try {
+          const file = path.join(dir, 'admin-token');
+          if (fileExists) await fs.writeFile(file, `${newToken()}\n`, { mode: 0o600 });
+          // Both look the token up before either adds it (the window two processes can hit), held open here.
+          let arrived = 0;
+          let openWindow: () => void = () => undefined;
+          const bothLooked = new Promise<void>((resolve) => { openWindow = resolve; });
+          const inWindow = (store: Store): Store => new Proxy(store, {
+            get(target, key, receiver) {
+              if (key !== 'tokenByHash') return Reflect.get(target, key, receiver);
+              return async (hash: string) => {
+                const found = await target.tokenByHash(hash);
+                if (++arrived === 2) openWindow();
+                await bothLooked;
+                return found;
+              };
+            },
+          });
+          const results = await Promise.all([ensureAdminToken(inWindow(a), file), ensureAdminToken(inWindow(b), file)]);
+          assert.deepEqual(results.map((r) => r.created).sort(), fileExists ? [false, false] : [false, true], 'at most one wrote the file, the other read it');
+          const token = (await fs.readFile(file, 'utf8')).trim();
+          const admins = (await a.listTokens()).filter((t) => t.name === 'admin' && t.revokedAt === undefined);
+          assert.equal(admins.length, 1, `one live admin token: ${JSON.stringify(admins)}`);
+          assert.equal((await b.tokenByHash(hashToken(token)))?.id, admins[0].id, "the file's token is the admin token");
+        } finally {
+          await a.close();
+          await b.close();
+          await fresh.drop();
+          await fs.rm(dir, { recursive: true, force: true });
+        }
+      });
+    }
 
     test('audit records', async () => {
       await store.addAudit({ actor: 'alice', namespace: 'team-a', action: 'run.start', target: 'r-1', outcome: 'ok' });
