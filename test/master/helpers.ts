@@ -1,5 +1,6 @@
 // A master on a temp store and a private local-runtime state dir, with a small HTTP client;
 // `weft master` as a child process (for the tests that SIGKILL it).
+import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { promises as fs } from 'node:fs';
@@ -85,6 +86,26 @@ export async function call(base: string, method: string, path: string, options: 
 }
 
 export { waitFor } from '../support/wait.js';
+
+/**
+ * Every archived log line of a run, paged through the API `limit` at a time with `after` cursors (asserting
+ * that the cursors are consecutive and pages never exceed the limit); with format text, one request.
+ */
+export async function pagedLogs(base: string, token: string, namespace: string, runId: string, limit: number, format: 'text' | 'json' = 'json'): Promise<string[]> {
+  const lines: string[] = [];
+  let after = 0;
+  for (;;) {
+    const r = await call(base, 'GET', `/api/v1/namespaces/${namespace}/runs/${runId}/logs?after=${after}&limit=${limit}&format=${format}`, { token });
+    assert.equal(r.status, 200, r.text);
+    if (format === 'text') return r.text.split('\n').filter(Boolean);
+    const page = r.text.split('\n').filter(Boolean).map((l) => JSON.parse(l) as { seq: number; line: string });
+    if (page.length === 0) return lines;
+    assert.ok(page.length <= limit);
+    page.forEach((p, i) => assert.equal(p.seq, (i === 0 ? after : page[i - 1].seq) + 1, 'cursors are consecutive'));
+    lines.push(...page.map((p) => p.line));
+    after = page[page.length - 1].seq;
+  }
+}
 
 export interface MasterProcess {
   child: ChildProcess;

@@ -21,7 +21,7 @@ import { isTerminal, newRunId, parseAppSpec, type RunState } from '../../src/run
 import { createKubeRuntime, labels, workloadName } from '../../src/runtime/kube/index.js';
 import { onRealNode, pushToNode } from '../support/real-node.js';
 import { buildProbeImage, repoRoot, weftMain } from '../twill/fixtures/probe-image.js';
-import { call, waitFor as waitUntil } from './helpers.js';
+import { call, pagedLogs, waitFor as waitUntil } from './helpers.js';
 
 const MANIFEST = path.join(repoRoot, 'deploy', 'master-rbac.yaml');
 const NS = 'team-kube'; // the master's own namespace for the runs (not the Kubernetes one)
@@ -122,20 +122,7 @@ describe('the master on Kubernetes with its least-privilege ServiceAccount', () 
     const r = await call(base(), 'POST', `/api/v1/namespaces/${NS}/runs/${id}/${action}`, { token, body });
     assert.equal(r.status, 202, `${action}: ${r.text}`);
   };
-  const allLogs = async (id: string, limit: number) => {
-    const lines: string[] = [];
-    let after = 0;
-    for (;;) {
-      const r = await call(base(), 'GET', `/api/v1/namespaces/${NS}/runs/${id}/logs?after=${after}&limit=${limit}&format=json`, { token });
-      assert.equal(r.status, 200, r.text);
-      const page = r.text.split('\n').filter(Boolean).map((l) => JSON.parse(l) as { seq: number; line: string });
-      if (page.length === 0) return lines;
-      assert.ok(page.length <= limit);
-      page.forEach((p, i) => assert.equal(p.seq, (i === 0 ? after : page[i - 1].seq) + 1, 'cursors are consecutive'));
-      lines.push(...page.map((p) => p.line));
-      after = page[page.length - 1].seq;
-    }
-  };
+  const allLogs = (id: string, limit: number) => pagedLogs(base(), token, NS, id, limit);
   const podsOf = async (runId: string) => (await core.listNamespacedPod({ namespace, labelSelector: `${labels.LABEL_RUN_ID}=${runId}` })).items;
 
   before(async () => {

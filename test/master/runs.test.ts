@@ -6,7 +6,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { canTransition, createRunner, isTerminal, parseAppSpec, RUN_STATES, type RunState } from '../../src/runtime/index.js';
 import { buildProbeImage, type ProbeImage } from '../twill/fixtures/probe-image.js';
-import { call, startTestMaster, waitFor, type TestMaster } from './helpers.js';
+import { call, pagedLogs, startTestMaster, waitFor, type TestMaster } from './helpers.js';
 import { isValidRunId } from '../../src/runtime/runid.js';
 import { serverSentEvents } from '../../src/master/client.js';
 
@@ -62,21 +62,7 @@ describe('runs through the master on the local runtime', () => {
       const run = await getRun(ns, id);
       return wanted(run.state) ? run : undefined;
     }, 90_000);
-  const allLogs = async (ns: string, id: string, limit: number, format: 'text' | 'json' = 'json') => {
-    const lines: string[] = [];
-    let after = 0;
-    for (;;) {
-      const r = await call(base(), 'GET', `/api/v1/namespaces/${ns}/runs/${id}/logs?after=${after}&limit=${limit}&format=${format}`, { token });
-      assert.equal(r.status, 200, r.text);
-      if (format === 'text') return r.text.split('\n').filter(Boolean);
-      const page = r.text.split('\n').filter(Boolean).map((l) => JSON.parse(l) as { seq: number; line: string });
-      if (page.length === 0) return lines;
-      assert.ok(page.length <= limit);
-      page.forEach((p, i) => assert.equal(p.seq, (i === 0 ? after : page[i - 1].seq) + 1, 'cursors are consecutive'));
-      lines.push(...page.map((p) => p.line));
-      after = page[page.length - 1].seq;
-    }
-  };
+  const allLogs = (ns: string, id: string, limit: number, format: 'text' | 'json' = 'json') => pagedLogs(base(), token, ns, id, limit, format);
 
   before(async () => {
     probe = await buildProbeImage();
