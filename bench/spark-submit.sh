@@ -9,7 +9,7 @@
 source "$(dirname "$0")/../scripts/lib.sh"
 cd "$WEFT_ROOT"
 bash scripts/setup.d/25-spark.sh
-WEFT_SETUP_MODE=--test bash examples/spark/build.sh
+bash examples/spark/build.sh
 npx tsc -p tsconfig.json >/dev/null || die "the TypeScript build failed: npm run build"
 export WEFT_K8S_STATE="${WEFT_K8S_STATE:-/tmp/weft-bench-spark-k8s}" WEFT_REAL_NODE_BRIDGE="${WEFT_REAL_NODE_BRIDGE:-weftbrspark}"
 export WEFT_REAL_NODE_SUBNET="${WEFT_REAL_NODE_SUBNET:-10.88.91.0/24}"
