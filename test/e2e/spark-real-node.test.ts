@@ -213,7 +213,7 @@ describe('Spark programs on the real node', () => {
     await waitGone(runId);
   });
 
-  test('dynamic allocation (min 1, max 2, shuffle tracking): the run COMPLETES and the executors alive at once stay within the bounds', { timeout: TIMEOUT }, async () => {
+  test('dynamic allocation (min 1, max 2, shuffle tracking): the run COMPLETES and the executors alive at once stay within the bounds', { timeout: TIMEOUT }, async (t) => {
     // Enough one-core tasks that one executor leaves them backlogged, so Spark asks for more.
     const spec = sparkApp('spark-dyn', 'com.example.spark.SparkPi', ['400']);
     spec.runnables[0].spark = { mainClass: 'com.example.spark.SparkPi', executors: { min: 1, max: 2, resources: { cpu: '250m', memory: '768Mi' } } };
@@ -241,6 +241,7 @@ describe('Spark programs on the real node', () => {
       // Spark's allocation manager says what it asks for: never a total above the maximum.
       const desired = driver.flatMap((l) => [...l.matchAll(/new desired total will be (\d+)/g)].map((m) => Number(m[1])));
       assert.ok(desired.every((n) => n >= 1 && n <= 2), `desired executor totals within 1..2: ${desired.join(', ')}`);
+      t.diagnostic(`executors alive at once: at most ${peak}; executor pods: ${seen.size}; totals Spark asked for: ${desired.join(', ') || 'none'}`);
       const realNodes = (await core.listNode({ labelSelector: 'weft.io/real-node=true' })).items.map((n) => n.metadata?.name);
       const pods = (await core.listNamespacedPod({ namespace, labelSelector: `weft.io/run-id=${runId},spark-role=executor` })).items;
       for (const p of pods) assert.ok(realNodes.includes(p.spec?.nodeName), `${p.metadata?.name} ran on the real node, not ${p.spec?.nodeName}`);
