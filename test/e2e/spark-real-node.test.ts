@@ -213,6 +213,43 @@ describe('Spark programs on the real node', () => {
     await waitGone(runId);
   });
 
+  test('dynamic allocation (min 1, max 2, shuffle tracking): the run COMPLETES and the executors alive at once stay within the bounds', { timeout: TIMEOUT }, async (t) => {
+    // Enough one-core tasks that one executor leaves them backlogged, so Spark asks for more.
+    const spec = sparkApp('spark-dyn', 'com.example.spark.SparkPi', ['400']);
+    spec.runnables[0].spark = { mainClass: 'com.example.spark.SparkPi', executors: { min: 1, max: 2, resources: { cpu: '250m', memory: '768Mi' } } };
+    const started = await weft(['run', await writeSpec(spec), ...kubeFlags(), '--json']);
+    assert.equal(started.code, 0, started.stderr);
+    const { runId } = JSON.parse(started.stdout) as { runId: string };
+    try {
+      // Executor pods that are asked for or running (not ended, not being deleted), sampled every second.
+      let peak = 0;
+      const seen = new Set<string>();
+      let status: RunStatus | undefined;
+      for (let i = 0; i < 840; i++) {
+        const pods = (await core.listNamespacedPod({ namespace, labelSelector: `weft.io/run-id=${runId},spark-role=executor` })).items;
+        for (const p of pods) seen.add(p.metadata!.name!);
+        const alive = pods.filter((p) => !p.metadata?.deletionTimestamp && (p.status?.phase === 'Pending' || p.status?.phase === 'Running'));
+        peak = Math.max(peak, alive.length);
+        status = JSON.parse((await weft(['status', runId, ...kubeFlags(), '--json'])).stdout) as RunStatus;
+        if (status.state === 'COMPLETED' || status.state === 'FAILED') break;
+        await new Promise((r) => setTimeout(r, 1000));
+      }
+      assert.equal(status?.state, 'COMPLETED', JSON.stringify(status));
+      assert.ok(peak >= 1 && peak <= 2, `between 1 and 2 executors alive at once, not ${peak} (executor pods: ${[...seen].join(', ')})`);
+      const driver = (await logsOf(runId)).filter((l) => l.startsWith('[main/driver] '));
+      assert.ok(driver.some((l) => /Pi is roughly 3\.1\d*/.test(l)), `the driver printed its estimate:\n${driver.slice(-30).join('\n')}`);
+      // Spark's allocation manager says what it asks for: never a total above the maximum.
+      const desired = driver.flatMap((l) => [...l.matchAll(/new desired total will be (\d+)/g)].map((m) => Number(m[1])));
+      assert.ok(desired.every((n) => n >= 1 && n <= 2), `desired executor totals within 1..2: ${desired.join(', ')}`);
+      t.diagnostic(`executors alive at once: at most ${peak}; executor pods: ${seen.size}; totals Spark asked for: ${desired.join(', ') || 'none'}`);
+      const realNodes = (await core.listNode({ labelSelector: 'weft.io/real-node=true' })).items.map((n) => n.metadata?.name);
+      const pods = (await core.listNamespacedPod({ namespace, labelSelector: `weft.io/run-id=${runId},spark-role=executor` })).items;
+      for (const p of pods) assert.ok(realNodes.includes(p.spec?.nodeName), `${p.metadata?.name} ran on the real node, not ${p.spec?.nodeName}`);
+    } finally {
+      await weft(['kill', runId, ...kubeFlags()]);
+    }
+  });
+
   test('an executor over its memory limit is reported OOMKilled, with its limit, while the run goes on', { timeout: TIMEOUT }, async () => {
     // A program whose tasks fill memory (test/e2e/fixtures/spark), with a heap the executor's 768Mi cannot hold.
     const src = path.join(repoRoot, 'test', 'e2e', 'fixtures', 'spark');

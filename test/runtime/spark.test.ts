@@ -1,15 +1,20 @@
 // Spark runnables without a cluster: the spec (defaults, what is refused and why), the objects a
 // run renders into (driver pod, service account and role, the executors' pod template and conf),
-// the run state from a driver and its executors (the shared derivation), and the local runtime's
-// local[N] driver.
+// the run state from a driver and its executors (the shared derivation), the local runtime's
+// local[N] driver, and weft's launcher taking the driver args of `spark-submit --deploy-mode cluster`
+// (a real JVM with the Spark jars, in local[2]).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { existsSync, promises as fs } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import type { V1ConfigMap, V1ContainerStatus, V1Pod } from '@kubernetes/client-node';
 import { parseAppSpecYaml, SpecError } from '../../src/runtime/index.js';
 import { adopt, deriveRun, renderRun } from '../../src/runtime/kube/index.js';
 import { slimPod, slimRoot } from '../../src/runtime/kube/tracker.js';
 import { localProgram } from '../../src/runtime/local/runtime.js';
-import { driverArgs, executorMemory, IN_CLUSTER_MASTER, SPARK_LAUNCHER_MAIN } from '../../src/runtime/spark/index.js';
+import { driverArgs, executorMemory, IN_CLUSTER_MASTER, SPARK_JVM_FLAGS, SPARK_LAUNCHER_MAIN, sparkLauncherJar } from '../../src/runtime/spark/index.js';
+import { repoRoot, runCommand } from '../support/command.js';
 import { sparkJrePreset } from '../../src/runtime/spark/image.js';
 
 const yaml = `
@@ -207,4 +212,73 @@ test('images: the launcher is the entry point; the spark preset adds the modules
   const preset = sparkJrePreset();
   for (const m of ['java.base', 'java.desktop', 'jdk.management', 'java.security.jgss', 'jdk.security.auth', 'java.instrument']) assert.ok(preset.modules.includes(m), m);
   assert.ok(preset.hostLibraries.includes('libpthread.so.0'));
+});
+
+// ---------------------------------------------------------------------------------------------
+// The launcher as the driver of `spark-submit --deploy-mode cluster`: Spark's driver pod runs the
+// image with `driver --properties-file <file> --class <main> <resource> <args>` and the pod's IP in
+// SPARK_DRIVER_BIND_ADDRESS. Here the same args run the real launcher and Spark jars in a JVM, with
+// a properties file that says local[2] (no cluster needed for the argument handling).
+
+const exampleBuild = path.join(repoRoot, 'examples', 'spark', 'build');
+
+async function launchSubmittedDriver(args: string[], env: Record<string, string>) {
+  for (const f of [path.join(exampleBuild, 'spark-examples.jar'), path.join(exampleBuild, 'libs')]) {
+    if (!existsSync(f)) throw new Error(`${f} is missing: run scripts/setup --test (or examples/spark/build.sh), which fetches the Spark jars and builds the example`);
+  }
+  const classPath = [sparkLauncherJar(), path.join(exampleBuild, 'spark-examples.jar'), `${path.join(exampleBuild, 'libs')}/*`].join(':');
+  return runCommand('java', [...SPARK_JVM_FLAGS, '-cp', classPath, SPARK_LAUNCHER_MAIN, 'driver', ...args], { env: { SPARK_DRIVER_BIND_ADDRESS: undefined, ...env }, timeoutMs: 240_000 });
+}
+
+test('launcher: the driver args of spark-submit --deploy-mode cluster run SparkSubmit in client mode, bound to the pod address, with the properties file', { timeout: 300_000 }, async () => {
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'weft-spark-submitted-'));
+  try {
+    const props = path.join(dir, 'spark.properties');
+    await fs.writeFile(props, 'spark.master=local[2]\nspark.ui.enabled=false\n');
+    const args = ['--properties-file', props, '--class', 'com.example.spark.SparkPi', 'spark-internal', '2'];
+    const run = await launchSubmittedDriver(args, { SPARK_DRIVER_BIND_ADDRESS: '127.0.0.1' });
+    assert.equal(run.code, 0, run.stderr.split('\n').slice(-30).join('\n'));
+    assert.match(run.stdout, /Pi is roughly 3\.1\d*/, 'the program ran, with the master from the properties file');
+    const said = run.stderr.split('\n').find((l) => l.startsWith('[weft spark] driver of spark-submit --deploy-mode cluster: '));
+    assert.equal(
+      said?.slice(said.indexOf(': ') + 2),
+      ['org.apache.spark.deploy.SparkSubmit', '--conf', 'spark.driver.bindAddress=127.0.0.1', '--conf', 'spark.executorEnv.SPARK_DRIVER_POD_IP=127.0.0.1', '--deploy-mode', 'client', ...args].join(' '),
+      'client mode inside the pod, bound to its address, then the pod args unchanged',
+    );
+  } finally {
+    await fs.rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('launcher: a submitted driver whose main throws fails with the exception in the termination log', { timeout: 300_000 }, async () => {
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'weft-spark-submitted-'));
+  try {
+    const props = path.join(dir, 'spark.properties');
+    await fs.writeFile(props, 'spark.master=local[2]\nspark.ui.enabled=false\n');
+    const terminationLog = path.join(dir, 'termination-log');
+    await fs.writeFile(terminationLog, '');
+    const missing = path.join(dir, 'missing.txt');
+    const run = await launchSubmittedDriver(['--properties-file', props, '--class', 'com.example.spark.WordCount', 'spark-internal', missing], {
+      SPARK_DRIVER_BIND_ADDRESS: '127.0.0.1',
+      WEFT_TERMINATION_LOG: terminationLog,
+    });
+    assert.equal(run.code, 1, run.stderr.split('\n').slice(-30).join('\n'));
+    const report = await fs.readFile(terminationLog, 'utf8');
+    assert.match(report, new RegExp(`^the driver's main \\(com\\.example\\.spark\\.WordCount\\) threw java\\.nio\\.file\\.NoSuchFileException: ${missing.replace(/[.]/g, '\\.')}`));
+    assert.match(report, /\nat com\.example\.spark\.WordCount\.main\(WordCount\.java:\d+\)/);
+  } finally {
+    await fs.rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('launcher: submitted driver args it cannot run are refused with what is missing', async () => {
+  const refused = async (args: string[], env: Record<string, string>, expected: RegExp) => {
+    const run = await launchSubmittedDriver(args, env);
+    assert.equal(run.code, 2, `${args.join(' ')}: ${run.stderr}`);
+    assert.match(run.stderr, expected, args.join(' '));
+  };
+  const bind = { SPARK_DRIVER_BIND_ADDRESS: '10.0.0.5' };
+  await refused(['--properties-file', '/p', 'spark-internal'], bind, /the driver's args name no --class: weft's Spark images run JVM programs only/);
+  await refused(['--properties-file', '--class', 'a.B', 'spark-internal'], bind, /--properties-file needs a file/);
+  await refused(['--properties-file', '/p', '--class', 'a.B', 'spark-internal'], {}, /SPARK_DRIVER_BIND_ADDRESS is not set: spark-submit --deploy-mode cluster gives the driver pod its IP/);
 });

@@ -7,6 +7,12 @@
 //       lines the program printed are written to the container's termination log, so Kubernetes
 //       (and weft's status) report them, and the process exits 1.
 //
+//   driver --properties-file <file> --class <main class> <primary resource> [program arguments...]
+//       what `spark-submit --deploy-mode cluster` puts into the driver pod's args (the properties file
+//       is mounted from a ConfigMap, SPARK_DRIVER_BIND_ADDRESS is the pod's IP). As Spark's own
+//       image's entrypoint.sh does, runs SparkSubmit in client mode inside the pod, here in this JVM,
+//       with the same failure report as above.
+//
 //   executor
 //       what Spark's driver puts into every executor pod's args. Starts Spark's Kubernetes executor
 //       backend in this JVM, with the arguments Spark's own images build from the pod's environment
@@ -37,6 +43,9 @@ import java.util.TreeMap;
 
 public final class Launcher {
   static final String EXECUTOR_BACKEND = "org.apache.spark.scheduler.cluster.k8s.KubernetesExecutorBackend";
+  static final String SPARK_SUBMIT = "org.apache.spark.deploy.SparkSubmit";
+  /** The pod's IP, which Spark's cluster mode gives its driver pod (downward API). */
+  static final String BIND_ADDRESS_ENV = "SPARK_DRIVER_BIND_ADDRESS";
   static final String PREFIX = "[weft spark] ";
   /** How many of the program's last output lines a failure report carries. */
   static final int LAST_LINES = 3;
@@ -68,6 +77,10 @@ public final class Launcher {
   // Driver
 
   static void driver(String[] args) throws Exception {
+    if (args.length > 0 && args[0].equals("--properties-file")) {
+      submittedDriver(args, System.getenv());
+      return;
+    }
     int i = 0;
     while (i < args.length && args[i].equals("--conf")) {
       if (i + 1 >= args.length) usage("--conf needs key=value");
@@ -78,9 +91,62 @@ public final class Launcher {
       i += 2;
     }
     if (i >= args.length) usage("no main class given");
-    String mainClass = args[i];
-    String[] programArgs = Arrays.copyOfRange(args, i + 1, args.length);
+    runDriver(args[i], args[i], Arrays.copyOfRange(args, i + 1, args.length));
+  }
 
+  /**
+   * A driver pod made by `spark-submit --deploy-mode cluster`: runs SparkSubmit in client mode in
+   * this JVM with the arguments Spark's own image's entrypoint.sh gives it.
+   */
+  static void submittedDriver(String[] args, Map<String, String> env) throws Exception {
+    String[] submitArgs;
+    try {
+      submitArgs = clusterModeSubmitArgs(args, env);
+    } catch (IllegalArgumentException e) {
+      System.err.println(PREFIX + e.getMessage());
+      System.exit(2);
+      return;
+    }
+    // Says what runs: the pod's args alone do not show the client-mode settings added here.
+    System.err.println(PREFIX + "driver of spark-submit --deploy-mode cluster: " + SPARK_SUBMIT + " " + String.join(" ", submitArgs));
+    runDriver(optionValue(args, "--class"), SPARK_SUBMIT, submitArgs);
+  }
+
+  /**
+   * SparkSubmit's arguments for the driver pod's args (after "driver"): client mode, bound to the
+   * pod's address, and the executors told it (as entrypoint.sh does), then the pod's args as they are.
+   */
+  static String[] clusterModeSubmitArgs(String[] args, Map<String, String> env) {
+    if (args.length < 2 || args[1].startsWith("--")) throw new IllegalArgumentException("--properties-file needs a file");
+    String mainClass = optionValue(args, "--class");
+    if (mainClass == null) {
+      throw new IllegalArgumentException("the driver's args name no --class: weft's Spark images run JVM programs only (args: " + String.join(" ", args) + ")");
+    }
+    String address = env.get(BIND_ADDRESS_ENV);
+    if (address == null || address.isEmpty()) {
+      throw new IllegalArgumentException(BIND_ADDRESS_ENV + " is not set: spark-submit --deploy-mode cluster gives the driver pod its IP in it; a driver started otherwise takes: driver [--conf key=value]... <main class> [args...]");
+    }
+    List<String> out = new ArrayList<>();
+    out.addAll(List.of("--conf", "spark.driver.bindAddress=" + address));
+    out.addAll(List.of("--conf", "spark.executorEnv.SPARK_DRIVER_POD_IP=" + address));
+    out.addAll(List.of("--deploy-mode", "client"));
+    out.addAll(Arrays.asList(args));
+    return out.toArray(new String[0]);
+  }
+
+  /** The value after the first `name` among SparkSubmit's options (before the primary resource), or null. */
+  static String optionValue(String[] args, String name) {
+    for (int i = 0; i + 1 < args.length && args[i].startsWith("--"); i += 2) {
+      if (args[i].equals(name)) return args[i + 1];
+    }
+    return null;
+  }
+
+  /**
+   * Runs entryClass.main(entryArgs) as the driver: mainClass is the program's main class, which the
+   * failure report names (entryClass is it, or SparkSubmit, which runs it).
+   */
+  static void runDriver(String mainClass, String entryClass, String[] programArgs) throws Exception {
     // Keep the last lines the program (and Spark's console logging, set up later) prints.
     Tail tail = new Tail(LAST_LINES);
     System.setOut(new PrintStream(new TeeStream(System.out, tail), true, Charset.defaultCharset()));
@@ -88,9 +154,10 @@ public final class Launcher {
 
     Method main;
     try {
-      main = Class.forName(mainClass, false, Launcher.class.getClassLoader()).getMethod("main", String[].class);
+      main = Class.forName(entryClass, false, Launcher.class.getClassLoader()).getMethod("main", String[].class);
     } catch (ClassNotFoundException | NoSuchMethodException e) {
-      fail("the driver cannot start: no " + (e instanceof ClassNotFoundException ? "class " + mainClass : "main(String[]) in " + mainClass) + " on the class path", null, tail);
+      String missing = entryClass.equals(SPARK_SUBMIT) ? "class " + SPARK_SUBMIT + " (the image needs the spark-core jar)" : e instanceof ClassNotFoundException ? "class " + entryClass : "main(String[]) in " + entryClass;
+      fail("the driver cannot start: no " + missing + " on the class path", null, tail);
       return;
     }
     try {
