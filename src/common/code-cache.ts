@@ -14,7 +14,7 @@
 // meant to catch arbitrary corruption). Files are written to a unique
 // temporary name and renamed, so concurrent first runs never see half a file.
 import { createHash } from 'node:crypto';
-import { mkdirSync, readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
@@ -53,13 +53,28 @@ export function readCodeCache(cacheFile: string): Buffer | undefined {
   return sum.equals(bytes.subarray(magic.length, headerBytes)) ? payload : undefined;
 }
 
-/** Writes a cache file atomically; any failure (read-only directory, full disk) is ignored. */
+/**
+ * Writes a cache file atomically and removes the files of earlier builds of the
+ * same bundle (same name, another key), so rebuilds do not pile up; any failure
+ * (read-only directory, full disk) is ignored.
+ */
 export function writeCodeCache(cacheFile: string, payload: Buffer): void {
   const tmp = `${cacheFile}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
   try {
     mkdirSync(path.dirname(cacheFile), { recursive: true });
     writeFileSync(tmp, Buffer.concat([magic, createHash('sha256').update(payload).digest(), payload]));
     renameSync(tmp, cacheFile);
+    const name = path.basename(cacheFile);
+    const bundle = name.replace(/-[0-9a-f]{32}\.bin$/, '');
+    for (const other of readdirSync(path.dirname(cacheFile))) {
+      if (other !== name && other.startsWith(`${bundle}-`) && /^-[0-9a-f]{32}\.bin$/.test(other.slice(bundle.length))) {
+        try {
+          unlinkSync(path.join(path.dirname(cacheFile), other));
+        } catch {
+          /* another process removed it first */
+        }
+      }
+    }
   } catch {
     try {
       unlinkSync(tmp);

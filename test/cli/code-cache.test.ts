@@ -177,10 +177,13 @@ test('requireWithCodeCache: miss, then hit; a V8-rejected payload is reported an
     await writeFile(cacheFile, bytes);
     assert.equal(readCodeCache(cacheFile), undefined);
     assert.deepEqual(await once(), { cache: 'miss', answer: 42, dir });
-    // A changed source: another file name, the old file is never read for it.
+    // A changed source: another file name (the old file is never read for it), which replaces the old one.
     await writeFile(mod, 'exports.answer = function answer(n) { return n * 2 + 0; }; exports.dir = __dirname;\n');
     assert.deepEqual(await once(), { cache: 'miss', answer: 42, dir });
-    assert.equal((await cacheFiles(cache)).length, 2);
+    const after = await cacheFiles(cache);
+    assert.equal(after.length, 1, after.join(', '));
+    assert.notEqual(after[0], file);
+    assert.equal(path.join(cache, after[0]!), codeCacheFile(cache, mod, await readFile(mod, 'utf8')));
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
