@@ -29,8 +29,13 @@ const loaded = new Map<string, unknown>();
 export function codeCacheDir(env: NodeJS.ProcessEnv = process.env): string | undefined {
   if (env.WEFT_CODE_CACHE === '0') return undefined;
   if (env.WEFT_CODE_CACHE_DIR) return env.WEFT_CODE_CACHE_DIR;
-  const base = env.XDG_CACHE_HOME || path.join(env.HOME || os.homedir(), '.cache');
-  return path.join(base, 'weft', 'code-cache');
+  let home = env.HOME;
+  try {
+    home ||= os.homedir();
+  } catch {
+    return undefined; // no home directory (a user without a passwd entry): no cache
+  }
+  return path.join(env.XDG_CACHE_HOME || path.join(home, '.cache'), 'weft', 'code-cache');
 }
 
 /** The cache file for this source: <dir>/<bundle name>-<hash of source, node version, arch>.bin */
