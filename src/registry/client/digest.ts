@@ -1,6 +1,7 @@
 // Digest computation and verification for content the client fetches.
 import { createHash } from 'node:crypto';
-import { Readable, Transform, type TransformCallback } from 'node:stream';
+import { Transform, type Readable, type TransformCallback } from 'node:stream';
+import { BatchedBody } from './batched.js';
 import { SELF_VERIFYING, type SelfVerifying } from '../../image/blobstore.js';
 import { isSupportedDigest } from '../../image/oci.js';
 import { DigestMismatchError } from './errors.js';
@@ -57,77 +58,37 @@ export class VerifyingStream extends Transform implements SelfVerifying {
 }
 
 /**
- * A blob body, hashed as it arrives and handed on in batches of `batchBytes`:
- * the same checks as VerifyingStream (the stream errors before its end if
- * size or digest differ, so a consumer never sees a clean end of wrong
- * bytes), without a Transform stage per socket chunk (16-64 KiB): a pull's
- * per-chunk work is one hash update and one array push, and the file writer
- * gets 1 MiB writes. Flow control: the source is paused while this stream's
- * buffer is full and resumed when it is read.
+ * A blob body, hashed as it arrives and handed on in 1 MiB batches: the same
+ * checks as VerifyingStream (the stream errors before its end if size or
+ * digest differ, so a consumer never sees a clean end of wrong bytes), without
+ * a Transform stage per socket chunk (see BatchedBody).
  */
-export class VerifiedBody extends Readable implements SelfVerifying {
+export class VerifiedBody extends BatchedBody implements SelfVerifying {
   private readonly hash;
-  private seen = 0;
-  private pending: Buffer[] = [];
-  private pendingBytes = 0;
-  private ended = false;
   readonly [SELF_VERIFYING]: { digest: string; size?: number };
   constructor(
-    private readonly source: Readable,
+    source: Readable,
     private readonly digest: string,
     private readonly size: number | undefined,
-    private readonly what: string,
-    private readonly batchBytes = 1024 * 1024,
+    what: string,
+    batchBytes?: number,
   ) {
-    super({ highWaterMark: batchBytes });
+    super(source, what, batchBytes);
     this.hash = createHash(algorithmOf(digest));
     this[SELF_VERIFYING] = { digest, size };
-    source.on('data', (chunk: Buffer) => this.onChunk(chunk));
-    source.once('end', () => this.finish());
-    source.once('error', (error) => this.destroy(error));
-    source.once('close', () => {
-      if (!this.ended && !this.destroyed) this.destroy(new DigestMismatchError(`${this.what}: the connection closed after ${this.seen} bytes, before the end of the blob`));
-    });
   }
-  private onChunk(chunk: Buffer): void {
-    if (this.destroyed) return;
-    this.seen += chunk.length;
-    if (this.size !== undefined && this.seen > this.size) {
-      this.destroy(new DigestMismatchError(`${this.what}: more than the ${this.size} bytes its descriptor says`));
-      return;
-    }
+  protected override accept(chunk: Buffer): Error | undefined {
+    if (this.size !== undefined && this.seen > this.size) return new DigestMismatchError(`${this.what}: more than the ${this.size} bytes its descriptor says`);
     this.hash.update(chunk);
-    this.pending.push(chunk);
-    this.pendingBytes += chunk.length;
-    if (this.pendingBytes >= this.batchBytes && !this.flushPending()) this.source.pause();
+    return undefined;
   }
-  private flushPending(): boolean {
-    if (this.pendingBytes === 0) return true;
-    const batch = this.pending.length === 1 ? this.pending[0]! : Buffer.concat(this.pending, this.pendingBytes);
-    this.pending = [];
-    this.pendingBytes = 0;
-    return this.push(batch);
-  }
-  private finish(): void {
-    this.ended = true;
-    if (this.destroyed) return;
-    if (this.size !== undefined && this.seen !== this.size) {
-      this.destroy(new DigestMismatchError(`${this.what}: got ${this.seen} bytes, expected ${this.size}`));
-      return;
-    }
+  protected override check(): Error | undefined {
+    if (this.size !== undefined && this.seen !== this.size) return new DigestMismatchError(`${this.what}: got ${this.seen} bytes, expected ${this.size}`);
     const actual = `${algorithmOf(this.digest)}:${this.hash.digest('hex')}`;
-    if (actual !== this.digest) {
-      this.destroy(new DigestMismatchError(`${this.what}: expected ${this.digest}, got ${actual}`));
-      return;
-    }
-    this.flushPending();
-    this.push(null);
+    if (actual !== this.digest) return new DigestMismatchError(`${this.what}: expected ${this.digest}, got ${actual}`);
+    return undefined;
   }
-  override _read(): void {
-    if (!this.ended) this.source.resume();
-  }
-  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
-    if (!this.ended) this.source.destroy();
-    callback(error);
+  protected override closedEarly(): Error {
+    return new DigestMismatchError(`${this.what}: the connection closed after ${this.seen} bytes, before the end of the blob`);
   }
 }
