@@ -5,7 +5,9 @@
 //   pull          registry -> OCI layout directory
 //   copy          registry -> another registry (streamed, no disk)
 // plus weft's two upload strategies (POST+PUT vs POST+PATCH+PUT), in-process.
-// Usage: node dist/bench/push-pull.js [--runs 5] [--mb 32]
+// Usage: node dist/bench/push-pull.js [--runs 5] [--mb 32] [--baseline <another weft.cjs>]
+// --baseline adds a column for another build of weft (e.g. main's dist/bin/weft.cjs copied
+// aside), run interleaved with the others: before/after in one run.
 // Prints a markdown table of medians and ratios (weft time / peer time: <= 1 means weft is as fast or faster),
 // with the CPU time (user + system) each process used.
 import { spawn } from 'node:child_process';
@@ -27,6 +29,8 @@ const runs = opt('runs', 5);
 const totalMb = opt('mb', 32);
 // The weft command as installed (package.json bin: the bundle scripts/bundle-cli.mjs writes).
 const weftMain = path.resolve('dist/bin/weft.cjs');
+const baselineIndex = args.indexOf('--baseline');
+const baselineMain = baselineIndex >= 0 ? path.resolve(args[baselineIndex + 1]!) : undefined;
 
 interface Run {
   ms: number;
@@ -52,14 +56,17 @@ async function exec(cmd: string, argv: string[]): Promise<Run> {
   return { ms, cpu: user! + sys! };
 }
 
-type Tool = 'weft' | 'skopeo' | 'crane';
-const tools: Tool[] = ['weft', 'skopeo', 'crane'];
-const empty = <T>(): Record<Tool, T[]> => ({ weft: [], skopeo: [], crane: [] });
+type Tool = 'weft' | 'skopeo' | 'crane' | 'baseline';
+const tools: Tool[] = baselineMain ? ['weft', 'skopeo', 'crane', 'baseline'] : ['weft', 'skopeo', 'crane'];
+const empty = <T>(): Record<Tool, T[]> => ({ weft: [], skopeo: [], crane: [], baseline: [] });
+/** The weft command file for 'weft' or 'baseline'. */
+const weftFor = (tool: Tool): string => (tool === 'baseline' ? baselineMain! : weftMain);
 
 function pushCmd(tool: Tool, layout: string, tag: string, target: string): [string, string[]] {
   switch (tool) {
     case 'weft':
-      return [process.execPath, [weftMain, 'copy', '-q', `oci:${layout}:${tag}`, `docker://${target}`]];
+    case 'baseline':
+      return [process.execPath, [weftFor(tool), 'copy', '-q', `oci:${layout}:${tag}`, `docker://${target}`]];
     case 'skopeo':
       return ['skopeo', ['copy', '-q', '--dest-tls-verify=false', `oci:${layout}:${tag}`, `docker://${target}`]];
     case 'crane':
@@ -70,7 +77,8 @@ function pushCmd(tool: Tool, layout: string, tag: string, target: string): [stri
 function copyCmd(tool: Tool, source: string, target: string): [string, string[]] {
   switch (tool) {
     case 'weft':
-      return [process.execPath, [weftMain, 'copy', '-q', `docker://${source}`, `docker://${target}`]];
+    case 'baseline':
+      return [process.execPath, [weftFor(tool), 'copy', '-q', `docker://${source}`, `docker://${target}`]];
     case 'skopeo':
       return ['skopeo', ['copy', '-q', '--src-tls-verify=false', '--dest-tls-verify=false', `docker://${source}`, `docker://${target}`]];
     case 'crane':
@@ -81,7 +89,8 @@ function copyCmd(tool: Tool, source: string, target: string): [string, string[]]
 function pullCmd(tool: Tool, source: string, out: string): [string, string[]] {
   switch (tool) {
     case 'weft':
-      return [process.execPath, [weftMain, 'copy', '-q', `docker://${source}`, `oci:${out}:v1`]];
+    case 'baseline':
+      return [process.execPath, [weftFor(tool), 'copy', '-q', `docker://${source}`, `oci:${out}:v1`]];
     case 'skopeo':
       return ['skopeo', ['copy', '-q', '--src-tls-verify=false', `docker://${source}`, `oci:${out}:v1`]];
     case 'crane':
@@ -188,6 +197,18 @@ async function main(): Promise<void> {
       const t = times[name]!;
       const [w, sk, c] = [ms(t.weft), ms(t.skopeo), ms(t.crane)];
       lines.push(`| ${label} | ${w.toFixed(0)} | ${sk.toFixed(0)} | ${c.toFixed(0)} | ${(w / c).toFixed(2)} | ${(w / sk).toFixed(2)} | ${cpu(t.weft).toFixed(0)} | ${cpu(t.skopeo).toFixed(0)} | ${cpu(t.crane).toFixed(0)} |`);
+    }
+    if (baselineMain) {
+      lines.push('');
+      lines.push(`baseline: ${baselineMain}`);
+      lines.push('');
+      lines.push('| case | baseline ms | weft ms | crane ms | baseline / crane | weft / crane | baseline CPU ms | weft CPU ms |');
+      lines.push('|---|---:|---:|---:|---:|---:|---:|---:|');
+      for (const [name, label] of [['cold', 'cold push'], ['repush', 're-push, one layer changed'], ['pull', 'pull to OCI layout'], ['copy', 'copy registry to registry']] as const) {
+        const t = times[name]!;
+        const [b, w, c] = [ms(t.baseline), ms(t.weft), ms(t.crane)];
+        lines.push(`| ${label} | ${b.toFixed(0)} | ${w.toFixed(0)} | ${c.toFixed(0)} | ${(b / c).toFixed(2)} | ${(w / c).toFixed(2)} | ${cpu(t.baseline).toFixed(0)} | ${cpu(t.weft).toFixed(0)} |`);
+      }
     }
     lines.push('');
     lines.push('| re-push: bytes sent (requests) | weft | skopeo | crane |');

@@ -2,8 +2,7 @@
 // The weft command: parses arguments and prints results. All work happens in
 // the capability folders (src/image, src/registry, src/runtime, ...).
 import { reportError } from './output.js';
-
-const VERSION = '0.1.0';
+import { VERSION } from './version.js';
 const args = process.argv.slice(2);
 
 // `weft --version` alone is answered before commander is loaded: importing

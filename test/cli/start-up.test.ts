@@ -7,7 +7,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import { Command } from 'commander';
 import { modules, registerAllCommands } from '../../src/cli/commands/index.js';
@@ -24,7 +24,11 @@ test('the command table matches the commands the modules register (name, help te
   assert.deepEqual(table, real);
 });
 
-/** Runs the CLI with a module hook that records every module URL it loads. */
+/**
+ * Runs the CLI with hooks that record every module it loads: ES modules (a resolve
+ * hook), CommonJS files (require's resolution) and the bundles the installed entry
+ * runs through the code cache (one cache file each, in a cache directory of its own).
+ */
 async function runRecordingModules(args: string[], entry = main): Promise<{ stdout: string; urls: string[] }> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'weft-start-up-'));
   try {
@@ -41,9 +45,25 @@ export async function resolve(specifier, context, next) {
     );
     const register = path.join(dir, 'register.mjs');
     await writeFile(register, `import { register } from 'node:module';\nregister(${JSON.stringify(`file://${hooks}`)});\n`);
-    const { stdout } = await run(process.execPath, ['--import', register, entry, ...args]);
+    const requireHook = path.join(dir, 'require-hook.cjs');
+    await writeFile(
+      requireHook,
+      `const Module = require('node:module'); const { appendFileSync } = require('node:fs'); const { pathToFileURL } = require('node:url');
+const resolve = Module._resolveFilename;
+Module._resolveFilename = function (...args) {
+  const file = resolve.apply(this, args);
+  if (file.startsWith('/')) appendFileSync(${JSON.stringify(log)}, pathToFileURL(file).href + '\\n');
+  return file;
+};\n`,
+    );
+    const cacheDir = path.join(dir, 'code-cache');
+    const { stdout } = await run(process.execPath, ['--require', requireHook, '--import', register, entry, ...args], {
+      env: { ...process.env, WEFT_CODE_CACHE: '', WEFT_CODE_CACHE_DIR: cacheDir },
+    });
     const urls = (await readFile(log, 'utf8').catch(() => '')).split('\n').filter(Boolean);
-    return { stdout, urls };
+    // A code-cached bundle leaves its cache file: dist/bin/<name>-<key>.bin stands for dist/bin/<name>.
+    const cached = (await readdir(cacheDir).catch(() => [] as string[])).map((f) => `file://${path.join(path.dirname(entry), f.replace(/-[0-9a-f]{32}\.bin$/, ''))}`);
+    return { stdout, urls: [...urls, ...cached] };
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
@@ -82,10 +102,12 @@ test('weft --version prints the version; a typo gets a suggestion; help <command
 // The installed command (package.json bin) is the bundle scripts/bundle-cli.mjs writes to dist/bin.
 const bundle = path.join(path.dirname(main), '..', '..', 'bin', 'weft.cjs');
 
-test('the bundled weft (dist/bin/weft.cjs) answers --help and --version from its one file, the same as the compiled tree', async () => {
+test('the bundled weft (dist/bin/weft.cjs) answers --help and --version from its entry and main.cjs, the same as the compiled tree', async () => {
   const { stdout, urls } = await runRecordingModules(['--help'], bundle);
   assert.equal(stdout, (await run(process.execPath, [main, '--help'])).stdout);
-  assert.deepEqual(urls.filter((u) => u.startsWith('file:') && !u.endsWith('/dist/bin/weft.cjs')), []);
+  const files = urls.filter((u) => u.startsWith('file:'));
+  assert.ok(files.some((u) => u.endsWith('/dist/bin/main.cjs')), files.join('\n'));
+  assert.deepEqual(files.filter((u) => !u.endsWith('/dist/bin/weft.cjs') && !u.endsWith('/dist/bin/main.cjs')), []);
   assert.equal((await run(process.execPath, [bundle, '--version'])).stdout, (await run(process.execPath, [main, '--version'])).stdout);
   const pkg = JSON.parse(await readFile(path.join(path.dirname(main), '..', '..', '..', 'package.json'), 'utf8')) as { bin: { weft: string } };
   assert.equal(path.resolve(path.dirname(main), '..', '..', '..', pkg.bin.weft), path.resolve(bundle));
@@ -94,7 +116,7 @@ test('the bundled weft (dist/bin/weft.cjs) answers --help and --version from its
 test('the bundled weft loads `weft copy` from its bundle, nothing from the compiled tree', async () => {
   const { stdout, urls } = await runRecordingModules(['copy', '--help'], bundle);
   const files = urls.filter((u) => u.startsWith('file:'));
-  assert.ok(files.some((u) => u.endsWith('/dist/bin/copy.mjs')), files.join('\n'));
+  assert.ok(files.some((u) => u.endsWith('/dist/bin/copy.cjs')), files.join('\n'));
   assert.deepEqual(files.filter((u) => u.includes('/dist/src/')), []);
   assert.match(stdout, /--insecure-registry/);
 });

@@ -8,7 +8,8 @@ import { createRemoteTransport } from '../../src/registry/client/index.js';
 import { parseDockerReference } from '../../src/image/reference.js';
 import { craneBinary, run, startDistribution, syntheticImage, tempDir, writeLayoutByHand, type Distribution, type SyntheticImage } from './helpers.js';
 
-const weftMain = path.resolve('dist/src/cli/main.js');
+// The installed command (package.json bin: the bundle, with its code cache).
+const weftMain = path.resolve('dist/bin/weft.cjs');
 let registry: Distribution;
 let image: SyntheticImage;
 let other: SyntheticImage;

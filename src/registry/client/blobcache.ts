@@ -7,6 +7,7 @@ import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
+/** Digests kept in all (the least recently pushed-to registries go first, then a registry's oldest digests). */
 const maxDigests = 20_000;
 const maxReposPerDigest = 4;
 
@@ -29,7 +30,10 @@ export class BlobLocationCache {
       .readFile(this.file, 'utf8')
       .then((text) => {
         const parsed = JSON.parse(text) as unknown;
-        if (parsed && typeof parsed === 'object') this.table = parsed as Table;
+        if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) return;
+        for (const [registry, digests] of Object.entries(parsed as Record<string, unknown>)) {
+          if (digests && typeof digests === 'object' && !Array.isArray(digests)) this.table[registry] = digests as Table[string];
+        }
       })
       .catch(() => undefined); // missing or unreadable: start empty (it is only a hint)
     return this.loaded;
@@ -42,13 +46,24 @@ export class BlobLocationCache {
 
   async record(registry: string, repository: string, digests: string[]): Promise<void> {
     await this.load();
-    const byDigest = (this.table[registry] ??= {});
+    // Re-insert the registry so the least recently used registries come first (tests and
+    // benchmarks start a registry on a new port each time: without this the file only grows).
+    const byDigest = this.table[registry] ?? {};
+    delete this.table[registry];
+    this.table[registry] = byDigest;
     for (const digest of digests) {
       const repos = (byDigest[digest] ?? []).filter((r) => r !== repository);
       repos.unshift(repository);
       // Re-insert so the most recently used digests are last in insertion order.
       delete byDigest[digest];
       byDigest[digest] = repos.slice(0, maxReposPerDigest);
+    }
+    let total = 0;
+    for (const digests of Object.values(this.table)) total += Object.keys(digests).length;
+    for (const old of Object.keys(this.table)) {
+      if (total <= maxDigests || old === registry) break;
+      total -= Object.keys(this.table[old]!).length;
+      delete this.table[old];
     }
     const keys = Object.keys(byDigest);
     for (const old of keys.slice(0, Math.max(0, keys.length - maxDigests))) delete byDigest[old];

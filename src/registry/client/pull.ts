@@ -1,12 +1,11 @@
 // Reading from a registry: manifests (by tag or digest, indexes resolved to a
 // platform), configs and blobs, every byte checked against its digest.
-import { pipeline } from 'node:stream';
 import type { Readable } from 'node:stream';
 import { MediaType, manifestKind, manifestMediaTypes, type Descriptor, type ImageConfig, type ImageIndex, type ImageManifest } from '../../image/oci.js';
 import { formatDockerReference, type DockerReference } from '../../image/reference.js';
 import type { ImageHandle } from '../../image/transport.js';
 import { repositoryScope } from './auth.js';
-import { VerifyingStream, digestOf, verifyBytes } from './digest.js';
+import { VerifiedBody, digestOf, verifyBytes } from './digest.js';
 import { RegistryError } from './errors.js';
 import { header, readBody } from './http.js';
 import type { RegistrySession } from './session.js';
@@ -91,9 +90,7 @@ export async function openBlob(session: RegistrySession, repository: string, des
     scopes,
     expect: [200],
   });
-  const verifier = new VerifyingStream(descriptor.digest, descriptor.size, `blob ${descriptor.digest} of ${repository}`);
-  pipeline(res.body, verifier, () => undefined);
-  return verifier;
+  return new VerifiedBody(res.body, descriptor.digest, descriptor.size, `blob ${descriptor.digest} of ${repository}`);
 }
 
 /**
