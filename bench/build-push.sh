@@ -46,7 +46,7 @@ start_registry() { # <dir>: a fresh registry; sets $registry (host:port)
   cat "$1/log" >&2
   die "docker-registry did not start"
 }
-stop_registry() { [[ -z "$registry_pid" ]] || { kill "$registry_pid" 2>/dev/null; wait "$registry_pid" 2>/dev/null; registry_pid=""; }; }
+stop_registry() { [[ -z "$registry_pid" ]] || { kill "$registry_pid" 2>/dev/null || true; wait "$registry_pid" 2>/dev/null || true; registry_pid=""; }; }
 trap 'stop_registry; rm -rf "$work"' EXIT
 
 for size in "${sizes[@]}"; do
