@@ -6,11 +6,14 @@
 // name, size or attribute yauzl or weft would refuse, anything malformed) it
 // answers "not sure" and the caller runs yauzl, which stays the authority and
 // gives the error message. So it can make a check faster, never laxer.
+import { crc32, inflateRawSync } from 'node:zlib';
 import type { ZipLimits } from './jar.js';
 
 const EOCD = 0x06054b50;
 const ZIP64_LOCATOR = 0x07064b50;
 const CENTRAL = 0x02014b50;
+const LOCAL = 0x04034b50;
+const MANIFEST = 'META-INF/MANIFEST.MF';
 const S_IFMT = 0o170000;
 const S_IFLNK = 0o120000;
 
@@ -33,6 +36,7 @@ export function quickJarNames(data: Buffer, limits: Required<ZipLimits>): Set<st
   const directoryOffset = data.readUInt32LE(eocd + 16);
   if (data.readUInt16LE(eocd + 4) !== 0 || count === 0xffff || directoryOffset === 0xffffffff || count > limits.maxEntries) return undefined;
   const names = new Set<string>();
+  let manifest: { method: number; compressedSize: number; size: number; crc: number; localOffset: number } | undefined;
   let total = 0;
   let p = directoryOffset;
   for (let k = 0; k < count; k++) {
@@ -66,7 +70,25 @@ export function quickJarNames(data: Buffer, limits: Required<ZipLimits>): Set<st
     if (total > limits.maxTotalUncompressed) return undefined;
     if (size > 1024 * 1024 && size > limits.maxRatio * Math.max(1, compressedSize)) return undefined;
     names.add(name);
+    if (name === MANIFEST) manifest = { method, compressedSize, size, crc: data.readUInt32LE(p + 16), localOffset: data.readUInt32LE(p + 42) };
     p = next;
   }
+  // openJar reads the manifest (yauzl checks its local header and bounds, weft its size and CRC-32): the same here.
+  if (manifest && !manifestIsSound(data, manifest)) return undefined;
   return names;
+}
+
+function manifestIsSound(data: Buffer, m: { method: number; compressedSize: number; size: number; crc: number; localOffset: number }): boolean {
+  if (m.size > 1024 * 1024 || (m.method !== 0 && m.method !== 8)) return false;
+  if (m.localOffset + 30 > data.length || data.readUInt32LE(m.localOffset) !== LOCAL) return false;
+  const start = m.localOffset + 30 + data.readUInt16LE(m.localOffset + 26) + data.readUInt16LE(m.localOffset + 28);
+  if (start + m.compressedSize > data.length) return false;
+  const stored = data.subarray(start, start + m.compressedSize);
+  let content: Buffer;
+  try {
+    content = m.method === 0 ? stored : inflateRawSync(stored, { maxOutputLength: Math.max(1, m.size) });
+  } catch {
+    return false;
+  }
+  return content.length === m.size && crc32(content) >>> 0 === m.crc;
 }

@@ -12,7 +12,7 @@ import tar from 'tar-stream';
 import { BlobStore, openJar, writeLayer, sha256, type LayerEntry } from '../../src/image/index.js';
 import { CHUNK_SIZE, MIN_STORED_RANGE, deflatedRanges, parallelGzip } from '../../src/image/pgzip/index.js';
 import { quickJarNames } from '../../src/image/jar-quick.js';
-import { DEFAULT_LIMITS } from '../../src/image/jar.js';
+import { DEFAULT_LIMITS, JarError } from '../../src/image/jar.js';
 import { COMMONS_LANG3, GUAVA, run, tempDir, writeZip } from './helpers.js';
 
 async function untar(gzipped: Buffer): Promise<Map<string, Buffer>> {
@@ -133,7 +133,7 @@ test('layer: jars are stored, not deflated again; the bytes do not depend on thr
   run('gzip', ['-t', file]);
 });
 
-test('quickJarNames: the same names as yauzl for plain jars; "not sure" for every unusual or hostile one', async (t) => {
+test('quickJarNames: the same names as yauzl for plain jars; "not sure" for every unusual or hostile one, and yauzl refuses those', async (t) => {
   const { dir, cleanup } = tempDir();
   t.after(cleanup);
   for (const jarFile of [GUAVA, COMMONS_LANG3]) {
@@ -157,11 +157,14 @@ test('quickJarNames: the same names as yauzl for plain jars; "not sure" for ever
     nonAscii: [manifest, { name: 'Ä.class', data: Buffer.from('x') }],
     ratio: [manifest, { name: 'zeros.bin', data: Buffer.alloc(4 * 1024 * 1024) }],
     storedLiar: [manifest, { name: 'r.txt', data: Buffer.from('hello'), method: 'store', declaredSize: 100 }],
+    badManifestCrc: [{ ...manifest, crc: 12345 }, { name: 'A.class', data: Buffer.from('x') }],
+    lyingManifest: [{ ...manifest, declaredSize: 10 }, { name: 'A.class', data: Buffer.from('x') }],
   };
   for (const [name, members] of Object.entries(hostile)) {
     const file = path.join(dir, `${name}.jar`);
     writeZip(file, members);
     assert.equal(quickJarNames(readFileSync(file), DEFAULT_LIMITS), undefined, `${name} must go to yauzl`);
+    if (name !== 'nonAscii') await assert.rejects(openJar(file), JarError, `${name}: yauzl and openJar refuse it`);
   }
   const guava = readFileSync(GUAVA);
   assert.equal(quickJarNames(guava.subarray(0, guava.length - 30), DEFAULT_LIMITS), undefined, 'truncated');
