@@ -98,7 +98,7 @@ const SMALL_FILE = 1024 * 1024;
 /** ... while a layer keeps at most this much in memory. */
 const KEEP_IN_MEMORY_BUDGET = 256 * 1024 * 1024;
 /** Bumped whenever the bytes the writer produces for the same input could change. */
-const WRITER_VERSION = 3; // 2: gzip in independent 1 MiB chunks (pgzip); 3: zip content stored, not deflated again
+const WRITER_VERSION = 4; // 2: gzip in independent 1 MiB chunks (pgzip); 4: zip content stored, not deflated again (3: an earlier range choice, never released)
 
 /** The fixed timestamp (seconds) used for entries and `created`: SOURCE_DATE_EPOCH, default 1. */
 export function defaultEpoch(env: NodeJS.ProcessEnv = process.env): number {
