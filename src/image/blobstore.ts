@@ -58,7 +58,7 @@ export class HashingStream extends Transform {
   }
 }
 
-/** Passes bytes on in chunks of at least `size` bytes (the last one may be smaller); a chunk that large already passes as it is. */
+/** Joins small pieces into chunks of at least `size` bytes; a piece that large passes as it is, after the pieces before it (which may then be fewer). */
 export class Batcher extends Transform {
   private chunks: Buffer[] = [];
   private length = 0;
@@ -66,6 +66,13 @@ export class Batcher extends Transform {
     super();
   }
   override _transform(chunk: Buffer, _enc: BufferEncoding, callback: (error?: Error | null) => void): void {
+    if (chunk.length >= this.size) {
+      // A large piece (a whole jar) passes as it is, after what came before it: joining would copy it.
+      this.flushChunks();
+      this.push(chunk);
+      callback();
+      return;
+    }
     this.chunks.push(chunk);
     this.length += chunk.length;
     if (this.length >= this.size) this.flushChunks();
@@ -226,9 +233,13 @@ export class BlobStore {
 
   /**
    * Adds a blob from a local file whose digest the caller already knows to be
-   * right (weft wrote and hashed it): copied by the kernel (copy_file_range,
-   * or a reflink where the file system has them), not read and hashed again.
-   * Only the size is checked.
+   * right (weft wrote and hashed it, in the layer cache): hard-linked, so a
+   * 300 MB layer is not written twice; where a link is impossible (another
+   * file system) copied by the kernel (copy_file_range, or a reflink where
+   * the file system has them). Not read and hashed again; only the size is
+   * checked. The cache's blob and this one are then one file: blobs are never
+   * changed in place, and a damaged cache blob is caught when a later build
+   * reuses it (cache hits are read and verified, see build.ts).
    */
   async putTrustedFile(file: string, expected: { digest: string; size: number }): Promise<void> {
     if (await this.has(expected.digest, expected.size)) return;
@@ -236,7 +247,7 @@ export class BlobStore {
     await makeDirectories(dir);
     const tmp = tempName(path.join(dir, 'incoming'));
     try {
-      await fs.copyFile(file, tmp, fsConstants.COPYFILE_FICLONE);
+      await fs.link(file, tmp).catch(() => fs.copyFile(file, tmp, fsConstants.COPYFILE_FICLONE));
       const { size } = await fs.stat(tmp);
       if (size !== expected.size) throw new Error(`blob ${expected.digest} in ${file} has size ${size}, expected ${expected.size}`);
       await fs.rename(tmp, this.path(expected.digest));

@@ -12,6 +12,8 @@ import { MediaType, type Descriptor, type ImageConfig, type ImageManifest } from
 import { CLASSPATH, planJvmLayers, type JvmPlanInputs, type LayerName } from './plan.js';
 import { parseImageReference, formatDockerReference, formatImageReference } from './reference.js';
 import type { ImageHandle, RemoteTransport } from './transport.js';
+import type { DockerReference } from './reference.js';
+import type { Readable } from 'node:stream';
 
 export const DEFAULT_JVM_FLAGS = ['-XX:MaxRAMPercentage=75'];
 const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
@@ -43,6 +45,14 @@ export interface JvmBuildOptions extends JvmPlanInputs {
   title?: string;
   /** org.opencontainers.image.version. */
   version?: string;
+  /**
+   * The registry reference the image will be pushed to (with `remote`): each
+   * blob is uploaded as soon as it is ready (the base's local layers at once,
+   * weft's layers as each is written), so the push overlaps the build and
+   * writeImage finds them there. The build waits for these uploads; one that
+   * fails is left to the final push, which retries it and reports its error.
+   */
+  pushTo?: DockerReference;
   /** Layers written at once (default: number of CPUs). */
   concurrency?: number;
   onProgress?: (message: string) => void;
@@ -113,6 +123,39 @@ function envValue(env: readonly string[], key: string): string | undefined {
   return hit?.slice(key.length + 1);
 }
 
+/** Uploads blobs to the push destination while the build goes on, a few at a time, each digest once. */
+function earlyUploads(remote: RemoteTransport | undefined, ref: DockerReference | undefined, say: (message: string) => void) {
+  if (!remote?.uploadBlob || !ref) return undefined;
+  const upload = remote.uploadBlob.bind(remote);
+  const started = new Set<string>();
+  const jobs: Promise<void>[] = [];
+  const limit = 4;
+  let running = 0;
+  const waiting: Array<() => void> = [];
+  return {
+    start(descriptor: Descriptor, open: () => Promise<Readable>): void {
+      if (started.has(descriptor.digest)) return;
+      started.add(descriptor.digest);
+      jobs.push(
+        (async () => {
+          if (running >= limit) await new Promise<void>((resolve) => waiting.push(resolve));
+          else running++;
+          try {
+            await upload(ref, descriptor, open);
+          } catch (error) {
+            say(`uploading ${descriptor.digest.slice(7, 19)} ahead of the push failed (${(error as Error).message}); the push retries it`);
+          } finally {
+            const next = waiting.shift();
+            if (next) next();
+            else running--;
+          }
+        })(),
+      );
+    },
+    settled: () => Promise.all(jobs),
+  };
+}
+
 /** Builds a JVM program into an image (not yet written anywhere: pass result.image to writeImage). */
 export async function buildJvmImage(options: JvmBuildOptions): Promise<JvmBuildResult> {
   const say = options.onProgress ?? (() => undefined);
@@ -136,6 +179,10 @@ export async function buildJvmImage(options: JvmBuildOptions): Promise<JvmBuildR
     platform = bp.variant ? bp : { os: bp.os, architecture: bp.architecture };
   }
 
+  const early = earlyUploads(options.remote, options.pushTo, say);
+  // A local base's layers can go to the registry right away; a registry base's are mounted or copied by the push.
+  if (early && base && !base.remote) for (const layer of base.manifest.layers) early.start(layer, () => base.openBlob(layer));
+
   say(`reading ${options.program}`);
   const cache = new LayerCache(path.resolve(options.cacheDir ?? defaultCacheDir()));
   await cache.sweepTempFiles();
@@ -152,11 +199,13 @@ export async function buildJvmImage(options: JvmBuildOptions): Promise<JvmBuildR
         mtime: epoch,
       });
       say(`${layer.name}: ${result.fileCount} files, ${result.descriptor.digest.slice(7, 19)} ${result.cached ? '(cached)' : `(${result.descriptor.size} bytes)`}`);
+      early?.start(result.descriptor, async () => createReadStream(result.blobPath, { highWaterMark: 1024 * 1024 }));
       return { ...result, name: layer.name };
     });
     await plan.remember();
   } finally {
     plan.close();
+    await early?.settled();
   }
 
   // Config: the base's, with weft's entry point, environment and layers added.

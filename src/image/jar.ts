@@ -23,7 +23,7 @@ export interface ZipLimits {
 }
 
 const IN_MEMORY_LIMIT = 512 * 1024 * 1024;
-const DEFAULT_LIMITS: Required<ZipLimits> = { maxTotalUncompressed: 4 * 1024 ** 3, maxRatio: 200, maxEntries: 200_000 };
+export const DEFAULT_LIMITS: Required<ZipLimits> = { maxTotalUncompressed: 4 * 1024 ** 3, maxRatio: 200, maxEntries: 200_000 };
 
 export interface JarEntry {
   name: string;
@@ -85,12 +85,14 @@ function explainZipError(file: string, error: Error): JarError {
   return new JarError(`cannot read ${file} as a jar: ${message}`);
 }
 
-/** Opens a jar and checks every central directory entry; throws JarError on hostile or broken input. */
-export async function openJar(file: string, limits: ZipLimits = {}, options: { inMemory?: boolean } = {}): Promise<Jar> {
+/** Opens a jar (or its bytes, `data`, already read) and checks every central directory entry; throws JarError on hostile or broken input. */
+export async function openJar(file: string, limits: ZipLimits = {}, options: { inMemory?: boolean; data?: Buffer } = {}): Promise<Jar> {
   const max = { ...DEFAULT_LIMITS, ...limits };
-  const stat = await fs.stat(file).catch((error: Error) => {
-    throw new JarError(`cannot read ${file}: ${error.message}`);
-  });
+  const stat = options.data
+    ? { isFile: () => true, size: options.data.length }
+    : await fs.stat(file).catch((error: Error) => {
+        throw new JarError(`cannot read ${file}: ${error.message}`);
+      });
   if (!stat.isFile()) throw new JarError(`${file} is not a file: pass a jar`);
   let zip: yauzl.ZipFile;
   try {
@@ -98,7 +100,9 @@ export async function openJar(file: string, limits: ZipLimits = {}, options: { i
     // A jar whose entries will all be read (the program jar) is read into memory once: yauzl then
     // serves every entry from the buffer instead of issuing small reads per entry.
     zip =
-      options.inMemory && stat.size <= IN_MEMORY_LIMIT
+      options.data
+        ? await yauzl.fromBufferPromise(options.data, zipOptions)
+        : options.inMemory && stat.size <= IN_MEMORY_LIMIT
         ? await yauzl.fromBufferPromise(await fs.readFile(file), zipOptions)
         : await yauzl.openPromise(file, zipOptions);
   } catch (error) {

@@ -6,14 +6,14 @@
 // for files, 0755 for directories and executables, 0777 for symlinks.
 import { createReadStream, createWriteStream, promises as fs, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { Readable } from 'node:stream';
+import { Readable, Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createHash } from 'node:crypto';
 import tar from 'tar-stream';
 import type { Header as TarHeader, Pack as TarPack } from 'tar-stream';
 import { MediaType, type Descriptor } from './oci.js';
 import { Batcher, BlobStore, HashingStream, hashFile, sha256, tempName } from './blobstore.js';
-import { ParallelGzip } from './pgzip/index.js';
+import { ParallelGzip, deflatedRanges, looksLikeZip } from './pgzip/index.js';
 import { mapBounded } from './bounded.js';
 
 export { mapBounded };
@@ -98,7 +98,7 @@ const SMALL_FILE = 1024 * 1024;
 /** ... while a layer keeps at most this much in memory. */
 const KEEP_IN_MEMORY_BUDGET = 256 * 1024 * 1024;
 /** Bumped whenever the bytes the writer produces for the same input could change. */
-const WRITER_VERSION = 2; // 2: gzip in independent 1 MiB chunks (pgzip)
+const WRITER_VERSION = 4; // 2: gzip in independent 1 MiB chunks (pgzip); 4: zip content stored, not deflated again (3: an earlier range choice, never released)
 
 /** The fixed timestamp (seconds) used for entries and `created`: SOURCE_DATE_EPOCH, default 1. */
 export function defaultEpoch(env: NodeJS.ProcessEnv = process.env): number {
@@ -132,6 +132,7 @@ interface PreparedEntry {
   target?: string;
   contentDigest?: string;
   open?: () => Promise<Readable>;
+  readAll?: () => Promise<Buffer>;
   data?: Buffer;
   source?: string;
 }
@@ -196,7 +197,7 @@ async function prepareEntries(entries: readonly LayerEntry[]): Promise<PreparedE
       return { path: p, type: 'file', mode: normaliseMode('file', entry.mode), size: data.length, contentDigest: sha256(data), data };
     }
     const mode = normaliseMode('file', entry.mode);
-    if (entry.contentDigest) return { path: p, type: 'file', mode, size: entry.size, contentDigest: entry.contentDigest, open: entry.open };
+    if (entry.contentDigest) return { path: p, type: 'file', mode, size: entry.size, contentDigest: entry.contentDigest, open: entry.open, readAll: entry.readAll };
     if (keep(entry.size)) {
       let data: Buffer;
       if (entry.readAll) data = await entry.readAll();
@@ -255,8 +256,36 @@ function summary(prepared: readonly PreparedEntry[]): { fileCount: number; sampl
   return { fileCount: files.length, sample: files.slice(0, 5).map((e) => `/${e.path}`) };
 }
 
-/** Writes one prepared entry into the tar pack, waiting until it is fully written. */
-function writeEntry(pack: TarPack, entry: PreparedEntry, mtime: Date): Promise<void> {
+/** Files up to this size are read whole when written, so a zip's deflated entries can be found in them. */
+const WHOLE_FILE = 64 * 1024 * 1024;
+
+/** Callers' readAll (a jar entry inflated at once) may refuse more than this (src/image/jar.ts). */
+const SMALL_ENOUGH_FOR_READ_ALL = 16 * 1024 * 1024;
+
+/** Reads a file entry's whole content (the size is checked: a file changed since it was hashed is refused). */
+async function readWhole(entry: PreparedEntry): Promise<Buffer> {
+  let data: Buffer;
+  try {
+    if (entry.source) data = await fs.readFile(entry.source);
+    else if (entry.readAll && entry.size <= SMALL_ENOUGH_FOR_READ_ALL) data = await entry.readAll();
+    else {
+      const chunks: Buffer[] = [];
+      for await (const chunk of await (entry.open as () => Promise<Readable>)()) chunks.push(chunk as Buffer);
+      data = Buffer.concat(chunks);
+    }
+  } catch (error) {
+    throw new LayerError(`reading "/${entry.path}": ${(error as Error).message}`);
+  }
+  if (data.length !== entry.size) throw new LayerError(`"/${entry.path}" has ${data.length} bytes, expected ${entry.size}: it changed while the layer was written`);
+  return data;
+}
+
+/**
+ * Writes one prepared entry into the tar pack, waiting until it is fully
+ * written. A zip's deflated entries are announced through `alreadyCompressed`
+ * with the very Buffer given to the pack, so the gzip stage can store them.
+ */
+async function writeEntry(pack: TarPack, entry: PreparedEntry, mtime: Date, alreadyCompressed: (data: Buffer, ranges: Array<[number, number]>) => void): Promise<void> {
   const header: Partial<TarHeader> & { name: string } = {
     name: entry.type === 'directory' ? `${entry.path}/` : entry.path,
     mode: entry.mode,
@@ -269,13 +298,16 @@ function writeEntry(pack: TarPack, entry: PreparedEntry, mtime: Date): Promise<v
     size: entry.type === 'file' ? entry.size : 0,
   };
   if (entry.type === 'symlink') header.linkname = entry.target;
+  const data = entry.type === 'file' && !entry.data && entry.size <= WHOLE_FILE ? await readWhole(entry) : entry.data;
   return new Promise<void>((resolve, reject) => {
     if (entry.type !== 'file') {
       pack.entry(header, (error?: Error | null) => (error ? reject(error) : resolve()));
       return;
     }
-    if (entry.data) {
-      pack.entry(header, entry.data, (error?: Error | null) => (error ? reject(error) : resolve()));
+    if (data) {
+      const ranges = looksLikeZip(data) ? deflatedRanges(data) : [];
+      if (ranges.length > 0) alreadyCompressed(data, ranges);
+      pack.entry(header, data, (error?: Error | null) => (error ? reject(error) : resolve()));
       return;
     }
     const sink = pack.entry(header, (error?: Error | null) => (error ? reject(error) : resolve()));
@@ -299,6 +331,25 @@ function writeEntry(pack: TarPack, entry: PreparedEntry, mtime: Date): Promise<v
   });
 }
 
+/**
+ * Passes the tar stream on and tells the gzip stage where, in the whole
+ * stream, the announced zip content lies: tar-stream pushes an entry's Buffer
+ * as it was given, so it is recognised by identity, before the gzip sees it.
+ */
+class OffsetTracker extends Transform {
+  private offset = 0;
+  readonly announced = new WeakMap<Buffer, Array<[number, number]>>();
+  constructor(private readonly gzip: ParallelGzip) {
+    super();
+  }
+  override _transform(chunk: Buffer, _enc: BufferEncoding, callback: TransformCallback): void {
+    const ranges = this.announced.get(chunk);
+    if (ranges) for (const [start, end] of ranges) this.gzip.storeAsIs(this.offset + start, this.offset + end);
+    this.offset += chunk.length;
+    callback(null, chunk);
+  }
+}
+
 /** Tars, gzips and stores prepared entries; returns the layer without touching any cache. */
 async function writePrepared(prepared: readonly PreparedEntry[], store: BlobStore, settings: Required<LayerSettings>, threads: number | undefined) {
   const dir = path.join(store.root, 'blobs', 'sha256');
@@ -308,12 +359,13 @@ async function writePrepared(prepared: readonly PreparedEntry[], store: BlobStor
   const diffHasher = new HashingStream();
   const blobHasher = new HashingStream();
   const gzip = new ParallelGzip({ level: settings.gzipLevel, threads: threads ?? gzipThreadsFromEnv() });
+  const tracker = new OffsetTracker(gzip);
   // The tar stream's many small pieces (512-byte headers, small files) joined into 256 KiB chunks:
   // hashing and gzip cost a call per piece (per-file pieces made small-file layers 3-4x slower).
-  const done = pipeline(Readable.from(pack), new Batcher(256 * 1024), diffHasher, gzip, blobHasher, createWriteStream(tmp));
+  const done = pipeline(Readable.from(pack), tracker, new Batcher(256 * 1024), diffHasher, gzip, blobHasher, createWriteStream(tmp));
   try {
     const mtime = new Date(settings.mtime * 1000);
-    for (const entry of prepared) await writeEntry(pack, entry, mtime);
+    for (const entry of prepared) await writeEntry(pack, entry, mtime, (data, ranges) => tracker.announced.set(data, ranges));
     pack.finalize();
     await done;
   } catch (error) {

@@ -9,10 +9,14 @@ import { createHash } from 'node:crypto';
 import yauzl from 'yauzl';
 import type { JarFactsStore } from './cache.js';
 import path from 'node:path';
-import { hashFile } from './blobstore.js';
-import { classFileName, classPathEntries, JarError, openJar, type Jar, type ZipLimits } from './jar.js';
+import { hashFile, sha256 } from './blobstore.js';
+import { mapBounded } from './bounded.js';
+import { quickJarNames } from './jar-quick.js';
+import { classFileName, classPathEntries, DEFAULT_LIMITS, JarError, openJar, type Jar, type ZipLimits } from './jar.js';
 
 const FACTS_VERSION = 1;
+/** Dependency jars up to this size are read into memory once (hashed and checked from the same bytes). */
+const READ_WHOLE_JAR = 256 * 1024 * 1024;
 import type { LayerEntry } from './layer.js';
 
 export const APP_ROOT = '/app';
@@ -235,25 +239,53 @@ export async function planJvmLayers(inputs: JvmPlanInputs): Promise<JvmPlan> {
     const programReal = await fs.realpath(inputs.program);
     let foundInLibs = false;
     const unopened: string[] = [];
-    for (const dep of localDeps) {
-      if ((await fs.realpath(dep.file)) === programReal) continue;
-      const { digest, size } = await hashFile(dep.file);
+    // Each jar is read once (a few at a time): hashed, and checked from the same bytes when no earlier
+    // build checked it (quickJarNames in one pass, yauzl when that is not sure or the jar is huge).
+    const checked = await mapBounded(localDeps, 4, async (dep) => {
+      if ((await fs.realpath(dep.file)) === programReal) return undefined;
+      let digest: string;
+      let size: number;
+      let data: Buffer | undefined;
+      const stat = await fs.stat(dep.file);
+      if (stat.size <= READ_WHOLE_JAR) {
+        data = await fs.readFile(dep.file).catch((error: Error) => {
+          throw new JarError(`cannot read ${dep.file}: ${error.message}`);
+        });
+        ({ digest, size } = { digest: sha256(data), size: data.length });
+      } else ({ digest, size } = await hashFile(dep.file));
       const key = factsKey(digest, inputs.limits);
-      if (await facts?.getJarFacts(key)) {
-        unopened.push(dep.file); // checked by an earlier build: same bytes, same limits
-      } else {
-        const jar = await openJar(dep.file, inputs.limits, { inMemory: true }); // refuses non-jars, truncated and hostile jars
-        foundInLibs ||= jar.entries.has(classFile);
-        jar.close();
+      let opened = false;
+      if (!(await facts?.getJarFacts(key))) {
+        const names = data ? quickJarNames(data, { ...DEFAULT_LIMITS, ...inputs.limits }) : undefined;
+        if (names) foundInLibs ||= names.has(classFile);
+        else {
+          const jar = await openJar(dep.file, inputs.limits, data ? { data } : { inMemory: true }); // refuses non-jars, truncated and hostile jars
+          foundInLibs ||= jar.entries.has(classFile);
+          jar.close();
+        }
+        opened = true;
         await facts?.putJarFacts(key, { valid: true });
       }
+      return { dep, digest, size, opened };
+    });
+    for (const item of checked) {
+      if (!item) continue;
+      const { dep, digest, size, opened } = item;
+      if (!opened) unopened.push(dep.file); // checked by an earlier build: same bytes, same limits
       const name = path.basename(dep.file);
       deps.push({
         name,
         file: dep.file,
         digest,
         project: dep.project,
-        entry: { type: 'file', path: `${APP_ROOT}/libs/${name}`, size, contentDigest: digest, open: async () => createReadStream(dep.file) },
+        entry: {
+          type: 'file',
+          path: `${APP_ROOT}/libs/${name}`,
+          size,
+          contentDigest: digest,
+          open: async () => createReadStream(dep.file),
+          readAll: () => fs.readFile(dep.file),
+        },
       });
     }
 

@@ -46,4 +46,6 @@ export interface TransferProgress {
 export interface RemoteTransport {
   open(ref: DockerReference, options?: { platform?: string }): Promise<ImageHandle>;
   write(image: ImageHandle, ref: DockerReference, progress?: TransferProgress): Promise<{ digest: string; reference: string }>;
+  /** Optional: uploads one blob to `ref`'s repository ahead of `write` (a build pushes each layer as soon as it is ready). */
+  uploadBlob?(ref: DockerReference, descriptor: Descriptor, open: () => Promise<Readable>): Promise<unknown>;
 }

@@ -1,6 +1,6 @@
 // `weft build`: parses options and prints the result. The work is in src/image/build.ts.
 import type { Command } from 'commander';
-import { parseImageReference } from '../../image/reference.js';
+import { parseImageReference, type DockerReference } from '../../image/reference.js';
 import { printJson, progress, dim } from '../output.js';
 
 interface BuildFlags {
@@ -28,6 +28,13 @@ interface BuildFlags {
 }
 
 const collect = (value: string, previous: string[]): string[] => [...previous, value];
+
+/** The registry reference of a docker:// output, whose layers the build uploads as they are ready. */
+function pushTarget(output: string | undefined): DockerReference | undefined {
+  if (!output) return undefined;
+  const ref = parseImageReference(output);
+  return ref.transport === 'docker' ? ref.ref : undefined;
+}
 
 function keyValues(list: string[], flag: string): Record<string, string> {
   const out: Record<string, string> = {};
@@ -102,6 +109,7 @@ export function register(program: Command): void {
         main: opts.main,
         base: opts.base,
         remote,
+        pushTo: pushTarget(output),
         platform: opts.platform,
         jvmFlags: opts.jvmFlag,
         java: opts.java,

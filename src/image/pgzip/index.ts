@@ -16,6 +16,9 @@ import { Transform, type TransformCallback } from 'node:stream';
 import zlib from 'node:zlib';
 import os from 'node:os';
 import { promisify } from 'node:util';
+import { MIN_STORED_RANGE } from './zip-ranges.js';
+
+export { deflatedRanges, looksLikeZip, MIN_STORED_RANGE } from './zip-ranges.js';
 
 /** Uncompressed bytes per independently deflated chunk. Changing it changes layer digests. */
 export const CHUNK_SIZE = 1024 * 1024;
@@ -79,6 +82,10 @@ export class ParallelGzip extends Transform {
   private crc = 0;
   private size = 0;
   private headerWritten = false;
+  /** Input offset of the next chunk submitted. */
+  private submitted = 0;
+  /** Ranges of the input to store as they are (storeAsIs), sorted, not yet submitted. */
+  private stored: Array<[number, number]> = [];
 
   constructor(options: ParallelGzipOptions) {
     super();
@@ -117,6 +124,35 @@ export class ParallelGzip extends Transform {
       }, callback);
   }
 
+  /**
+   * Bytes [start, end) of the input are already compressed (deflated zip
+   * entries): they go into the output as deflate stored blocks instead of
+   * being deflated again. Call in increasing order, before those bytes are
+   * written. Only a function of the input may decide the ranges, as they
+   * change the output bytes.
+   */
+  storeAsIs(start: number, end: number): void {
+    const last = this.stored[this.stored.length - 1];
+    if (!Number.isInteger(start) || !Number.isInteger(end) || end <= start || start < this.size || (last && start < last[1])) {
+      throw new RangeError(`storeAsIs(${start}, ${end}): ranges must be increasing, non-empty and not yet written`);
+    }
+    this.stored.push([start, end]);
+  }
+
+  /** The stored ranges inside [from, to), relative to `from`; drops those that end before `to`. */
+  private storedIn(from: number, to: number): Array<[number, number]> {
+    const inside: Array<[number, number]> = [];
+    for (const [start, end] of this.stored) {
+      if (start >= to) break;
+      const s = Math.max(start, from) - from;
+      const e = Math.min(end, to) - from;
+      // A range cut by a chunk boundary may leave a short piece: deflated with its neighbours instead.
+      if (e - s >= MIN_STORED_RANGE) inside.push([s, e]);
+    }
+    while (this.stored.length > 0 && this.stored[0][1] <= to) this.stored.shift();
+    return inside;
+  }
+
   private takePending(): Buffer {
     const data = this.pending.length === 1 ? this.pending[0] : Buffer.concat(this.pending, this.pendingSize);
     this.pending = [];
@@ -132,7 +168,9 @@ export class ParallelGzip extends Transform {
       const final = lastIsFinal && i === chunks.length - 1;
       const options: zlib.ZlibOptions = { level: this.level, memLevel: 9, finishFlush: final ? zlib.constants.Z_FINISH : zlib.constants.Z_SYNC_FLUSH };
       if (this.dictionary) options.dictionary = this.dictionary;
-      const job = deflateRaw(data, options);
+      const ranges = this.storedIn(this.submitted, this.submitted + data.length);
+      this.submitted += data.length;
+      const job = ranges.length === 0 ? deflateRaw(data, options) : deflateWithStored(data, ranges, this.dictionary, this.level, final);
       job.catch(() => undefined); // awaited in drain(); this only keeps an early failure from being "unhandled"
       this.inFlight.push(job);
       // The dictionary is the input's last 32 KiB before the next chunk, which may span chunks only
@@ -154,9 +192,56 @@ export class ParallelGzip extends Transform {
   }
 }
 
+/** Deflate stored blocks of `data` (at most 65535 bytes each); the last one is final when `final`. */
+function storedBlocks(data: Buffer, final: boolean): Buffer[] {
+  const out: Buffer[] = [];
+  for (let offset = 0; offset < data.length; offset += 0xffff) {
+    const piece = data.subarray(offset, offset + 0xffff);
+    const header = Buffer.alloc(5);
+    header[0] = final && offset + 0xffff >= data.length ? 1 : 0; // BFINAL, BTYPE 00 (stored); byte-aligned here
+    header.writeUInt16LE(piece.length, 1);
+    header.writeUInt16LE(~piece.length & 0xffff, 3);
+    out.push(header, piece);
+  }
+  return out;
+}
+
+/**
+ * One chunk as alternating deflated and stored segments. Each deflated segment
+ * ends with a sync flush (or the stream's end), which leaves the output
+ * byte-aligned for the stored blocks that follow, and gets the 32 KiB before
+ * it as dictionary, as whole chunks do.
+ */
+async function deflateWithStored(data: Buffer, ranges: Array<[number, number]>, previous: Buffer | undefined, level: number, final: boolean): Promise<Buffer> {
+  const segments: Array<{ start: number; end: number; stored: boolean }> = [];
+  let position = 0;
+  for (const [start, end] of ranges) {
+    if (start > position) segments.push({ start: position, end: start, stored: false });
+    segments.push({ start, end, stored: true });
+    position = end;
+  }
+  if (position < data.length) segments.push({ start: position, end: data.length, stored: false });
+  const out: Buffer[] = [];
+  for (let i = 0; i < segments.length; i++) {
+    const { start, end, stored } = segments[i];
+    const last = final && i === segments.length - 1;
+    const bytes = data.subarray(start, end);
+    if (stored) {
+      out.push(...storedBlocks(bytes, last));
+      continue;
+    }
+    const before = start >= WINDOW ? data.subarray(start - WINDOW, start) : Buffer.concat([previous ?? Buffer.alloc(0), data.subarray(0, start)]).subarray(-WINDOW);
+    const options: zlib.ZlibOptions = { level, memLevel: 9, finishFlush: last ? zlib.constants.Z_FINISH : zlib.constants.Z_SYNC_FLUSH };
+    if (before.length > 0) options.dictionary = before;
+    out.push(await deflateRaw(bytes, options));
+  }
+  return Buffer.concat(out);
+}
+
 /** Gzips a whole buffer with ParallelGzip (tests and small callers). */
-export async function parallelGzip(data: Buffer, options: ParallelGzipOptions): Promise<Buffer> {
+export async function parallelGzip(data: Buffer, options: ParallelGzipOptions & { storeAsIs?: Array<[number, number]> }): Promise<Buffer> {
   const gzip = new ParallelGzip(options);
+  for (const [start, end] of options.storeAsIs ?? []) gzip.storeAsIs(start, end);
   const out: Buffer[] = [];
   gzip.on('data', (chunk: Buffer) => out.push(chunk));
   const done = new Promise<void>((resolve, reject) => {

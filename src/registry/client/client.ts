@@ -9,7 +9,7 @@ import { repositoryScope } from './auth.js';
 import { RegistryError } from './errors.js';
 import { HttpClient, discard, header, headerValues, readBody } from './http.js';
 import { fetchManifest, manifestAccept, openBlob, openImage, pullScopes, type FetchedManifest } from './pull.js';
-import { pushImage, pushScopes, putManifest, type BlobReport, type PushOptions, type PushResult } from './push.js';
+import { BlobUploader, pushImage, pushScopes, putManifest, type BlobReport, type PushOptions, type PushResult } from './push.js';
 import { RegistrySession, type SessionOptions } from './session.js';
 import { BlobLocationCache, defaultBlobCacheFile } from './blobcache.js';
 
@@ -62,6 +62,15 @@ export class RegistryClient implements RemoteTransport {
 
   async write(image: ImageHandle, ref: DockerReference, progress?: TransferProgress): Promise<{ digest: string; reference: string }> {
     return this.push(image, ref, progress);
+  }
+
+  /**
+   * Uploads one blob into `ref`'s repository unless it is there already: lets
+   * `weft build` push each layer as soon as it is written, while the rest of
+   * the image is still being built (the final push then finds it present).
+   */
+  async uploadBlob(ref: DockerReference, descriptor: Descriptor, open: () => Promise<Readable>): Promise<BlobReport> {
+    return new BlobUploader(this.session(ref.registry), ref.repository, pushScopes(ref.repository), this.options).upload(descriptor, open);
   }
 
   /** Pushes an image with a detailed report (what was sent, skipped, mounted). */
