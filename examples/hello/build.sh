@@ -40,13 +40,9 @@ lang3_version="$(version_of /usr/share/java/commons-lang3.jar)"; lang3_version="
 guava_version="$(version_of /usr/share/java/guava.jar)"; guava_version="${guava_version%.jre}"; guava_version="${guava_version:-0}-jre"
 lib_names=("commons-lang3-${lang3_version}.jar" "guava-${guava_version}.jar")
 
-stamp="$( {
-  cat "${BASH_SOURCE[0]}"
-  (cd "$src" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum)
-  sha256sum "${deps[@]}"
-  javac -version 2>&1
-} | sha256sum | cut -d' ' -f1)"
-if [[ -z "$force" && -f "$out/.stamp" && "$(cat "$out/.stamp")" == "$stamp" && -f "$out/hello.jar" && -f "$out/hello-fat.jar" ]]; then
+source "$here/../build-lib.sh"
+stamp="$(sha256sum "${deps[@]}" | example_stamp "$src")"
+if [[ -z "$force" ]] && example_up_to_date "$out" "$stamp" hello.jar hello-fat.jar; then
   log "up to date ($out)"
   exit 0
 fi
@@ -82,11 +78,5 @@ cp "$tmp/out/libs/"*.jar "$tmp/fat/BOOT-INF/lib/"
 (cd "$tmp/fat" && mapfile -t libs < <(find BOOT-INF/lib -mindepth 1 | LC_ALL=C sort) && \
   jar --update --date="$date" --no-compress --file "$tmp/out/hello-fat.jar" "${libs[@]}")
 
-echo "$stamp" > "$tmp/out/.stamp"
-# Replace the previous build in one step, so a failed build never leaves a half-written one.
-mkdir -p "$(dirname "$out")"
-rm -rf "$out.old"
-[[ -e "$out" ]] && mv "$out" "$out.old"
-mv "$tmp/out" "$out"
-rm -rf "$out.old"
+example_install "$tmp/out" "$out" "$stamp"
 log "built $out/hello.jar, $out/hello-fat.jar"

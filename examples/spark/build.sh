@@ -11,13 +11,9 @@ out="$here/build"
 log() { printf '[weft] examples/spark: %s\n' "$*" >&2; }
 command -v javac >/dev/null && command -v jar >/dev/null || { echo "javac/jar not found: install default-jdk-headless (scripts/setup does)" >&2; exit 1; }
 jars="$(bash "$here/jars.sh")"
-stamp="$( {
-  cat "${BASH_SOURCE[0]}"
-  (cd "$here/src" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum)
-  echo "$jars"
-  javac -version 2>&1
-} | sha256sum | cut -d' ' -f1)"
-if [[ "${1:-}" != --force && -f "$out/.stamp" && "$(cat "$out/.stamp")" == "$stamp" && -f "$out/spark-examples.jar" && -e "$out/libs" ]]; then
+source "$here/../build-lib.sh"
+stamp="$(echo "$jars" | example_stamp "$here/src")"
+if [[ "${1:-}" != --force ]] && example_up_to_date "$out" "$stamp" spark-examples.jar libs; then
   log "up to date ($out)"
   exit 0
 fi
@@ -31,9 +27,5 @@ printf 'Implementation-Title: spark-examples\nImplementation-Version: 1.0.0\n' >
 (cd "$tmp/classes" && mapfile -t entries < <(find . -mindepth 1 | LC_ALL=C sort) &&
   jar --create --date=2000-01-01T00:00:00Z --file "$tmp/out/spark-examples.jar" --manifest "$tmp/manifest.txt" "${entries[@]}")
 ln -s "$jars" "$tmp/out/libs"
-echo "$stamp" > "$tmp/out/.stamp"
-rm -rf "$out.old"
-[[ -e "$out" ]] && mv "$out" "$out.old"
-mv "$tmp/out" "$out"
-rm -rf "$out.old"
+example_install "$tmp/out" "$out" "$stamp"
 log "built $out/spark-examples.jar (Spark jars: $jars)"
