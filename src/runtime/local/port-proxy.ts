@@ -11,7 +11,7 @@
 // supervisor (pid given) is gone, so nothing outlives the instance.
 //
 // Run: node port-proxy.js inner|outer <instance dir> <supervisor pid> <port>...
-import { existsSync, unlinkSync } from 'node:fs';
+import { statSync, unlinkSync } from 'node:fs';
 import { connect, createServer, type Socket } from 'node:net';
 import { pathToFileURL } from 'node:url';
 
@@ -43,10 +43,24 @@ export function socketPathFor(instanceDir: string, port: number): string {
 
 export function runPortProxy(mode: 'inner' | 'outer', instanceDir: string, supervisorPid: number, ports: number[]): void {
   const sockets = ports.map((port) => socketPathFor(instanceDir, port));
-  const removeSockets = () => {
-    if (mode === 'inner') for (const s of sockets) if (existsSync(s)) unlinkSync(s);
+  // A file's identity: inode and change time in nanoseconds (an inode number alone is soon reused).
+  const identityOf = (file: string): string | undefined => {
+    try {
+      const stat = statSync(file, { bigint: true });
+      return `${stat.ino}:${stat.ctimeNs}`;
+    } catch {
+      return undefined;
+    }
   };
-  removeSockets();
+  // The sockets this proxy created, by identity: a restarted instance's new proxy creates its own at
+  // the same paths, and this one, ending a moment later, must not remove those.
+  const created = new Map<string, string>();
+  const removeSockets = () => {
+    if (mode !== 'inner') return;
+    for (const [file, identity] of created) if (identityOf(file) === identity) unlinkSync(file);
+  };
+  // Left by an instance whose proxy could not clean up (killed): ours to replace.
+  if (mode === 'inner') for (const s of sockets) if (identityOf(s) !== undefined) unlinkSync(s);
   for (const port of ports) {
     const socketPath = socketPathFor(instanceDir, port);
     const server =
@@ -65,8 +79,12 @@ export function runPortProxy(mode: 'inner' | 'outer', instanceDir: string, super
       removeSockets();
       process.exit(1);
     });
-    if (mode === 'inner') server.listen(socketPath);
-    else server.listen(port, '127.0.0.1');
+    if (mode === 'inner') {
+      server.listen(socketPath, () => {
+        const identity = identityOf(socketPath);
+        if (identity !== undefined) created.set(socketPath, identity);
+      });
+    } else server.listen(port, '127.0.0.1');
   }
   const watch = setInterval(() => {
     if (alive(supervisorPid)) return;
