@@ -13,6 +13,29 @@
 #                      step by step (from / copy / config / commit to oci:), vfs, private root
 # Usage: bench_setup <work dir prefix> <tool...>   (checks the tools, makes $work)
 
+# The size benchmarks' arguments, [-n REPETITIONS] [SIZE_MB...], into $reps and $sizes.
+bench_size_args() { # <default repetitions> <default sizes, space-separated> <the script's arguments...>
+  reps="$1"
+  local defaults="$2" opt OPTIND=1
+  shift 2
+  while getopts "n:" opt; do
+    case "$opt" in
+      n) reps="$OPTARG" ;;
+      *) echo "usage: $0 [-n REPETITIONS] [SIZE_MB...]" >&2; exit 2 ;;
+    esac
+  done
+  shift $((OPTIND - 1))
+  sizes=("$@")
+  ((${#sizes[@]})) || read -ra sizes <<<"$defaults"
+}
+
+# A new results file bench/results/<name>-<UTC time>.csv with the CSV header, in $csv.
+bench_results_csv() { # <name>
+  mkdir -p "$WEFT_ROOT/bench/results"
+  csv="$WEFT_ROOT/bench/results/$1-$(date -u +%Y%m%dT%H%M%SZ).csv"
+  echo "tool,size_mb,case,ms,digest" >"$csv"
+}
+
 bench_setup() { # <work dir prefix> <tool...>
   local prefix="$1" tool
   shift

@@ -11,21 +11,9 @@
 # Usage: [WEFT_MAIN_BEFORE=/path/to/old/weft.cjs] bench/build-push.sh [-n REPETITIONS] [SIZE_MB...]   (default: -n 3 50)
 source "$(dirname "$0")/../scripts/lib.sh"
 source "$WEFT_ROOT/bench/build-common.sh"
-reps=3
-while getopts "n:" opt; do
-  case "$opt" in
-    n) reps="$OPTARG" ;;
-    *) echo "usage: $0 [-n REPETITIONS] [SIZE_MB...]" >&2; exit 2 ;;
-  esac
-done
-shift $((OPTIND - 1))
-sizes=("$@")
-((${#sizes[@]})) || sizes=(50)
+bench_size_args 3 "50" "$@"
 bench_setup weft-bench-push node docker-registry java jar
-stamp="$(date -u +%Y%m%dT%H%M%SZ)"
-csv="$WEFT_ROOT/bench/results/build-push-$stamp.csv"
-mkdir -p "$WEFT_ROOT/bench/results"
-echo "tool,size_mb,case,ms,digest" >"$csv"
+bench_results_csv build-push
 prepare_inputs
 tools=(weft)
 if [[ -n "${WEFT_MAIN_BEFORE:-}" ]]; then

@@ -15,21 +15,9 @@
 # The set-up (inputs, base, the buildah steps) is shared with bench/build-vs-buildah.sh: bench/build-common.sh.
 source "$(dirname "$0")/../scripts/lib.sh"
 source "$WEFT_ROOT/bench/build-common.sh"
-reps=3
-while getopts "n:" opt; do
-  case "$opt" in
-    n) reps="$OPTARG" ;;
-    *) echo "usage: $0 [-n REPETITIONS] [SIZE_MB...]" >&2; exit 2 ;;
-  esac
-done
-shift $((OPTIND - 1))
-sizes=("$@")
-((${#sizes[@]})) || sizes=(0 50 300)
+bench_size_args 3 "0 50 300" "$@"
 bench_setup weft-bench-sizes buildah node java jar
-stamp="$(date -u +%Y%m%dT%H%M%SZ)"
-csv="$WEFT_ROOT/bench/results/build-sizes-$stamp.csv"
-mkdir -p "$WEFT_ROOT/bench/results"
-echo "tool,size_mb,case,ms,digest" >"$csv"
+bench_results_csv build-sizes
 prepare_inputs
 tools=(weft1 weftN buildah)
 if [[ "${WEFT_BENCH_JIB:-1}" != 0 ]]; then jib_setup; tools+=(jib); fi
