@@ -6,36 +6,24 @@
 // the same with and without it.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import os from 'node:os';
+import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { codeCacheFile, readCodeCache, writeCodeCache } from '../../src/common/code-cache.js';
+import { mustRun, runCommand, type CommandResult } from '../support/command.js';
+import { tempDir as makeTempDir } from '../support/temp.js';
 
-const run = promisify(execFile);
 const here = path.dirname(fileURLToPath(import.meta.url));
 const bundle = path.join(here, '..', '..', 'bin', 'weft.cjs');
 const loaderModule = path.join(here, '..', '..', 'src', 'common', 'code-cache.js');
 
-async function tempDir(): Promise<string> {
-  return mkdtemp(path.join(os.tmpdir(), 'weft-code-cache-'));
-}
+const tempDir = () => makeTempDir('weft-code-cache-');
 
 /** Runs the installed weft with its code cache in `cacheDir` (or caching off); never throws, returns what it printed and its exit code. */
-async function weft(args: string[], cacheDir: string | undefined, env: Record<string, string> = {}): Promise<{ stdout: string; stderr: string; code: number }> {
-  const base = { ...process.env, ...env };
-  delete base.WEFT_CODE_CACHE_DIR;
-  delete base.WEFT_CODE_CACHE;
-  const runEnv = cacheDir === undefined ? { ...base, WEFT_CODE_CACHE: '0' } : { ...base, WEFT_CODE_CACHE_DIR: cacheDir };
-  try {
-    const { stdout, stderr } = await run(process.execPath, [bundle, ...args], { env: runEnv });
-    return { stdout, stderr, code: 0 };
-  } catch (error) {
-    const e = error as { stdout: string; stderr: string; code: number };
-    return { stdout: e.stdout, stderr: e.stderr, code: e.code };
-  }
+function weft(args: string[], cacheDir: string | undefined, env: Record<string, string> = {}): Promise<CommandResult> {
+  // This process's NO_COLOR as it is (runCommand would set it), the cache variables only as given here.
+  const cache = cacheDir === undefined ? { WEFT_CODE_CACHE: '0', WEFT_CODE_CACHE_DIR: undefined } : { WEFT_CODE_CACHE: undefined, WEFT_CODE_CACHE_DIR: cacheDir };
+  return runCommand(process.execPath, [bundle, ...args], { env: { NO_COLOR: process.env.NO_COLOR, ...env, ...cache } });
 }
 
 async function cacheFiles(dir: string): Promise<string[]> {
@@ -160,7 +148,7 @@ test('requireWithCodeCache: miss, then hit; a V8-rejected payload is reported an
       const { exports, cache } = requireWithCodeCache(${JSON.stringify(mod)}, { dir: ${JSON.stringify(cache)} });
       console.log(JSON.stringify({ cache, answer: exports.answer(21), dir: exports.dir }));`;
     const once = async (): Promise<{ cache: string; answer: number; dir: string }> =>
-      JSON.parse((await run(process.execPath, ['--input-type=module', '-e', probe])).stdout) as { cache: string; answer: number; dir: string };
+      JSON.parse((await mustRun(process.execPath, ['--input-type=module', '-e', probe])).stdout) as { cache: string; answer: number; dir: string };
     assert.deepEqual(await once(), { cache: 'miss', answer: 42, dir });
     assert.deepEqual(await once(), { cache: 'hit', answer: 42, dir });
     const [file] = await cacheFiles(cache);
