@@ -12,7 +12,7 @@
 //   node dist/bench/spark-submit.js [--runs 3] [--slices 8]
 import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { createWriteStream, existsSync, readFileSync } from 'node:fs';
+import { createWriteStream, existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -20,6 +20,7 @@ import { promisify } from 'node:util';
 import { CoreV1Api, KubeConfig, RbacAuthorizationV1Api, Watch, type V1Pod } from '@kubernetes/client-node';
 import { stringify } from 'yaml';
 import { DRIVER_RULES, executorMemory, SPARK_JVM_FLAGS } from '../src/runtime/spark/index.js';
+import { toolsDir, toolVersion } from '../test/support/tools.js';
 import { median } from './stats.js';
 
 const exec = promisify(execFile);
@@ -36,10 +37,9 @@ const example = join(repo, 'examples', 'spark', 'build');
 const kubeconfig = process.env.KUBECONFIG;
 const registry = process.env.WEFT_NODE_REGISTRY;
 if (!kubeconfig || !registry) throw new Error('KUBECONFIG and WEFT_NODE_REGISTRY must be set: run bench/spark-submit.sh, which starts the test environment');
-const tools = process.env.WEFT_TOOLS || join(process.env.XDG_CACHE_HOME || join(process.env.HOME!, '.cache'), 'weft', 'tools');
-const versionFile = join(tools, 'spark.version');
-if (!existsSync(versionFile) || !existsSync(join(example, 'spark-examples.jar'))) throw new Error('the Spark example is not built: run examples/spark/build.sh (scripts/setup --test does)');
-const sparkJars = join(tools, `spark-${readFileSync(versionFile, 'utf8').trim()}`, 'jars');
+const sparkVersion = toolVersion('spark', 'scripts/setup.d/25-spark.sh');
+if (!existsSync(join(example, 'spark-examples.jar'))) throw new Error('the Spark example is not built: run examples/spark/build.sh (scripts/setup --test does)');
+const sparkJars = join(toolsDir(), `spark-${sparkVersion}`, 'jars');
 
 // The same program and sizes for both (examples/spark/weft.yaml).
 const MAIN_CLASS = 'com.example.spark.SparkPi';
@@ -229,7 +229,7 @@ async function main(): Promise<void> {
   const work = await mkdtemp(join(tmpdir(), 'weft-bench-spark-'));
   try {
     const master = `k8s://${kc.getCurrentCluster()!.server}`;
-    console.log(`Spark ${readFileSync(versionFile, 'utf8').trim()}, SparkPi ${SLICES} slices, ${EXECUTORS.instances} executors of ${EXECUTORS.cpu}/${EXECUTORS.memory}, driver ${DRIVER.cpu}/${DRIVER.memory}; ${RUNS} runs each, interleaved; master ${master}`);
+    console.log(`Spark ${sparkVersion}, SparkPi ${SLICES} slices, ${EXECUTORS.instances} executors of ${EXECUTORS.cpu}/${EXECUTORS.memory}, driver ${DRIVER.cpu}/${DRIVER.memory}; ${RUNS} runs each, interleaved; master ${master}`);
     const built = JSON.parse(
       (await exec(process.execPath, [weftMain, 'build', join(example, 'spark-examples.jar'), '--lib', join(example, 'libs'), '--spark', '--output', `docker://${registry}/spark/bench:${randomBytes(4).toString('hex')}`, '--json'], { maxBuffer: 64 << 20 })).stdout,
     ) as { output: string };
