@@ -29,6 +29,16 @@ bench_size_args() { # <default repetitions> <default sizes, space-separated> <th
   ((${#sizes[@]})) || read -ra sizes <<<"$defaults"
 }
 
+# The dependency jars of one size: the example's own plus SIZE_MB made by make-deps.sh, in $work/deps-<size>; sets deps.
+prepare_deps() { # <size MB>
+  deps="$work/deps-$1"
+  mkdir -p "$deps"
+  cp "$work/v1/libs/"*.jar "$deps/"
+  (($1 == 0)) || bash "$WEFT_ROOT/bench/make-deps.sh" "$1" "$deps/extra" >/dev/null
+  [[ -d "$deps/extra" ]] && mv "$deps/extra/"*.jar "$deps/" && rmdir "$deps/extra"
+  return 0
+}
+
 # A new results file bench/results/<name>-<UTC time>.csv with the CSV header, in $csv.
 bench_results_csv() { # <name>
   mkdir -p "$WEFT_ROOT/bench/results"

@@ -38,11 +38,7 @@ stop_registry() { [[ -z "$registry_pid" ]] || { kill "$registry_pid" 2>/dev/null
 trap 'stop_registry; rm -rf "$work"' EXIT
 
 for size in "${sizes[@]}"; do
-  deps="$work/deps-$size"
-  mkdir -p "$deps"
-  cp "$work/v1/libs/"*.jar "$deps/"
-  ((size == 0)) || bash "$WEFT_ROOT/bench/make-deps.sh" "$size" "$deps/extra" >/dev/null
-  [[ -d "$deps/extra" ]] && mv "$deps/extra/"*.jar "$deps/" && rmdir "$deps/extra"
+  prepare_deps "$size"
   for ((i = 1; i <= reps; i++)); do
     order=("${tools[@]}")
     ((i % 2 == 0)) && mapfile -t order < <(printf "%s\n" "${tools[@]}" | tac)

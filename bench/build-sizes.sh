@@ -38,11 +38,7 @@ record() { # <tool> <size> <case> <out dir or -> <command...>
 }
 
 for size in "${sizes[@]}"; do
-  deps="$work/deps-$size"
-  mkdir -p "$deps"
-  cp "$work/v1/libs/"*.jar "$deps/"
-  ((size == 0)) || bash "$WEFT_ROOT/bench/make-deps.sh" "$size" "$deps/extra" >/dev/null
-  [[ -d "$deps/extra" ]] && mv "$deps/extra/"*.jar "$deps/" && rmdir "$deps/extra"
+  prepare_deps "$size"
   for ((i = 1; i <= reps; i++)); do
     log "size $size MB, repetition $i/$reps"
     r="$work/r-$size-$i"
