@@ -20,6 +20,7 @@ import { isTerminal, type RunState } from '../../src/runtime/index.js';
 import { createLocalRuntime } from '../../src/runtime/local/index.js';
 import { buildShellImage, type ShellImage } from '../support/shell-image.js';
 import { call, spawnMaster, waitFor, type MasterProcess } from './helpers.js';
+import { Progress, withDeadline } from '../support/wait.js';
 import { postgresTarget, type StoreTarget } from './stores.js';
 
 const TOTAL = 200;
@@ -102,115 +103,142 @@ const haSuite = (election: 'etcd' | 'kubernetes') =>
     });
 
     test(`the leader SIGKILLed at a hand-over during ${TOTAL} concurrent submissions: each acknowledged submission exists once, runs once and completes`, { timeout: 600_000 }, async (ctx) => {
-      // The first master leads (it is alone when it starts) and is the one that stops at a hand-over.
-      const leader = await startMaster({ WEFT_MASTER_TEST_PAUSE_HANDOVER: String(PAUSE_AT) });
-      await waitFor('the first master to lead', async () => ((await isLeader(leader)) ? true : undefined), 30_000);
-      const survivor = await startMaster();
-      assert.equal(await isLeader(survivor), false, 'exactly one leader');
-      const token = (await fs.readFile(tokenFile, 'utf8')).trim();
-
-      const acked = new Map<string, string>(); // idempotency key -> run id
-      const answers = new Map<number, number>();
-      let killedAt = 0;
-      let submittedAtKill = 0;
-      let releaseSecondHalf: () => void = () => undefined;
-      const secondHalfReleased = new Promise<void>((res) => { releaseSecondHalf = res; });
-      // Failover time: from the SIGKILL to the survivor's /readyz saying it leads (it then watches, archives
-      // and reconciles; every master serves writes throughout). Polled every 50 ms from the kill on.
-      const failover = (async () => {
-        const paused = await leader.waitForLog(/test hook: paused before handing run (\S+) to the runtime/, 300_000);
-        const ackedAtPause = acked.size;
-        releaseSecondHalf();
-        const killDeadline = Date.now() + 5_000;
-        while (acked.size < ackedAtPause + ACKED_BEFORE_KILL && Date.now() < killDeadline) await new Promise((res) => setTimeout(res, 10));
-        submittedAtKill = acked.size;
-        killedAt = Date.now();
-        await leader.kill();
-        ctx.diagnostic(`leader SIGKILLed at the hand-over of ${paused[1]}, ${submittedAtKill} submissions acknowledged by then (${ackedAtPause} when it paused)`);
-        for (;;) {
-          if (await isLeader(survivor)) return Date.now() - killedAt;
-          if (Date.now() - killedAt > 120_000) throw new Error('the survivor did not lead within 120 s of the kill');
-          await new Promise((res) => setTimeout(res, 50));
-        }
-      })();
-      const body = { spec: { name: 'ha', runnables: [{ name: 'main', kind: 'batch', image: image.reference, args: ['sh', '-c', 'echo "started $WEFT_RUN_ID"; sleep 1; echo done'] }] }, queue: true };
-      let next = 0;
-      const client = async (c: number) => {
-        for (let i = next++; i < TOTAL; i = next++) {
-          if (i >= SECOND_HALF) await secondHalfReleased;
-          const key = `submission-${i}`;
-          // Each client starts on a master and moves to the other one on a failure (same key: a retry, not a new run).
-          let target = [leader, survivor][(c + i) % 2];
-          for (let attempt = 0; ; attempt++) {
-            const r = await call(target.url, 'POST', '/api/v1/namespaces/ha/runs', { token, body, headers: { 'idempotency-key': key } }).catch(() => undefined);
-            if (r) answers.set(r.status, (answers.get(r.status) ?? 0) + 1);
-            if (r && [200, 201, 202].includes(r.status)) {
-              const known = acked.get(key);
-              assert.ok(!known || known === r.json.id, `key ${key} answered two runs`);
-              acked.set(key, r.json.id);
-              break;
-            }
-            assert.ok(attempt < 40, `submission ${key} was never acknowledged (last answer ${r?.status} ${r?.text})`);
-            target = target === leader ? survivor : leader;
-            await new Promise((res) => setTimeout(res, 250));
-          }
-        }
-      };
-      const t0 = Date.now();
-      // A failed failover (the leader never paused) must fail the test, not leave the second half waiting.
-      failover.catch(() => releaseSecondHalf());
-      await Promise.all(Array.from({ length: CLIENTS }, (_, c) => client(c)));
-      const submitSeconds = (Date.now() - t0) / 1000;
-      assert.equal(acked.size, TOTAL, 'every submission was acknowledged (by one master or the other)');
-      const failoverMs = await failover;
-      assert.ok(killedAt > t0 && submittedAtKill < TOTAL, 'the leader was killed during the submissions');
-      ctx.diagnostic(`${TOTAL} submissions from ${CLIENTS} clients acknowledged in ${submitSeconds.toFixed(1)} s (answers: ${[...answers].map(([s, n]) => `${n}x${s}`).join(', ')})`);
-      ctx.diagnostic(`failover (${election}): the surviving master led ${failoverMs} ms after the leader was SIGKILLed (lease 3 s, /readyz polled every 50 ms)`);
-
-      const listAll = async (): Promise<Listed[]> => {
-        const items: Listed[] = [];
-        let cont: string | undefined;
-        do {
-          const page = await call(survivor.url, 'GET', `/api/v1/namespaces/ha/runs?limit=100${cont ? `&continue=${encodeURIComponent(cont)}` : ''}`, { token });
-          assert.equal(page.status, 200, page.text);
-          items.push(...page.json.items);
-          cont = page.json.continue;
-        } while (cont);
-        return items;
-      };
+      const progress = new Progress();
+      let leader: MasterProcess | undefined;
+      let survivor: MasterProcess | undefined;
       let lastSeen: Listed[] = [];
-      const runs = await waitFor('every run to end', async () => {
-        lastSeen = await listAll();
-        return lastSeen.length >= TOTAL && lastSeen.every((r) => isTerminal(r.state)) ? lastSeen : undefined;
-      }, 400_000).catch((error: Error) => {
-        // Say which runs did not end and what the surviving master logged.
-        const open = lastSeen.filter((r) => !isTerminal(r.state)).map((r) => `${r.id} ${r.state} ${r.reason ?? ''}`);
-        throw new Error(`${error.message}: ${lastSeen.length} runs listed, not ended: ${open.join('; ')}\nsurvivor log (last 4000 chars):\n${survivor.log().slice(-4000)}`);
-      });
-      const endedAfterKill = (Date.now() - killedAt) / 1000;
-      assert.equal(runs.length, TOTAL, 'no run was duplicated');
-      assert.deepEqual(new Set(runs.map((r) => r.id)), new Set(acked.values()), 'the stored runs are exactly the acknowledged ones');
-      const notCompleted = runs.filter((r) => r.state !== 'COMPLETED');
-      assert.deepEqual(notCompleted, [], 'every run COMPLETED (runs the killed leader had admitted but not started were started by the survivor)');
-      // Each ran once: one instance in the runtime and one "started" line in its archived output.
-      for (const r of runs) {
-        const detail = await call(survivor.url, 'GET', `/api/v1/namespaces/ha/runs/${r.id}`, { token });
-        assert.equal(detail.json.status.runnables[0]?.instances.length, 1, `${r.id}: one instance`);
-        let text: string[] = [];
-        const lines = await waitFor(`${r.id}'s archived output`, async () => {
-          text = (await call(survivor.url, 'GET', `/api/v1/namespaces/ha/runs/${r.id}/logs`, { token })).text.split('\n');
-          return text.includes('done') ? text : undefined;
-        }, 60_000).catch((error: Error) => {
-          const about = (m: MasterProcess) => m.log().split('\n').filter((l) => l.includes(r.id) || l.includes('archiv')).slice(-30).join('\n');
-          throw new Error(`${error.message}: archived ${JSON.stringify(text)}; the survivor's log about it:\n${about(survivor)}\nthe killed leader's:\n${about(leader)}`);
-        });
-        assert.deepEqual(lines.filter((l) => l.startsWith('started')), [`started ${r.id}`], `${r.id} ran once`);
-      }
-      const metrics = (await call(survivor.url, 'GET', '/metrics')).text;
-      const handedOver = Number(/weft_master_reconciler_actions_total\{action="handover_taken_over"\} (\d+)/.exec(metrics)?.[1] ?? 0);
-      const recorded = Number(/weft_master_reconciler_actions_total\{action="handover_recorded"\} (\d+)/.exec(metrics)?.[1] ?? 0);
-      assert.ok(handedOver >= 1, 'the survivor started at least the run the leader stopped at');
-      ctx.diagnostic(`all ${TOTAL} COMPLETED ${endedAfterKill.toFixed(1)} s after the kill; the survivor took over ${handedOver} hand-over(s) and recorded ${recorded} the leader had done`);
+      // What a failure within the deadline says: the steps done, the runs' states, both masters' last words.
+      const explain = () => {
+        const states = new Map<string, number>();
+        for (const r of lastSeen) states.set(r.state, (states.get(r.state) ?? 0) + 1);
+        const open = lastSeen.filter((r) => !isTerminal(r.state)).slice(0, 20).map((r) => `${r.id} ${r.state} ${r.reason ?? ''}`);
+        return [
+          progress.toString(),
+          `runs last listed: ${lastSeen.length} (${[...states].map(([s, n]) => `${n} ${s}`).join(', ')})${open.length ? `; not ended: ${open.join('; ')}` : ''}`,
+          `the survivor's log (last 4000 chars):\n${survivor?.log().slice(-4000) ?? '(not started)'}`,
+          `the first leader's log (last 2000 chars):\n${leader?.log().slice(-2000) ?? '(not started)'}`,
+        ].join('\n');
+      };
+      await withDeadline(570_000, async () => {
+        // The first master leads (it is alone when it starts) and is the one that stops at a hand-over.
+        const first = (leader = await startMaster({ WEFT_MASTER_TEST_PAUSE_HANDOVER: String(PAUSE_AT) }));
+        await waitFor('the first master to lead', async () => ((await isLeader(first)) ? true : undefined), 30_000);
+        progress.step('the first master leads');
+        const second = (survivor = await startMaster());
+        assert.equal(await isLeader(second), false, 'exactly one leader');
+        progress.step('the second master is up, not leading');
+        const token = (await fs.readFile(tokenFile, 'utf8')).trim();
+
+        const acked = new Map<string, string>(); // idempotency key -> run id
+        const answers = new Map<number, number>();
+        let killedAt = 0;
+        let submittedAtKill = 0;
+        let releaseSecondHalf: () => void = () => undefined;
+        const secondHalfReleased = new Promise<void>((res) => { releaseSecondHalf = res; });
+        // Failover time: from the SIGKILL to the survivor's /readyz saying it leads (it then watches, archives
+        // and reconciles; every master serves writes throughout). Polled every 50 ms from the kill on.
+        const failover = (async () => {
+          const paused = await first.waitForLog(/test hook: paused before handing run (\S+) to the runtime/, 180_000);
+          const ackedAtPause = acked.size;
+          progress.step(`the first leader paused at the hand-over of ${paused[1]}, ${ackedAtPause} submissions acknowledged`);
+          releaseSecondHalf();
+          const killDeadline = Date.now() + 5_000;
+          while (acked.size < ackedAtPause + ACKED_BEFORE_KILL && Date.now() < killDeadline) await new Promise((res) => setTimeout(res, 10));
+          submittedAtKill = acked.size;
+          killedAt = Date.now();
+          await first.kill();
+          progress.step(`the first leader SIGKILLed, ${submittedAtKill} submissions acknowledged`);
+          ctx.diagnostic(`leader SIGKILLed at the hand-over of ${paused[1]}, ${submittedAtKill} submissions acknowledged by then (${ackedAtPause} when it paused)`);
+          for (;;) {
+            if (await isLeader(second)) return Date.now() - killedAt;
+            if (Date.now() - killedAt > 120_000) throw new Error('the survivor did not lead within 120 s of the kill');
+            await new Promise((res) => setTimeout(res, 50));
+          }
+        })();
+        const body = { spec: { name: 'ha', runnables: [{ name: 'main', kind: 'batch', image: image.reference, args: ['sh', '-c', 'echo "started $WEFT_RUN_ID"; sleep 1; echo done'] }] }, queue: true };
+        let next = 0;
+        const client = async (c: number) => {
+          for (let i = next++; i < TOTAL; i = next++) {
+            if (i >= SECOND_HALF) await secondHalfReleased;
+            const key = `submission-${i}`;
+            // Each client starts on a master and moves to the other one on a failure (same key: a retry, not a new run).
+            let target = [first, second][(c + i) % 2];
+            for (let attempt = 0; ; attempt++) {
+              const r = await call(target.url, 'POST', '/api/v1/namespaces/ha/runs', { token, body, headers: { 'idempotency-key': key }, timeoutMs: 30_000 }).catch(() => undefined);
+              if (r) answers.set(r.status, (answers.get(r.status) ?? 0) + 1);
+              if (r && [200, 201, 202].includes(r.status)) {
+                const known = acked.get(key);
+                assert.ok(!known || known === r.json.id, `key ${key} answered two runs`);
+                acked.set(key, r.json.id);
+                if (acked.size % 50 === 0) progress.step(`${acked.size} submissions acknowledged`);
+                break;
+              }
+              assert.ok(attempt < 40, `submission ${key} was never acknowledged (last answer ${r?.status} ${r?.text})`);
+              target = target === first ? second : first;
+              await new Promise((res) => setTimeout(res, 250));
+            }
+          }
+        };
+        const t0 = Date.now();
+        // A failed failover (the leader never paused) must fail the test, not leave the second half waiting.
+        failover.catch(() => releaseSecondHalf());
+        await Promise.all(Array.from({ length: CLIENTS }, (_, c) => client(c)));
+        const submitSeconds = (Date.now() - t0) / 1000;
+        assert.equal(acked.size, TOTAL, 'every submission was acknowledged (by one master or the other)');
+        const failoverMs = await failover;
+        progress.step(`the survivor leads, ${failoverMs} ms after the kill`);
+        assert.ok(killedAt > t0 && submittedAtKill < TOTAL, 'the leader was killed during the submissions');
+        ctx.diagnostic(`${TOTAL} submissions from ${CLIENTS} clients acknowledged in ${submitSeconds.toFixed(1)} s (answers: ${[...answers].map(([s, n]) => `${n}x${s}`).join(', ')})`);
+        ctx.diagnostic(`failover (${election}): the surviving master led ${failoverMs} ms after the leader was SIGKILLed (lease 3 s, /readyz polled every 50 ms)`);
+
+        const listAll = async (): Promise<Listed[]> => {
+          const items: Listed[] = [];
+          let cont: string | undefined;
+          do {
+            const page = await call(second.url, 'GET', `/api/v1/namespaces/ha/runs?limit=100${cont ? `&continue=${encodeURIComponent(cont)}` : ''}`, { token, timeoutMs: 30_000 });
+            assert.equal(page.status, 200, page.text);
+            items.push(...page.json.items);
+            cont = page.json.continue;
+          } while (cont);
+          return items;
+        };
+        const runs = await waitFor('every run to end', async () => {
+          lastSeen = await listAll();
+          return lastSeen.length >= TOTAL && lastSeen.every((r) => isTerminal(r.state)) ? lastSeen : undefined;
+        }, 300_000);
+        const endedAfterKill = (Date.now() - killedAt) / 1000;
+        progress.step(`every run ended, ${endedAfterKill.toFixed(1)} s after the kill`);
+        assert.equal(runs.length, TOTAL, 'no run was duplicated');
+        assert.deepEqual(new Set(runs.map((r) => r.id)), new Set(acked.values()), 'the stored runs are exactly the acknowledged ones');
+        const notCompleted = runs.filter((r) => r.state !== 'COMPLETED');
+        assert.deepEqual(notCompleted, [], 'every run COMPLETED (runs the killed leader had admitted but not started were started by the survivor)');
+        // Each ran once: one instance in the runtime and one "started" line in its archived output. Checked 10
+        // runs at a time, so that archives the survivor is still completing are waited for side by side.
+        let checked = 0;
+        const check = async (r: Listed) => {
+          const detail = await call(second.url, 'GET', `/api/v1/namespaces/ha/runs/${r.id}`, { token, timeoutMs: 30_000 });
+          assert.equal(detail.json.status.runnables[0]?.instances.length, 1, `${r.id}: one instance`);
+          let text: string[] = [];
+          const lines = await waitFor(`${r.id}'s archived output`, async () => {
+            text = (await call(second.url, 'GET', `/api/v1/namespaces/ha/runs/${r.id}/logs`, { token, timeoutMs: 30_000 })).text.split('\n');
+            return text.includes('done') ? text : undefined;
+          }, 60_000).catch((error: Error) => {
+            const about = (m: MasterProcess) => m.log().split('\n').filter((l) => l.includes(r.id) || l.includes('archiv')).slice(-30).join('\n');
+            throw new Error(`${error.message}: archived ${JSON.stringify(text)}; the survivor's log about it:\n${about(second)}\nthe killed leader's:\n${about(first)}`);
+          });
+          assert.deepEqual(lines.filter((l) => l.startsWith('started')), [`started ${r.id}`], `${r.id} ran once`);
+          if (++checked % 50 === 0) progress.step(`${checked} runs checked: one instance, archived output with one start`);
+        };
+        const pending = [...runs];
+        await Promise.all(Array.from({ length: 10 }, async () => {
+          for (let r = pending.shift(); r; r = pending.shift()) await check(r);
+        }));
+        const metrics = (await call(second.url, 'GET', '/metrics')).text;
+        const handedOver = Number(/weft_master_reconciler_actions_total\{action="handover_taken_over"\} (\d+)/.exec(metrics)?.[1] ?? 0);
+        const recorded = Number(/weft_master_reconciler_actions_total\{action="handover_recorded"\} (\d+)/.exec(metrics)?.[1] ?? 0);
+        assert.ok(handedOver >= 1, 'the survivor started at least the run the leader stopped at');
+        ctx.diagnostic(`all ${TOTAL} COMPLETED ${endedAfterKill.toFixed(1)} s after the kill; the survivor took over ${handedOver} hand-over(s) and recorded ${recorded} the leader had done`);
+      }, explain);
     });
   });
 

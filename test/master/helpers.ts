@@ -58,7 +58,10 @@ export interface Reply {
   json: any; // eslint-disable-line @typescript-eslint/no-explicit-any
 }
 
-export async function call(base: string, method: string, path: string, options: { token?: string; body?: unknown; rawBody?: string | Buffer; headers?: Record<string, string>; statusOnly?: boolean } = {}): Promise<Reply> {
+/** How long a call may take, answer and body, unless it says otherwise: a master that hangs fails the test with its request named. */
+const CALL_TIMEOUT_MS = 120_000;
+
+export async function call(base: string, method: string, path: string, options: { token?: string; body?: unknown; rawBody?: string | Buffer; headers?: Record<string, string>; statusOnly?: boolean; timeoutMs?: number } = {}): Promise<Reply> {
   const headers: Record<string, string> = { ...options.headers };
   if (options.token) headers.authorization = `Bearer ${options.token}`;
   let body: string | Buffer | undefined;
@@ -69,13 +72,21 @@ export async function call(base: string, method: string, path: string, options: 
     body = options.rawBody;
     headers['content-type'] ??= 'application/json';
   }
-  const res = await fetch(`${base}${path}`, { method, headers, body });
+  const timeoutMs = options.timeoutMs ?? CALL_TIMEOUT_MS;
+  const signal = AbortSignal.timeout(timeoutMs);
+  const named = (error: unknown): Error =>
+    signal.aborted ? new Error(`${method} ${base}${path}: no complete answer within ${timeoutMs} ms`) : (error as Error);
+  const res = await fetch(`${base}${path}`, { method, headers, body, signal }).catch((error) => {
+    throw named(error);
+  });
   // A stream that answered 200 (watch) would never end: read only its status then.
   if (options.statusOnly && res.status === 200) {
     await res.body?.cancel();
     return { status: res.status, headers: res.headers, text: '', json: undefined };
   }
-  const text = await res.text();
+  const text = await res.text().catch((error) => {
+    throw named(error);
+  });
   let json: unknown;
   try {
     json = JSON.parse(text);

@@ -32,3 +32,36 @@ export async function waitFor<T>(what: string, probe: () => Promise<T | undefine
     await new Promise((r) => setTimeout(r, intervalMs));
   }
 }
+
+/** The steps a long test went through, with their times, so that a test that runs out of time says where it was. */
+export class Progress {
+  private readonly started = Date.now();
+  private readonly steps: string[] = [];
+
+  step(what: string): void {
+    this.steps.push(`${((Date.now() - this.started) / 1000).toFixed(1)} s: ${what}`);
+  }
+
+  toString(): string {
+    return this.steps.join('\n');
+  }
+}
+
+/**
+ * Runs `body`, failing with what `explain` says (where it was, what it saw) when it has not ended within
+ * `timeoutMs` (set it below the test's own timeout, whose failure says only that the time ran out) or when it
+ * fails: the failure's message is followed by the explanation.
+ */
+export async function withDeadline<T>(timeoutMs: number, body: () => Promise<T>, explain: () => string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`not done within ${timeoutMs / 1000} s`)), timeoutMs);
+  });
+  try {
+    return await Promise.race([body(), expired]);
+  } catch (error) {
+    throw new Error(`${(error as Error).message}\nso far:\n${explain()}`, { cause: error });
+  } finally {
+    clearTimeout(timer);
+  }
+}
