@@ -185,7 +185,7 @@ export class MasterService {
    * hand-over over): the runtime claims the run id atomically (a directory, a root ConfigMap), so the second
    * submission gets RunIdTakenError and only records the hand-over.
    */
-  private async handOver(run: RunRecord): Promise<void> {
+  private async handOver(run: RunRecord): Promise<'started' | 'already' | 'failed' | 'skipped'> {
     const pause = this.options.pauseHandovers;
     if (pause && ++this.handovers >= pause.from) {
       if (this.handovers === pause.from) {
@@ -198,22 +198,23 @@ export class MasterService {
     try {
       // Stopped or killed while waiting to be handed over: nothing to start.
       const current = await this.store.getRun(run.id);
-      if (!current || isTerminal(current.state) || current.launchedAt !== undefined) return;
+      if (!current || isTerminal(current.state) || current.launchedAt !== undefined) return 'skipped';
       let status: RunStatus;
       try {
-        status = await this.runtime.submit({ runId: run.id, spec: run.spec as AppSpec, files: [] });
+        // The store made the id unique: a submission this or a dead master cut short is completed, not refused.
+        status = await this.runtime.submit({ runId: run.id, spec: run.spec as AppSpec, files: [], resumable: true });
       } catch (error) {
         if (error instanceof RunIdTakenError) {
           await this.store.markLaunched(run.id);
           this.log('the run was handed over already', { runId: run.id });
           const found = await this.runtime.status(run.id).catch(() => undefined);
           if (found) await this.record(found);
-          return;
+          return 'already';
         }
         await this.store.transition(run.id, 'FAILED', { reason: 'SubmitFailed', message: `the ${this.runtime.name} runtime refused the run: ${(error as Error).message}` });
         this.changes.emit('event');
         this.options.metrics.submissions.inc({ outcome: 'failed' });
-        return;
+        return 'failed';
       }
       await this.store.markLaunched(run.id);
       await this.record(status);
@@ -223,6 +224,7 @@ export class MasterService {
       if (after && isTerminal(after.state) && !isTerminal(status.state)) {
         await this.runtime.kill(run.id).catch((error) => this.log('killing a run cancelled during its hand-over failed', { runId: run.id, error: String(error) }));
       }
+      return 'started';
     } finally {
       this.handoversUnderWay--;
     }
@@ -409,13 +411,16 @@ export class MasterService {
   }
 
   /**
-   * An admitted run not handed to the runtime yet: when the runtime has it, its master handed it over and died
-   * before recording that; when its hand-over time ran out, the master died first: take the hand-over over.
+   * An admitted run not handed to the runtime yet. When the runtime has it running (or ended), its master handed it
+   * over and died before recording that: recorded. When the runtime has it only PENDING, its master may still be
+   * creating its objects: after the hand-over time, the leader submits it again, which completes a submission cut
+   * short (a resumable backend) or finds it whole. When the runtime lacks it and the hand-over time ran out, the
+   * master died first: the leader hands it over.
    */
   private async finishHandover(run: RunRecord, known: Map<string, RunStatus>, now: number): Promise<void> {
     const metrics = this.options.metrics;
     const status = known.get(run.id) ?? (await this.runtime.status(run.id));
-    if (status) {
+    if (status && status.state !== 'PENDING') {
       if (await this.store.markLaunched(run.id)) metrics.reconcilerActions.inc({ action: 'handover_recorded' });
       await this.record(status);
       return;
@@ -426,11 +431,12 @@ export class MasterService {
     }
     const claimed = await this.store.takeOverHandover(run.id, this.handoverTimeoutMs);
     if (!claimed) return;
-    this.log('handing over a run its master did not hand over', { runId: run.id, namespace: run.namespace });
-    metrics.reconcilerActions.inc({ action: 'handover_taken_over' });
+    this.log(status ? 'completing the hand-over of a run its master may have cut short' : 'handing over a run its master did not hand over', { runId: run.id, namespace: run.namespace });
     this.inFlight.add(run.id);
     try {
-      await this.handOver(claimed);
+      const outcome = await this.handOver(claimed);
+      // Found whole (handed over by its master): recorded; otherwise this master started or completed it.
+      metrics.reconcilerActions.inc({ action: outcome === 'already' ? 'handover_recorded' : 'handover_taken_over' });
     } finally {
       this.inFlight.delete(run.id);
     }

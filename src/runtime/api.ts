@@ -73,6 +73,13 @@ export interface RunRequest {
   runId: string;
   spec: AppSpec;
   files: RunFile[];
+  /**
+   * The caller owns this id (a store made it unique, as the master's does) and may be submitting it again after
+   * an earlier submission of the same request was cut short (its process died midway). A backend that can tell its
+   * own partial submission apart (kubernetes: the root records a digest of the request) completes it instead of
+   * refusing the id; a root of another request still gets RunIdTakenError. Backends that cannot (local) ignore it.
+   */
+  resumable?: boolean;
 }
 
 export interface LogLine {

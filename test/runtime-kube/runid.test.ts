@@ -1,10 +1,12 @@
 // Run ids on the real control plane: a submission that meets a taken id (forced by a repeating
-// random source) retries with a new id and never adopts, changes or deletes the other run's objects.
+// random source) retries with a new id and never adopts, changes or deletes the other run's objects;
+// a resumable submission (the master's) completes its own earlier attempt that was cut short.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { AppsV1Api, CoreV1Api, KubeConfig } from '@kubernetes/client-node';
-import { createRunIdGenerator, parseAppSpec, Runner, type RunIdGenerator } from '../../src/runtime/index.js';
+import { createRunIdGenerator, parseAppSpec, RunIdTakenError, Runner, type RunIdGenerator } from '../../src/runtime/index.js';
 import type { KubeRuntime } from '../../src/runtime/kube/index.js';
+import { ownerReferenceTo } from '../../src/runtime/kube/render.js';
 import { runtimeFor, testNamespace, waitForStatus } from './helpers.js';
 
 let ns: { name: string; drop: () => Promise<void> };
@@ -117,4 +119,42 @@ test("an object left by an earlier run with the id is not adopted: the submissio
   assert.equal(deployment.spec!.template.spec!.containers[0].env!.find((e) => e.name === 'RUN')!.value, 'third');
   await waitForStatus(runtime, c.runId, (s) => s.state === 'RUNNING', 60_000, 'RUNNING');
   await runtime.kill(c.runId);
+});
+
+test('a resumable submission cut short after its root (its submitter died) is completed by the next attempt, once; another request with the id is refused', { timeout: 120_000 }, async () => {
+  const runId = createRunIdGenerator({ now: () => 1_764_000_000_003, randomBytes: () => Uint8Array.of(3, 1, 2, 3, 4) })('dup');
+  const request = { runId, spec: service('resumed'), files: [], resumable: true };
+  // What a master SIGKILLed in the middle of submit leaves: the root and the first of the children (the Service).
+  const { rendered } = await runtime.render(request);
+  assert.ok(rendered.services.length === 1 && rendered.deployments.length === 1, 'a service renders a Service and a Deployment');
+  const root = await core.createNamespacedConfigMap({ namespace: ns.name, body: rendered.root });
+  const service0 = await core.createNamespacedService({ namespace: ns.name, body: { ...rendered.services[0]!, metadata: { ...rendered.services[0]!.metadata, ownerReferences: [ownerReferenceTo(root)] } } });
+  await assert.rejects(apps.readNamespacedDeployment({ name: `${runId}-web`, namespace: ns.name }), 'no Deployment yet: the submission was cut short before it');
+
+  // Not resumable (a CLI submission): the id is taken, nothing changes.
+  await assert.rejects(runtime.submit({ ...request, resumable: false }), RunIdTakenError);
+  // Resumable, but another request (another spec) with the same id: refused too.
+  await assert.rejects(runtime.submit({ ...request, spec: service('someone else') }), RunIdTakenError);
+  await assert.rejects(apps.readNamespacedDeployment({ name: `${runId}-web`, namespace: ns.name }), 'the refused attempts created nothing');
+
+  // The same request again (the next master's hand-over): completed, with the first attempt's root and Service.
+  const status = await runtime.submit(request);
+  assert.equal(status.state, 'PENDING', status.message);
+  const rootAfter = await core.readNamespacedConfigMap({ name: runId, namespace: ns.name });
+  assert.equal(rootAfter.metadata!.uid, root.metadata!.uid, 'the root of the first attempt is kept');
+  assert.equal(status.createdAt, root.metadata!.annotations!['weft.io/created'], 'the run keeps its creation time');
+  const svc = await core.readNamespacedService({ name: `${runId}-web`, namespace: ns.name });
+  assert.equal(svc.metadata!.uid, service0.metadata!.uid, 'the Service the first attempt created is kept');
+  const deployment = await apps.readNamespacedDeployment({ name: `${runId}-web`, namespace: ns.name });
+  assert.deepEqual(deployment.metadata!.ownerReferences!.map((o) => o.uid), [root.metadata!.uid], 'the Deployment is owned by that root');
+  assert.equal(deployment.spec!.template.spec!.containers[0].env!.find((e) => e.name === 'RUN')!.value, 'resumed');
+  await waitForStatus(runtime, runId, (s) => s.state === 'RUNNING', 60_000, 'RUNNING');
+
+  // Once more (a leader finding it whole): nothing is created twice, the run keeps going.
+  const again = await runtime.submit(request);
+  assert.notEqual(again.state, 'REJECTED', again.message);
+  const deployments = await apps.listNamespacedDeployment({ namespace: ns.name, labelSelector: `weft.io/run-id=${runId}` });
+  assert.deepEqual(deployments.items.map((d) => d.metadata!.uid), [deployment.metadata!.uid], 'one Deployment, the same one');
+  assert.equal((await runtime.status(runId))?.state, 'RUNNING');
+  await runtime.kill(runId);
 });

@@ -3,6 +3,7 @@
 // One ConfigMap named after the run id is the ROOT: it holds the spec, the
 // run's files and its deadline, and every other object the run creates names
 // it in ownerReferences, so deleting the root deletes the whole run.
+import { createHash } from 'node:crypto';
 import type {
   V1ConfigMap,
   V1Container,
@@ -60,6 +61,8 @@ export { ANN_COMMAND_PREFIX, ANN_KIND, FILES_PATH, LABEL_APP, LABEL_MANAGED_BY, 
 export const LABEL_ROLE = 'weft.io/role';
 export const ANN_START_DEADLINE = 'weft.io/start-deadline';
 export const ANN_CREATED = 'weft.io/created';
+/** A digest of the request a root was created for: a resumed submission must be the same request. */
+export const ANN_SUBMISSION = 'weft.io/submission';
 export const ANN_STATE = 'weft.io/state';
 export const ANN_MESSAGE = 'weft.io/message';
 export const ANN_REASON = 'weft.io/reason';
@@ -218,6 +221,15 @@ function childMeta(app: AppSpec, req: RunRequest, r: RunnableSpec, namespace: st
   };
 }
 
+/**
+ * What identifies a request, whenever it is rendered: the run id, the resolved spec and the files' contents
+ * (not the time: a resumed submission renders again later).
+ */
+export function submissionDigest(req: RunRequest): string {
+  const files = req.files.map((f) => ({ name: f.name, runnable: f.runnable ?? null, sha256: createHash('sha256').update(f.data).digest('hex') }));
+  return `sha256:${createHash('sha256').update(JSON.stringify({ runId: req.runId, spec: req.spec, files })).digest('hex')}`;
+}
+
 /** Renders every object of a run. Children have no ownerReferences yet: call `adopt` with the created root. */
 export function renderRun(req: RunRequest, options: RenderOptions): RenderedRun {
   const app = req.spec;
@@ -241,6 +253,7 @@ export function renderRun(req: RunRequest, options: RenderOptions): RenderedRun 
       annotations: {
         [ANN_CREATED]: new Date(now).toISOString(),
         [ANN_START_DEADLINE]: new Date(now + deadlineMs).toISOString(),
+        [ANN_SUBMISSION]: submissionDigest(req),
       },
     },
     data: { [SPEC_KEY]: JSON.stringify(app) },

@@ -30,7 +30,7 @@ import { resolveBuilds } from '../build/index.js';
 import { commandAnnotation } from '../contract/index.js';
 import { KubeConfigError, loadKubeConfig as loadSharedKubeConfig } from '../../kube-client/index.js';
 import { RunIdTakenError } from '../runid.js';
-import { startTimeoutOf } from '../spec.js';
+import { startTimeoutOf, type AppSpec } from '../spec.js';
 import { isTerminal } from '../state.js';
 import { instanceIdOf, podInstance, specOf, type Derived } from './derive.js';
 import {
@@ -41,12 +41,14 @@ import {
   ANN_START_DEADLINE,
   ANN_STATE,
   ANN_STOP,
+  ANN_SUBMISSION,
   LABEL_RUN_ID,
   LABEL_RUNNABLE,
   MAIN_CONTAINER,
   MANAGED_SELECTOR,
   renderRun,
   workloadName,
+  type RenderedRun,
 } from './render.js';
 import { Tracker } from './tracker.js';
 import { driverPodName, isSparkExecutor } from '../spark/index.js';
@@ -193,13 +195,18 @@ export class KubeRuntime implements Runtime {
     return this.trackerStarted;
   }
 
-  async submit(request: RunRequest): Promise<RunStatus> {
+  /** The objects `submit` creates for a request (children without their owner reference yet), and the spec as resolved. */
+  async render(request: RunRequest): Promise<{ spec: AppSpec; rendered: RenderedRun }> {
     // The Runner resolved build: sections already; this covers callers of the SPI alone (the master).
     const built = await resolveBuilds(request.spec);
     const spec = { ...built, runnables: built.runnables.map((r) => ({ ...r, image: kubeImage(r.image!, r.name) })) };
     // A Spark driver's executors run its image: pinned by digest, so a tag moved meanwhile cannot split them.
     for (const r of spec.runnables) if (r.kind === 'spark') r.image = await pinImage(r.image);
-    const rendered = renderRun({ ...request, spec }, { namespace: this.namespace });
+    return { spec, rendered: renderRun({ ...request, spec }, { namespace: this.namespace }) };
+  }
+
+  async submit(request: RunRequest): Promise<RunStatus> {
+    const { spec, rendered } = await this.render(request);
     const rejected = (message: string): RunStatus => ({
       runId: request.runId,
       app: spec.name,
@@ -214,10 +221,15 @@ export class KubeRuntime implements Runtime {
       this.count('create');
       root = await this.core.createNamespacedConfigMap({ namespace: this.namespace, body: rendered.root });
     } catch (error) {
-      // Another run's root: never touch it; the runner retries with a new id.
-      if (isAlreadyExists(error)) throw new RunIdTakenError(request.runId, `ConfigMap ${request.runId} already exists in namespace ${this.namespace}`);
-      if (isNotFound(error)) return rejected(`namespace ${this.namespace} does not exist: create it (kubectl create namespace ${this.namespace}) or pass --namespace`);
-      return rejected(`the cluster refused the run: ${apiMessage(error)}`);
+      if (isAlreadyExists(error)) {
+        // The same request cut short earlier (its submitter died midway): complete it. Another run's root: never touch it.
+        const earlier = request.resumable ? await this.earlierSubmission(request.runId, rendered.root) : undefined;
+        if (!earlier) throw new RunIdTakenError(request.runId, `ConfigMap ${request.runId} already exists in namespace ${this.namespace}`);
+        root = earlier;
+      } else {
+        if (isNotFound(error)) return rejected(`namespace ${this.namespace} does not exist: create it (kubectl create namespace ${this.namespace}) or pass --namespace`);
+        return rejected(`the cluster refused the run: ${apiMessage(error)}`);
+      }
     }
     adopt(rendered, root);
     try {
@@ -235,7 +247,11 @@ export class KubeRuntime implements Runtime {
       ];
       for (const create of creations) {
         this.count('create');
-        await create();
+        // For a resumable request, an object that exists was created by another attempt at it (its names are the
+        // run's own, and the caller's store made the id unique): a dead one's, or a live one's racing this one.
+        await create().catch((error) => {
+          if (!(request.resumable && isAlreadyExists(error))) throw error;
+        });
       }
     } catch (error) {
       // Nothing partial stays behind: the root owns whatever was created. The uid precondition
@@ -255,6 +271,18 @@ export class KubeRuntime implements Runtime {
       namespace: this.namespace,
       runnables: spec.runnables.map((r) => ({ name: r.name, kind: r.kind, desired: r.instances, running: 0, instances: [] })),
     };
+  }
+
+  /**
+   * The root an earlier, cut-short submission of the same request created (its digest matches and it is not
+   * being deleted), or undefined: then the id belongs to another run.
+   */
+  private async earlierSubmission(runId: string, wanted: V1ConfigMap): Promise<V1ConfigMap | undefined> {
+    this.count('get');
+    const existing = await this.core.readNamespacedConfigMap({ name: runId, namespace: this.namespace }).catch(() => undefined);
+    const digest = existing?.metadata?.annotations?.[ANN_SUBMISSION];
+    if (!existing || existing.metadata?.deletionTimestamp || !digest || digest !== wanted.metadata?.annotations?.[ANN_SUBMISSION]) return undefined;
+    return existing;
   }
 
   async status(runId: string): Promise<RunStatus | undefined> {
