@@ -8,16 +8,14 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { codeCacheFile, readCodeCache, writeCodeCache } from '../../src/common/code-cache.js';
 import { mustRun, runCommand, type CommandResult } from '../support/command.js';
-import { tempDir as makeTempDir } from '../support/temp.js';
+import { withTempDir } from '../support/temp.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const bundle = path.join(here, '..', '..', 'bin', 'weft.cjs');
 const loaderModule = path.join(here, '..', '..', 'src', 'common', 'code-cache.js');
-
-const tempDir = () => makeTempDir('weft-code-cache-');
 
 /** Runs the installed weft with its code cache in `cacheDir` (or caching off); never throws, returns what it printed and its exit code. */
 function weft(args: string[], cacheDir: string | undefined, env: Record<string, string> = {}): Promise<CommandResult> {
@@ -30,9 +28,8 @@ async function cacheFiles(dir: string): Promise<string[]> {
   return (await readdir(dir).catch(() => [] as string[])).sort();
 }
 
-test('the first run writes one valid cache file per bundle it ran; later runs print the same', async () => {
-  const dir = await tempDir();
-  try {
+test('the first run writes one valid cache file per bundle it ran; later runs print the same', () =>
+  withTempDir('weft-code-cache-', async (dir) => {
     const uncached = await weft(['--help'], undefined);
     assert.equal(uncached.code, 0, uncached.stderr);
     const first = await weft(['--help'], dir);
@@ -46,14 +43,10 @@ test('the first run writes one valid cache file per bundle it ran; later runs pr
     assert.equal(copyHelp.code, 0, copyHelp.stderr);
     assert.deepEqual(copyHelp, await weft(['copy', '--help'], undefined));
     assert.ok((await cacheFiles(dir)).some((f) => /^copy\.cjs-[0-9a-f]{32}\.bin$/.test(f)), (await cacheFiles(dir)).join(', '));
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
-});
+  }));
 
-test('corrupt, truncated and foreign cache files are ignored and replaced', async () => {
-  const dir = await tempDir();
-  try {
+test('corrupt, truncated and foreign cache files are ignored and replaced', () =>
+  withTempDir('weft-code-cache-', async (dir) => {
     const expected = await weft(['copy', '--help'], undefined);
     assert.equal((await weft(['copy', '--help'], dir)).code, 0);
     const files = (await cacheFiles(dir)).map((f) => path.join(dir, f));
@@ -81,14 +74,10 @@ test('corrupt, truncated and foreign cache files are ignored and replaced', asyn
     for (const [i, file] of files.entries()) await writeFile(file, original[(i + 1) % files.length]!);
     await check('the other bundle’s cache');
     assert.deepEqual((await cacheFiles(dir)).filter((f) => f.endsWith('.tmp')), []);
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
-});
+  }));
 
-test('a cache directory that cannot be written costs nothing but the cache', async () => {
-  const dir = await tempDir();
-  try {
+test('a cache directory that cannot be written costs nothing but the cache', () =>
+  withTempDir('weft-code-cache-', async (dir) => {
     // A regular file where the directory should be: every mkdir and write below it fails (root ignores modes, not this).
     const blocked = path.join(dir, 'not-a-directory');
     await writeFile(blocked, 'x');
@@ -96,28 +85,20 @@ test('a cache directory that cannot be written costs nothing but the cache', asy
     assert.deepEqual(await weft(['copy', '--help'], path.join(blocked, 'cache')), expected);
     assert.deepEqual(await weft(['--help'], path.join(blocked, 'cache')), await weft(['--help'], undefined));
     assert.equal(await readFile(blocked, 'utf8'), 'x');
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
-});
+  }));
 
-test('concurrent first runs all succeed and leave one valid file per bundle, no temporary files', async () => {
-  const dir = await tempDir();
-  try {
+test('concurrent first runs all succeed and leave one valid file per bundle, no temporary files', () =>
+  withTempDir('weft-code-cache-', async (dir) => {
     const expected = await weft(['copy', '--help'], undefined);
     const outs = await Promise.all(Array.from({ length: 6 }, () => weft(['copy', '--help'], dir)));
     for (const out of outs) assert.deepEqual(out, expected);
     const files = await cacheFiles(dir);
     assert.equal(files.length, 2, files.join(', '));
     for (const f of files) assert.ok(readCodeCache(path.join(dir, f)), f);
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
-});
+  }));
 
-test('errors, --json and NO_COLOR print the same with a cold cache, a warm cache and no cache', async () => {
-  const dir = await tempDir();
-  try {
+test('errors, --json and NO_COLOR print the same with a cold cache, a warm cache and no cache', () =>
+  withTempDir('weft-code-cache-', async (dir) => {
     const missing = path.join(dir, 'no-such-layout');
     for (const args of [
       ['copy', '--json', `oci:${missing}:v1`, `oci:${path.join(dir, 'out')}:v1`],
@@ -132,14 +113,10 @@ test('errors, --json and NO_COLOR print the same with a cold cache, a warm cache
         assert.deepEqual(await weft(args, path.join(dir, 'cache'), env), uncached, `${args.join(' ')} (warm cache)`);
       }
     }
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
-});
+  }));
 
-test('requireWithCodeCache: miss, then hit; a V8-rejected payload is reported and replaced; a changed source gets another file', async () => {
-  const dir = await tempDir();
-  try {
+test('requireWithCodeCache: miss, then hit; a V8-rejected payload is reported and replaced; a changed source gets another file', () =>
+  withTempDir('weft-code-cache-', async (dir) => {
     const mod = path.join(dir, 'mod.cjs');
     const cache = path.join(dir, 'cache');
     await writeFile(mod, 'exports.answer = function answer(n) { return n * 2; }; exports.dir = __dirname;\n');
@@ -172,7 +149,4 @@ test('requireWithCodeCache: miss, then hit; a V8-rejected payload is reported an
     assert.equal(after.length, 1, after.join(', '));
     assert.notEqual(after[0], file);
     assert.equal(path.join(cache, after[0]!), codeCacheFile(cache, mod, await readFile(mod, 'utf8')));
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
-});
+  }));
