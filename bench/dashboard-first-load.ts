@@ -16,12 +16,9 @@ import { createLocalRuntime } from '../src/runtime/local/index.js';
 import { launchChromium } from '../test/dashboard/browser.js';
 import { repoRoot } from '../test/twill/fixtures/probe-image.js';
 import { median } from './stats.js';
+import { countFlag } from './args.js';
 
-const arg = (name: string, dflt: string) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? process.argv[i + 1] : dflt;
-};
-const RUNS = Number(arg('runs', '9'));
+const RUNS = countFlag('runs', 9);
 
 const work = await fs.mkdtemp(path.join(os.tmpdir(), 'weft-bench-dashboard-'));
 const runtime = await createLocalRuntime({ stateDir: path.join(work, 'local'), mode: 'host' });

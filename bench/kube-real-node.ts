@@ -22,19 +22,13 @@ import { createRunner, parseAppSpec, type TwillRunner } from '../src/runtime/ind
 import { toolBinary } from '../test/support/tools.js';
 import { copyDistinctSystemJars } from './inputs.js';
 import { median } from './stats.js';
+import { countFlag } from './args.js';
+import { realNodeEnvironment, repo, weftMain } from './real-node.js';
 
 const exec = promisify(execFile);
-const arg = (name: string, dflt: string) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? process.argv[i + 1] : dflt;
-};
-const RUNS = Number(arg('runs', '3'));
-const repo = join(dirname(new URL(import.meta.url).pathname), '..', '..');
-const weftMain = join(repo, 'dist', 'src', 'cli', 'main.js');
+const RUNS = countFlag('runs', 3);
 const hello = join(repo, 'examples', 'hello', 'build');
-const kubeconfig = process.env.KUBECONFIG;
-const registry = process.env.WEFT_NODE_REGISTRY;
-if (!kubeconfig || !registry) throw new Error('KUBECONFIG and WEFT_NODE_REGISTRY must be set (see the header of bench/kube-real-node.ts)');
+const { kubeconfig, registry } = realNodeEnvironment('the set-up in the header of bench/kube-real-node.ts');
 const containerdSocket = join(dirname(kubeconfig), 'node', 'containerd', 'containerd.sock');
 // kubectl of the version the set-up built (it records the version it resolved).
 const kubectlBin = toolBinary('kubernetes', 'bin/kubectl', 'scripts/k8s/build.sh');

@@ -21,19 +21,16 @@ import { promisify } from 'node:util';
 import { CoreV1Api, KubeConfig, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import { isTerminal, newRunId, parseAppSpec, Runner, type RunStatus } from '../src/runtime/index.js';
 import { createKubeRuntime, type KubeRuntime } from '../src/runtime/kube/index.js';
+import { countFlag, flag } from './args.js';
 
 const run = promisify(execFile);
-const arg = (name: string, dflt: string) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? process.argv[i + 1] : dflt;
-};
-const RUNS = Number(arg('runs', '20'));
-const TRACK = Number(arg('track', '1000'));
-const PODDED = Math.min(TRACK, Number(arg('podded', '250'))); // the nodes' pod capacity bounds this (docs/kubernetes-testenv.md)
-const CONCURRENCY = Number(arg('concurrency', '8'));
-const STEADY_MS = Number(arg('steady', '60')) * 1000;
-const RUNNING_TIMEOUT_MS = Number(arg('running-timeout', '1800')) * 1000;
-const NS = arg('namespace', `weft-bench-${process.pid}`);
+const RUNS = countFlag('runs', 20);
+const TRACK = countFlag('track', 1000);
+const PODDED = Math.min(TRACK, Number(flag('podded', '250'))); // the nodes' pod capacity bounds this (docs/kubernetes-testenv.md)
+const CONCURRENCY = countFlag('concurrency', 8);
+const STEADY_MS = Number(flag('steady', '60')) * 1000;
+const RUNNING_TIMEOUT_MS = Number(flag('running-timeout', '1800')) * 1000;
+const NS = flag('namespace', `weft-bench-${process.pid}`);
 const KUBECTL = process.env.KUBECTL ?? 'kubectl';
 
 if (!process.env.KUBECONFIG) throw new Error('KUBECONFIG is not set: eval "$(scripts/k8s-testenv up | tail -1)" first');

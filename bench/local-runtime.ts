@@ -18,13 +18,10 @@ import { createLocalRuntime } from '../src/runtime/local/index.js';
 import { Runner } from '../src/runtime/runner.js';
 import { buildProbeImage } from '../test/twill/fixtures/probe-image.js';
 import { median } from './stats.js';
+import { countFlag } from './args.js';
 
 const run = promisify(execFile);
-const arg = (name: string, dflt: string) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? process.argv[i + 1] : dflt;
-};
-const RUNS = Number(arg('runs', '7'));
+const RUNS = countFlag('runs', 7);
 
 const probe = await buildProbeImage();
 const work = await fs.mkdtemp(path.join(os.tmpdir(), 'weft-bench-local-'));

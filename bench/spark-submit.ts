@@ -22,21 +22,14 @@ import { stringify } from 'yaml';
 import { DRIVER_RULES, executorMemory, SPARK_JVM_FLAGS } from '../src/runtime/spark/index.js';
 import { toolsDir, toolVersion } from '../test/support/tools.js';
 import { median } from './stats.js';
+import { countFlag, flag } from './args.js';
+import { realNodeEnvironment, repo, weftMain } from './real-node.js';
 
 const exec = promisify(execFile);
-const arg = (name: string, dflt: string) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? process.argv[i + 1]! : dflt;
-};
-const RUNS = Number(arg('runs', '3'));
-const SLICES = arg('slices', '8');
-if (!Number.isInteger(RUNS) || RUNS < 1) throw new Error(`--runs must be a positive integer, not ${arg('runs', '')}`);
-const repo = join(dirname(new URL(import.meta.url).pathname), '..', '..');
-const weftMain = join(repo, 'dist', 'src', 'cli', 'main.js');
+const RUNS = countFlag('runs', 3);
+const SLICES = flag('slices', '8');
 const example = join(repo, 'examples', 'spark', 'build');
-const kubeconfig = process.env.KUBECONFIG;
-const registry = process.env.WEFT_NODE_REGISTRY;
-if (!kubeconfig || !registry) throw new Error('KUBECONFIG and WEFT_NODE_REGISTRY must be set: run bench/spark-submit.sh, which starts the test environment');
+const { kubeconfig, registry } = realNodeEnvironment('bench/spark-submit.sh');
 const sparkVersion = toolVersion('spark', 'scripts/setup.d/25-spark.sh');
 if (!existsSync(join(example, 'spark-examples.jar'))) throw new Error('the Spark example is not built: run examples/spark/build.sh (scripts/setup --test does)');
 const sparkJars = join(toolsDir(), `spark-${sparkVersion}`, 'jars');
