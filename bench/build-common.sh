@@ -127,7 +127,7 @@ jib_setup() {
   weft copy -q "oci:$work/base:jre" "docker-archive:$work/base.tar:base:jre" >/dev/null
 }
 
-jib_build() { # <cache dir> <exploded program dir> <deps dir> <out tar>: the whole java process; writes an OCI image tar
-  rm -f "$4"
+jib_build() { # <cache dir> <exploded program dir> <deps dir> <out tar | docker://ref>: the whole java process; writes an OCI image tar or pushes
+  [[ "$4" == docker://* ]] || rm -f "$4"
   java -cp "$jib_home/lib/*" weft.bench.JibBuild "$work/base.tar" "$2" "$3" "$4" "$1" >"$work/jib-digest" 2>"$work/last.log" || { cat "$work/last.log" >&2; return 1; }
 }

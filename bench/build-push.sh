@@ -4,9 +4,11 @@
 # Debian docker-registry (CNCF distribution) on 127.0.0.1 for every run, so
 # every blob is uploaded. Compares this tree's weft with WEFT_MAIN_BEFORE (a
 # weft.cjs from another commit, e.g. one without the build/push overlap), run
-# interleaved; each run has an empty layer cache and WEFT_BLOB_CACHE=off (no
-# mounts from other repositories). Jib is not measured here: bench/jib writes
-# an image tar only.
+# interleaved, and Jib (the jib-core program bench/jib, whole java process,
+# building the same program on the same base with its own layering and pushing
+# it: Jib's build-to-registry; WEFT_BENCH_JIB=0 leaves it out); each run has an
+# empty layer cache (weft: WEFT_BLOB_CACHE=off too, no mounts from other
+# repositories).
 # Output: a CSV (tool,size_mb,case,ms,digest) in bench/results/build-push-<time>.csv and medians.
 # Usage: [WEFT_MAIN_BEFORE=/path/to/old/weft.cjs] bench/build-push.sh [-n REPETITIONS] [SIZE_MB...]   (default: -n 3 50)
 source "$(dirname "$0")/../scripts/lib.sh"
@@ -16,6 +18,7 @@ bench_setup weft-bench-push node docker-registry java jar
 bench_results_csv build-push
 prepare_inputs
 tools=(weft)
+if [[ "${WEFT_BENCH_JIB:-1}" != 0 ]]; then jib_setup; tools+=(jib); fi
 if [[ -n "${WEFT_MAIN_BEFORE:-}" ]]; then
   [[ -f "$WEFT_MAIN_BEFORE" ]] || die "WEFT_MAIN_BEFORE=$WEFT_MAIN_BEFORE does not exist"
   tools+=(before)
@@ -48,8 +51,13 @@ for size in "${sizes[@]}"; do
       main="$weft_main"
       [[ "$tool" == before ]] && main="$WEFT_MAIN_BEFORE"
       t0=$(now_ms)
-      WEFT_BLOB_CACHE=off WEFT_CACHE_DIR="$r/cache" node "$main" build "$work/v1/hello.jar" --lib "$deps" --base "oci:$work/base:jre" \
-        --output "docker://$registry/bench/hello:1" >"$r/digest" 2>"$work/last.log" || { cat "$work/last.log" >&2; die "$tool failed"; }
+      if [[ "$tool" == jib ]]; then
+        jib_build "$r/jc" "$work/v1-x" "$deps" "docker://$registry/bench/hello:1" || die "jib failed"
+        cp "$work/jib-digest" "$r/digest"
+      else
+        WEFT_BLOB_CACHE=off WEFT_CACHE_DIR="$r/cache" node "$main" build "$work/v1/hello.jar" --lib "$deps" --base "oci:$work/base:jre" \
+          --output "docker://$registry/bench/hello:1" >"$r/digest" 2>"$work/last.log" || { cat "$work/last.log" >&2; die "$tool failed"; }
+      fi
       ms=$(( $(now_ms) - t0 ))
       stop_registry
       echo "$tool,$size,cold-push,$ms,$(cat "$r/digest")" >>"$csv"
@@ -69,4 +77,11 @@ for size in "${sizes[@]}"; do
     echo "| $size | $tool | $m | $n |"
   done
 done | tee "${csv%.csv}.md"
+if [[ " ${tools[*]} " == *" jib "* ]]; then
+  for size in "${sizes[@]}"; do
+    w="$(awk -F, -v s="$size" '$1 == "weft" && $2 == s {print $4}' "$csv" | median)"
+    j="$(awk -F, -v s="$size" '$1 == "jib" && $2 == s {print $4}' "$csv" | median)"
+    echo "$size MB: weft / Jib build-to-registry = $(ratio "$j" "$w")"
+  done | tee -a "${csv%.csv}.md"
+fi
 echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg) at the end; node $(node --version)" | tee -a "${csv%.csv}.md"
