@@ -50,7 +50,13 @@ const execFileAsync = promisify(execFile);
 export { LocalRuntimeError };
 
 /** The local backend's options (typed in the backend SPI, ../api.ts). */
-export type LocalOptions = LocalRuntimeOptions;
+export interface LocalOptions extends LocalRuntimeOptions {
+  /**
+   * Called once an instance's supervisor process is started (its program may not run yet). For tests that
+   * SIGKILL the submitting process at that moment, as a crash would; nothing else of weft uses it.
+   */
+  onInstanceLaunched?: (launched: { runId: string; runnable: string; instance: string }) => void;
+}
 
 export function defaultStateDir(): string {
   return weftStateDir('local');
@@ -92,8 +98,10 @@ export class LocalRuntime implements Runtime {
   private polling = false;
   /** Ports handed out recently by this process (their programs may not listen yet): port -> expiry. */
   private readonly recentPorts = new Map<number, number>();
+  private readonly onInstanceLaunched: LocalOptions['onInstanceLaunched'];
 
   constructor(options: LocalOptions) {
+    this.onInstanceLaunched = options.onInstanceLaunched;
     this.stateDir = options.stateDir ?? process.env.WEFT_LOCAL_STATE_DIR ?? defaultStateDir();
     this.runsDir = path.join(this.stateDir, 'runs');
     this.runcRoot = path.join(this.stateDir, 'runc');
@@ -241,7 +249,12 @@ export class LocalRuntime implements Runtime {
     }
     const inst: InstanceRecord = { id, dir: relDir, containerId, ports, createdAt: new Date().toISOString() };
     rr.instances.push(inst);
+    // Recorded before its supervisor starts: a weft process killed right after the start leaves an instance the
+    // record knows (its exit is read, a stop or kill reaches its program through the instance's files), not an
+    // orphan process no record names.
+    await this.store.save(record);
     await startSupervisor(this.host, record, r, inst);
+    this.onInstanceLaunched?.({ runId: record.runId, runnable: r.name, instance: id });
     return inst;
   }
 
