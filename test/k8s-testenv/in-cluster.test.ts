@@ -10,11 +10,12 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, promises as fs, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, promises as fs, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { mustRun, runCommand, weftMain, type CommandResult } from '../support/command.js';
+import { commandLines } from '../support/process.js';
 import { serveRegistry, type ServedRegistry } from '../support/registry-serve.js';
 import { toolVersion, toolsDir } from '../support/tools.js';
 
@@ -31,26 +32,16 @@ const must = async (file: string, args: string[], options: { env?: Record<string
   (await mustRun(file, args, { ...options, timeoutMs: 900_000 })).stdout;
 
 /** What the environment could leave behind on the machine, as values to compare. */
-function cmdline(pid: string): string {
-  try {
-    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ');
-  } catch {
-    return '';
-  }
-}
-
 async function machineState(state: string, names: string[], subnet: string) {
-  const processes = readdirSync('/proc')
-    .filter((p) => /^\d+$/.test(p))
-    .map(cmdline)
-    .filter((c) => c.includes(state));
+  const ofState = () => commandLines().filter((p) => p.commandLine.includes(state));
+  const processes = ofState().map((p) => p.commandLine);
   const mounts = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter((l) => l.includes(state));
   const links = (await sh('ip', ['-o', 'link', 'show'])).stdout.split('\n').map((l) => l.split(':')[1]?.trim().split('@')[0]).filter((l) => l && names.includes(l));
   const routes = (await sh('ip', ['route', 'show'])).stdout.split('\n').filter((l) => l.trim()).sort();
   const iptables = await sh('iptables-save', []);
   const nft = await sh('nft', ['list', 'ruleset']).catch(() => ({ code: -1, stdout: '', stderr: '' }));
   // Sockets of the environment's processes listening in the host's namespace on anything but loopback.
-  const ours = new Set(readdirSync('/proc').filter((p) => /^\d+$/.test(p) && cmdline(p).includes(state)));
+  const ours = new Set(ofState().map((p) => String(p.pid)));
   const ownListeners = (await sh('ss', ['-ltunpH'])).stdout
     .split('\n')
     .filter((l) => l.trim())

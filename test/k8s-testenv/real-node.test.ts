@@ -5,11 +5,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { commandLines } from '../support/process.js';
 import { toolVersion, toolsDir } from '../support/tools.js';
 
 const execFileP = promisify(execFile);
@@ -28,15 +29,8 @@ async function sh(file: string, args: string[], env: Record<string, string> = {}
 
 /** What a node could leave behind on the machine, as text to compare. */
 async function machineState(state: string, bridge: string) {
-  const processes = readdirSync('/proc')
-    .filter((p) => /^\d+$/.test(p))
-    .map((p) => {
-      try {
-        return readFileSync(`/proc/${p}/cmdline`, 'utf8').replace(/\0/g, ' ');
-      } catch {
-        return '';
-      }
-    })
+  const processes = commandLines()
+    .map((p) => p.commandLine)
     .filter((c) => c.includes(state));
   const mounts = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter((l) => l.includes(state));
   const link = await sh('ip', ['link', 'show', bridge]);

@@ -6,12 +6,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
 import { isTerminal, newRunId } from '../../src/runtime/index.js';
 import { createLocalRuntime } from '../../src/runtime/local/index.js';
+import { commandLines } from '../support/process.js';
 import { buildShellImage } from '../support/shell-image.js';
 import { withTempDir } from '../support/temp.js';
 import { waitFor } from '../support/wait.js';
@@ -19,19 +19,11 @@ import { waitFor } from '../support/wait.js';
 const localIndex = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'src', 'runtime', 'local', 'index.js');
 const specIndex = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'src', 'runtime', 'index.js');
 
-/** Pids of processes whose command line (arguments joined by spaces) passes `matches`. */
-function processes(matches: (commandLine: string) => boolean): number[] {
-  const found: number[] = [];
-  for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name) || Number(name) === process.pid) continue;
-    try {
-      if (matches(readFileSync(`/proc/${name}/cmdline`, 'utf8').replace(/\0$/, '').split('\0').join(' '))) found.push(Number(name));
-    } catch {
-      // ended meanwhile
-    }
-  }
-  return found;
-}
+/** Pids of processes (other than this one) whose command line passes `matches`. */
+const processes = (matches: (commandLine: string) => boolean): number[] =>
+  commandLines()
+    .filter((p) => p.pid !== process.pid && matches(p.commandLine))
+    .map((p) => p.pid);
 
 const kill = (pids: number[]) => {
   for (const pid of pids) {
