@@ -5,13 +5,13 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { promises as fs } from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { AppsV1Api, CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import { openStore, startMaster, type RunningMaster } from '../../src/master/index.js';
 import { parseAppSpec } from '../../src/runtime/index.js';
 import type { KubeRuntime } from '../../src/runtime/kube/index.js';
 import { runtimeFor, testNamespace } from '../runtime-kube/helpers.js';
+import { tempDir } from '../support/temp.js';
 import { waitFor } from './helpers.js';
 
 let ns: { name: string; drop: () => Promise<void> };
@@ -22,7 +22,7 @@ let master: RunningMaster | undefined;
 before(async () => {
   ns = await testNamespace('weft-handover');
   runtime = await runtimeFor(ns.name);
-  dir = await fs.mkdtemp(path.join(os.tmpdir(), 'weft-handover-kube-'));
+  dir = await tempDir('weft-handover-kube-');
 });
 after(async () => {
   await master?.close();

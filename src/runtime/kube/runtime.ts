@@ -278,8 +278,7 @@ export class KubeRuntime implements Runtime {
    * being deleted), or undefined: then the id belongs to another run.
    */
   private async earlierSubmission(runId: string, wanted: V1ConfigMap): Promise<V1ConfigMap | undefined> {
-    this.count('get');
-    const existing = await this.core.readNamespacedConfigMap({ name: runId, namespace: this.namespace }).catch(() => undefined);
+    const existing = await this.requireRoot(runId).catch(() => undefined);
     const digest = existing?.metadata?.annotations?.[ANN_SUBMISSION];
     if (!existing || existing.metadata?.deletionTimestamp || !digest || digest !== wanted.metadata?.annotations?.[ANN_SUBMISSION]) return undefined;
     return existing;
