@@ -14,7 +14,7 @@ import { spawn } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { createRemoteTransport } from '../src/registry/client/index.js';
+import { copyImage, createRemoteTransport } from '../src/registry/client/index.js';
 import { readOciLayout } from '../src/image/index.js';
 import { parseDockerReference } from '../src/image/reference.js';
 import { craneBinary, startDistribution, startProxy, syntheticImage, tempDir, writeLayoutByHand } from '../test/registry-client/helpers.js';
@@ -125,8 +125,27 @@ async function main(): Promise<void> {
     const times: Record<string, Record<Tool, Run[]>> = { cold: empty(), repush: empty(), pull: empty(), copy: empty() };
     const repushBytes = empty<number>();
     const repushRequests = empty<number>();
-    const inProcess: number[] = [];
-    const v1Image = await readOciLayout(layout1, 'v1');
+    // The same four operations through weft's library in this (long-lived) process, as a
+    // long-lived process would use it (its hashing thread on): no process start-up per operation.
+    const library: Record<string, number[]> = { cold: [], repush: [], pull: [], copy: [] };
+    // A long-lived process has run its code before: warm the library's code (V8 compiles it
+    // optimised only after some runs) with unmeasured rounds against another registry.
+    const warmups = 5;
+    const warmOther = await startDistribution();
+    for (let i = 0; i < warmups; i++) {
+      const client = createRemoteTransport({ hashThread: true });
+      try {
+        await copyImage(client, `oci:${layout1}:v1`, `docker://${registry.host}/warm/${i}:v1`);
+        await copyImage(client, `oci:${layout2}:v1`, `docker://${registry.host}/warm/${i}:v2`);
+        const out = path.join(work, `warm-${i}`);
+        await copyImage(client, `docker://${registry.host}/warm/${i}:v1`, `oci:${out}:v1`);
+        await fs.rm(out, { recursive: true, force: true });
+        await copyImage(client, `docker://${registry.host}/warm/${i}:v1`, `docker://${warmOther.host}/warm-copy/${i}:v1`);
+      } finally {
+        client.close();
+      }
+    }
+    await warmOther.close();
     for (let i = 0; i < runs; i++) {
       // A fresh registry per round, so "cold" is cold for everyone (skopeo's blob-info
       // cache is keyed by host:port and would otherwise mount blobs from earlier rounds).
@@ -153,12 +172,24 @@ async function main(): Promise<void> {
           const [c4, a4] = copyCmd(tool, `${repo}:v1`, `${other.host}/copy/${tool}:v1`);
           times.copy![tool].push(await exec(c4, a4));
         }
-        // The same cold push through weft's library, without process start-up.
-        const client = createRemoteTransport();
-        const started = process.hrtime.bigint();
-        await client.push(v1Image, parseDockerReference(`${fresh.host}/bench/inprocess:v1`));
-        inProcess.push(Number(process.hrtime.bigint() - started) / 1e6);
-        client.close();
+        // The same four operations through the library, with a new client each (as the command makes).
+        const timed = async (name: string, op: (client: ReturnType<typeof createRemoteTransport>) => Promise<unknown>): Promise<void> => {
+          const client = createRemoteTransport({ hashThread: true });
+          const started = process.hrtime.bigint();
+          try {
+            await op(client);
+          } finally {
+            client.close();
+          }
+          library[name]!.push(Number(process.hrtime.bigint() - started) / 1e6);
+        };
+        const libRepo = `${fresh.host}/bench/library`;
+        await timed('cold', (c) => copyImage(c, `oci:${layout1}:v1`, `docker://${libRepo}:v1`));
+        await timed('repush', (c) => copyImage(c, `oci:${layout2}:v1`, `docker://${counting.host}/bench/library:v2`));
+        const libOut = path.join(work, `pull-library-${i}`);
+        await timed('pull', (c) => copyImage(c, `docker://${libRepo}:v1`, `oci:${libOut}:v1`));
+        await fs.rm(libOut, { recursive: true, force: true });
+        await timed('copy', (c) => copyImage(c, `docker://${libRepo}:v1`, `docker://${other.host}/copy/library:v1`));
       } finally {
         await counting.close();
         await fresh.close();
@@ -217,8 +248,17 @@ async function main(): Promise<void> {
       `| median | ${median(repushBytes.weft)} (${median(repushRequests.weft)}) | ${median(repushBytes.skopeo)} (${median(repushRequests.skopeo)}) | ${median(repushBytes.crane)} (${median(repushRequests.crane)}) |`,
     );
     lines.push('');
-    lines.push(`weft cold push in-process (library, no node start-up): ${median(inProcess).toFixed(0)} ms`);
     const n = ms(startup.node!);
+    lines.push('In-process: the same operations through weft\'s library (copyImage, a new client each, hashThread: true) in this long-lived process, beside');
+    lines.push(`the same run\'s crane, after ${warmups} unmeasured rounds of each; and \`node -e 0\`, the floor under any weft command, against crane\'s whole command:`);
+    lines.push('');
+    lines.push('| case | weft library ms | crane ms | library / crane | node -e 0 / crane |');
+    lines.push('|---|---:|---:|---:|---:|');
+    for (const [name, label] of [['cold', 'cold push'], ['repush', 're-push, one layer changed'], ['pull', 'pull to OCI layout'], ['copy', 'copy registry to registry']] as const) {
+      const [l, c] = [median(library[name]!), ms(times[name]!.crane)];
+      lines.push(`| ${label} | ${l.toFixed(0)} | ${c.toFixed(0)} | ${(l / c).toFixed(2)} | ${(n / c).toFixed(2)} |`);
+    }
+    lines.push('');
     lines.push(
       `start-up (${runs * 3} runs each, interleaved): node -e 0 ${n.toFixed(0)} ms (CPU ${cpu(startup.node!).toFixed(0)}); ` +
         `weft --version ${ms(startup.version!).toFixed(0)} ms (${(ms(startup.version!) / n).toFixed(2)}x, CPU ${cpu(startup.version!).toFixed(0)}); ` +

@@ -34,6 +34,21 @@ export interface SelfVerifying {
   [SELF_VERIFYING]?: { digest: string; size?: number };
 }
 
+/**
+ * Marks a self-verifying stream that can also write itself to a file: the
+ * registry client's large blob bodies, received on the main thread and
+ * written and hashed on a worker thread. BlobStore.putStream gives it the
+ * temp file instead of reading it; the promise resolves with the bytes
+ * written once they are on disk and their digest (and size) matched, and
+ * rejects otherwise (the file is then never renamed into place). Undefined:
+ * it cannot (any more), read it as a stream.
+ */
+export const SELF_STORING = Symbol.for('weft.selfStoring');
+
+export interface SelfStoring {
+  [SELF_STORING]?: (file: string) => Promise<number> | undefined;
+}
+
 /** True when `source` verifies itself against exactly `expected` (digest, and size where one is expected). */
 export function verifiesItself(source: Readable, expected: { digest: string; size?: number }): boolean {
   const mark = (source as Readable & SelfVerifying)[SELF_VERIFYING];
@@ -276,6 +291,12 @@ export class BlobStore {
       // Socket chunks (16-64 KiB) are written 1 MiB at a time: one write per chunk costs the main
       // thread more than the copy into a batch.
       if (expected && verifiesItself(source, expected)) {
+        const storing = (source as Readable & SelfStoring)[SELF_STORING]?.(tmp);
+        if (storing) {
+          const written = await storing;
+          await fs.rename(tmp, this.path(expected.digest));
+          return { digest: expected.digest, size: expected.size ?? written };
+        }
         const file = createWriteStream(tmp);
         await pipeline(source, new Batcher(1024 * 1024), file);
         const size = expected.size ?? file.bytesWritten;

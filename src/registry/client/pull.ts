@@ -6,6 +6,7 @@ import { formatDockerReference, type DockerReference } from '../../image/referen
 import type { ImageHandle } from '../../image/transport.js';
 import { repositoryScope } from './auth.js';
 import { VerifiedBody, digestOf, verifyBytes } from './digest.js';
+import { useHashThread } from './hash-thread.js';
 import { RegistryError } from './errors.js';
 import { header, readBody } from './http.js';
 import type { RegistrySession } from './session.js';
@@ -90,7 +91,10 @@ export async function openBlob(session: RegistrySession, repository: string, des
     scopes,
     expect: [200],
   });
-  return new VerifiedBody(res.body, descriptor.digest, descriptor.size, `blob ${descriptor.digest} of ${repository}`);
+  return new VerifiedBody(res.body, descriptor.digest, descriptor.size, `blob ${descriptor.digest} of ${repository}`, undefined, {
+    hashThread: useHashThread(descriptor.size, session.hashThread),
+    ownChunks: true, // node:http copies each body chunk out of the socket's buffer
+  });
 }
 
 /**

@@ -24,6 +24,13 @@ export interface SessionOptions {
   /** Extra trusted CA certificates (PEM). */
   ca?: string[];
   env?: NodeJS.ProcessEnv;
+  /**
+   * Blob bodies of 4 MiB or more hashed (and, into a layout, written) on a
+   * worker thread: true always (a long-lived process), false never; unset,
+   * WEFT_HASH_THREAD decides (1/0), else only once the thread runs or for a
+   * body large enough to pay for starting it (64 MiB, hash-thread.ts).
+   */
+  hashThread?: boolean;
   /** Observes every HTTP exchange (method, url, status) — for --debug and tests. */
   onExchange?: (event: { method: string; url: string; status: number | string }) => void;
 }
@@ -77,6 +84,15 @@ export class RegistrySession {
 
   get retries(): number {
     return this.options.retries ?? 5;
+  }
+
+  /** The caller's hashThread choice, else WEFT_HASH_THREAD's; undefined: decided per body. */
+  get hashThread(): boolean | undefined {
+    if (this.options.hashThread !== undefined) return this.options.hashThread;
+    const env = (this.options.env ?? process.env).WEFT_HASH_THREAD?.trim().toLowerCase();
+    if (env === '1' || env === 'true' || env === 'on') return true;
+    if (env === '0' || env === 'false' || env === 'off') return false;
+    return undefined;
   }
 
   /** The registry's base URL (scheme://host), found by pinging /v2/ over HTTPS, then HTTP where allowed. */

@@ -1,0 +1,240 @@
+// SHA-256/512 of large blob bodies on a worker thread, so that a pull's main
+// thread only receives and writes while the other core hashes (hashing is
+// about a fifth of a pull's main-thread CPU: ~25 ms per 32 MiB here). One
+// worker per process, started on first use and kept (unref'd unless a digest
+// is awaited, so an abandoned body never keeps the process alive);
+// batches are 1 MiB buffers, shared with the worker when they live in a
+// SharedArrayBuffer (VerifiedBody makes them so), copied by postMessage
+// otherwise. The worker's source is inline, so the bundled CLI (code-cached
+// CommonJS, no files beside it) starts it the same way as the compiled tree.
+import { Worker } from 'node:worker_threads';
+
+const workerSource = `
+const { parentPort } = require('node:worker_threads');
+const { createHash } = require('node:crypto');
+const fs = require('node:fs');
+const jobs = new Map();
+function write(job, parts) {
+  if (job.fd === undefined || job.error) return;
+  try {
+    for (const bytes of parts) {
+      for (let at = 0; at < bytes.length; ) at += fs.writeSync(job.fd, bytes, at, bytes.length - at);
+      job.written += bytes.length;
+    }
+  } catch (error) { job.error = error.message; }
+}
+function close(job) {
+  if (job.fd === undefined) return;
+  try { fs.closeSync(job.fd); } catch (error) { job.error = job.error || error.message; }
+  job.fd = undefined;
+}
+parentPort.on('message', (m) => {
+  const job = jobs.get(m.id);
+  if (m.op === 'start') { jobs.set(m.id, { hash: createHash(m.algorithm), fd: undefined, written: 0, error: undefined }); return; }
+  if (m.op === 'drop') { if (job) { close(job); jobs.delete(m.id); } parentPort.postMessage({ op: 'dropped', id: m.id }); return; }
+  if (!job) return;
+  if (m.op === 'file') {
+    try { job.fd = fs.openSync(m.path, 'w'); } catch (error) { job.error = error.message; }
+  } else if (m.op === 'drop') { close(job); jobs.delete(m.id); }
+  else if (m.op === 'end') {
+    close(job);
+    jobs.delete(m.id);
+    parentPort.postMessage({ op: 'digest', id: m.id, hex: job.hash.digest('hex'), written: job.written, error: job.error });
+  } else {
+    const parts = Array.isArray(m.bytes) ? m.bytes : [m.bytes];
+    let total = 0;
+    for (const part of parts) {
+      total += part.length;
+      if (m.op !== 'write') job.hash.update(part);
+    }
+    if (m.op !== 'hash') write(job, parts);
+    parentPort.postMessage({ op: 'done', id: m.id, bytes: total });
+  }
+});
+`;
+
+/** Bodies at least this large are hashed on the thread when it runs; smaller ones cost less to hash here than to hand over. */
+const THREAD_MIN_BYTES = 4 * 1024 * 1024;
+/**
+ * A body at least this large starts the thread when it is not running. Starting
+ * it costs ~60 ms (and CPU the short-lived `weft copy` has little of): measured
+ * through the command, a 32 MiB pull (largest layer 19 MiB) was 5 % slower with
+ * the thread and a 160 MiB one (96 MiB) about even (docs/registry-client.md).
+ */
+const THREAD_START_MIN_BYTES = 64 * 1024 * 1024;
+
+/**
+ * Whether a blob body of `size` bytes goes through the thread. `choice`:
+ * true for every body of 4 MiB or more (a long-lived process, whose thread is
+ * started once), false for none; undefined: 4 MiB or more once the thread
+ * runs, and 64 MiB or more to start it.
+ */
+export function useHashThread(size: number | undefined, choice?: boolean): boolean {
+  if (size === undefined || size < THREAD_MIN_BYTES || choice === false) return false;
+  return choice === true || worker !== undefined || size >= THREAD_START_MIN_BYTES;
+}
+
+type Reply = { op: 'done'; id: number; bytes: number } | { op: 'dropped'; id: number } | { op: 'digest'; id: number; hex: string; written: number; error?: string };
+
+/** What the thread reports at the end: the digest, and for a body it wrote, the bytes written. */
+export interface ThreadDigest {
+  hex: string;
+  written: number;
+}
+
+interface Job {
+  outstanding: number;
+  /** Called when the thread is done with the job (digest sent, or dropped): its file is closed. */
+  settle: () => void;
+  onDone: () => void;
+  resolve?: (result: ThreadDigest) => void;
+  reject?: (error: Error) => void;
+  failed?: Error;
+}
+
+let worker: Worker | undefined;
+let nextId = 1;
+const jobs = new Map<number, Job>();
+/** Answers owed by the thread that somebody waits for (digests, drops): the worker keeps the process alive only while there are some. */
+let owed = 0;
+
+function owe(delta: 1 | -1): void {
+  owed += delta;
+  if (delta > 0 && owed === 1) worker?.ref();
+  if (owed === 0) worker?.unref();
+}
+
+function failAll(error: Error): void {
+  worker = undefined;
+  owed = 0;
+  for (const job of jobs.values()) {
+    job.failed = error;
+    job.reject?.(error);
+    job.onDone();
+    job.settle();
+  }
+  jobs.clear();
+}
+
+function hashWorker(): Worker {
+  if (worker) return worker;
+  // execArgv: [] so the parent's flags (--input-type=module, for one) cannot change how the inline source is read.
+  const started = new Worker(workerSource, { eval: true, execArgv: [] });
+  started.on('message', (reply: Reply) => {
+    const job = jobs.get(reply.id);
+    if (reply.op === 'dropped') {
+      owe(-1);
+      jobs.delete(reply.id);
+      job?.settle();
+    } else if (!job) {
+      return;
+    } else if (reply.op === 'done') {
+      job.outstanding -= reply.bytes;
+      job.onDone();
+    } else {
+      jobs.delete(reply.id);
+      job.settle();
+      if (!job.resolve) return; // dropped while its digest was on the way (the drop settled what it owed)
+      owe(-1);
+      if (reply.error) job.reject!(new Error(`writing the blob failed: ${reply.error}`));
+      else job.resolve({ hex: reply.hex, written: reply.written });
+    }
+  });
+  started.on('error', (error) => failAll(new Error(`the hashing thread failed: ${error.message}`)));
+  started.on('exit', (code) => {
+    if (worker === started) failAll(new Error(`the hashing thread stopped (exit code ${code}) before the blob was hashed`));
+  });
+  started.unref();
+  worker = started;
+  return started;
+}
+
+/** A buffer that is the whole of its ArrayBuffer (not a slice of a pool or of a bigger buffer): it can be moved to the thread. */
+function ownsItsMemory(bytes: Buffer): boolean {
+  return bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength && bytes.buffer instanceof ArrayBuffer;
+}
+
+/**
+ * A running hash on the worker thread: update with batches in order, then
+ * digest() once. After toFile(path) the thread also writes what it is given
+ * (write() for bytes hashed before, update() for new ones) to that file.
+ */
+export class ThreadHash {
+  private readonly id = nextId++;
+  private readonly job: Job;
+  private readonly thread: Worker;
+  private writing = false;
+  private dropped = false;
+  /** Resolves when the thread is done with this hash: after its digest, or after drop(); its file is closed by then. */
+  readonly settled: Promise<void>;
+  constructor(algorithm: 'sha256' | 'sha512', onDone: () => void = () => undefined) {
+    this.thread = hashWorker();
+    let settle!: () => void;
+    this.settled = new Promise<void>((resolve) => (settle = resolve));
+    this.job = { outstanding: 0, onDone, settle };
+    jobs.set(this.id, this.job);
+    this.thread.postMessage({ op: 'start', id: this.id, algorithm });
+  }
+  /** Bytes handed to the thread and not yet hashed (or written). */
+  get outstanding(): number {
+    return this.job.outstanding;
+  }
+  /** From now on the thread writes what it is given to `file` (created or truncated). */
+  toFile(file: string): void {
+    this.writing = true;
+    this.thread.postMessage({ op: 'file', id: this.id, path: file });
+  }
+  /**
+   * Hashes `bytes` (and writes them, after toFile). `transfer`: the caller
+   * made the buffer and does not use it again, so when it owns its whole
+   * ArrayBuffer it is moved to the thread instead of copied.
+   */
+  update(bytes: Buffer, transfer = false): void {
+    this.send(this.writing ? 'both' : 'hash', bytes, transfer);
+  }
+  /**
+   * update() for a batch still in pieces (no joined copy): each piece that
+   * owns its whole ArrayBuffer is moved, the others copied. Only for pieces
+   * nothing else holds (an HTTP response body's chunks are fresh copies).
+   */
+  updateParts(parts: Buffer[], total: number): void {
+    if (this.job.failed) return;
+    this.job.outstanding += total;
+    const moved = parts.filter(ownsItsMemory).map((part) => part.buffer as ArrayBuffer);
+    this.thread.postMessage({ op: this.writing ? 'both' : 'hash', id: this.id, bytes: parts }, moved);
+  }
+  /** Writes bytes given to update() before toFile(), in order. */
+  write(bytes: Buffer, transfer = false): void {
+    this.send('write', bytes, transfer);
+  }
+  private send(op: 'hash' | 'write' | 'both', bytes: Buffer, transfer: boolean): void {
+    if (this.job.failed) return;
+    this.job.outstanding += bytes.length;
+    this.thread.postMessage({ op, id: this.id, bytes }, transfer && ownsItsMemory(bytes) ? [bytes.buffer as ArrayBuffer] : []);
+  }
+  /** The hex digest of every byte given (and the bytes written), once the thread has them all. */
+  digest(): Promise<ThreadDigest> {
+    if (this.job.failed) return Promise.reject(this.job.failed);
+    return new Promise<ThreadDigest>((resolve, reject) => {
+      this.job.resolve = resolve;
+      this.job.reject = reject;
+      // Nothing else may keep the process alive until the digest comes.
+      owe(1);
+      this.thread.postMessage({ op: 'end', id: this.id });
+    });
+  }
+  /** Forgets the hash and closes its file (the body failed or was abandoned). */
+  drop(): void {
+    if (this.dropped || !jobs.has(this.id)) return;
+    this.dropped = true;
+    owe(1); // the thread's "dropped", which settles it
+    if (this.job.resolve) {
+      // Its digest is not awaited any more.
+      owe(-1);
+      this.job.resolve = undefined;
+      this.job.reject?.(new Error('the hash was dropped before its digest'));
+      this.job.reject = undefined;
+    }
+    this.thread.postMessage({ op: 'drop', id: this.id });
+  }
+}
