@@ -19,18 +19,14 @@ import { readOciLayout } from '../src/image/index.js';
 import { parseDockerReference } from '../src/image/reference.js';
 import { craneBinary, startDistribution, startProxy, syntheticImage, tempDir, writeLayoutByHand } from '../test/registry-client/helpers.js';
 import { median } from './stats.js';
+import { countFlag, flag } from './args.js';
 
-const args = process.argv.slice(2);
-const opt = (name: string, def: number): number => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 ? Number(args[i + 1]) : def;
-};
-const runs = opt('runs', 5);
-const totalMb = opt('mb', 32);
+const runs = countFlag('runs', 5);
+const totalMb = countFlag('mb', 32);
 // The weft command as installed (package.json bin: the bundle scripts/bundle-cli.mjs writes).
 const weftMain = path.resolve('dist/bin/weft.cjs');
-const baselineIndex = args.indexOf('--baseline');
-const baselineMain = baselineIndex >= 0 ? path.resolve(args[baselineIndex + 1]!) : undefined;
+const baselineFlag = flag('baseline', '');
+const baselineMain = baselineFlag ? path.resolve(baselineFlag) : undefined;
 
 interface Run {
   ms: number;

@@ -61,6 +61,15 @@ export class VerifyingStream extends Transform implements SelfVerifying {
 /** Bytes a body may have handed to the worker thread and not had hashed yet, before it stops reading. */
 const THREAD_HASH_MAX_OUTSTANDING = 16 * 1024 * 1024;
 
+/** A hash on the worker thread, or undefined when no thread can be started (then the body hashes here, as a small one does). */
+function startThreadHash(algorithm: 'sha256' | 'sha512', onDone: () => void): ThreadHash | undefined {
+  try {
+    return new ThreadHash(algorithm, onDone);
+  } catch {
+    return undefined;
+  }
+}
+
 /**
  * A blob body, hashed as it arrives and handed on in 1 MiB batches: the same
  * checks as VerifyingStream (the stream errors before its end if size or
@@ -101,12 +110,9 @@ export class VerifiedBody extends BatchedBody implements SelfVerifying, SelfStor
     this.ownChunks = options.ownChunks ?? false;
     const algorithm = algorithmOf(digest);
     this[SELF_VERIFYING] = { digest, size };
-    if (options.hashThread ?? useHashThread(size)) {
-      this.threadHash = new ThreadHash(algorithm, () => this.threadCaughtUp());
-      this[SELF_STORING] = (file) => this.storeTo(file);
-    } else {
-      this.inlineHash = createHash(algorithm);
-    }
+    this.threadHash = options.hashThread ?? useHashThread(size) ? startThreadHash(algorithm, () => this.threadCaughtUp()) : undefined;
+    if (this.threadHash) this[SELF_STORING] = (file) => this.storeTo(file);
+    else this.inlineHash = createHash(algorithm);
   }
   protected override accept(_chunk: Buffer): Error | undefined {
     if (this.size !== undefined && this.seen > this.size) return new DigestMismatchError(`${this.what}: more than the ${this.size} bytes its descriptor says`);
