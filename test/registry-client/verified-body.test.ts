@@ -180,7 +180,29 @@ test('the worker thread keeps a process alive for a digest it owes, and never ot
   assert.equal(consumed.stdout.trim(), `verified ${6 * 1024 * 1024}`);
   const abandoned = spawnSync(process.execPath, ['--input-type=module', '-e', script(false)], { encoding: 'utf8', timeout: 30_000 });
   assert.equal(abandoned.status, 0, `an abandoned body must not keep the process alive (signal ${abandoned.signal}): ${abandoned.stderr}`);
-  assert.equal(abandoned.stdout.trim(), 'abandoned');
+  assert.equal(abandoned.stdout.trim(), 'abandoned');});
+
+test('a body held back while the thread catches up keeps the process alive until it is stored', async () => {
+  // A file source outruns the thread's hashing and writing, so the body pauses it (16 MiB waiting);
+  // a paused file stream keeps nothing alive, so the thread must (this exited with the store unsettled).
+  await withTempDir('weft-verified-held-', async (dir) => {
+    const file = path.join(dir, 'blob');
+    const bytes = randomBytes(64 * 1024 * 1024);
+    await fs.writeFile(file, bytes);
+    const blobDigest = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+    const here = path.dirname(fileURLToPath(import.meta.url));
+    const script = `
+      import { VerifiedBody } from ${JSON.stringify(path.resolve(here, '../../src/registry/client/digest.js'))};
+      import { BlobStore } from ${JSON.stringify(path.resolve(here, '../../src/image/blobstore.js'))};
+      import { createReadStream, statSync } from 'node:fs';
+      const store = new BlobStore(${JSON.stringify(path.join(dir, 'store'))});
+      const body = new VerifiedBody(createReadStream(${JSON.stringify(file)}, { highWaterMark: 1024 * 1024 }), ${JSON.stringify(blobDigest)}, ${bytes.length}, 'blob', undefined, { hashThread: true });
+      await store.putStream(body, { digest: ${JSON.stringify(blobDigest)}, size: ${bytes.length} });
+      console.log('stored ' + statSync(store.path(${JSON.stringify(blobDigest)})).size);`;
+    const run = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 60_000 });
+    assert.equal(run.status, 0, `exit ${run.status} (13: the store never settled): ${run.stderr}`);
+    assert.equal(run.stdout.trim(), `stored ${bytes.length}`);
+  });
 });
 
 test('which bodies go through the thread: the caller, WEFT_HASH_THREAD, else by size and whether it runs', () => {

@@ -3,8 +3,8 @@
 // core hashes and writes (hashing, writing and joining batches were ~40 of
 // the ~128 ms of main-thread CPU of a warm 32 MiB pull here). One worker per
 // process, started on first use and kept; it keeps the process alive only
-// while an answer is owed (a digest, a drop), so an abandoned body never
-// does. Bytes go over as 1 MiB batches (or a batch's unjoined chunks), moved
+// while it owes an answer (a digest, a drop) or has bytes to get through,
+// so an abandoned body never does. Bytes go over as 1 MiB batches (or a batch's unjoined chunks), moved
 // when nothing else holds them and copied otherwise. The worker's source is
 // inline, so the bundled CLI (code-cached CommonJS, no files beside it)
 // starts it the same way as the compiled tree. Why not SharedArrayBuffer
@@ -98,20 +98,53 @@ interface Job {
 let worker: Worker | undefined;
 let nextId = 1;
 const jobs = new Map<number, Job>();
-/** Answers owed by the thread that somebody waits for (digests, drops): the worker keeps the process alive only while there are some. */
+/** Answers owed by the thread that somebody waits for (digests, drops). */
 let owed = 0;
+/** Bytes given to the thread and not yet hashed (or written), over all jobs. */
+let outstanding = 0;
+let referenced = false;
+
+/**
+ * The worker keeps the process alive while it owes an answer or has bytes
+ * to get through: a body waiting for the thread to catch up has paused its
+ * source, and a paused socket or file stream keeps nothing alive. With
+ * neither (an abandoned body, an idle thread) it does not.
+ */
+function updateRef(): void {
+  const needed = worker !== undefined && (owed > 0 || outstanding > 0);
+  if (needed === referenced) return;
+  referenced = needed;
+  if (needed) worker!.ref();
+  else worker!.unref();
+}
 
 function owe(delta: 1 | -1): void {
   owed += delta;
-  if (delta > 0 && owed === 1) worker?.ref();
-  if (owed === 0) worker?.unref();
+  updateRef();
+}
+
+function addOutstanding(job: Job, bytes: number): void {
+  job.outstanding += bytes;
+  outstanding += bytes;
+  updateRef();
+}
+
+/** Removes a job the thread is done with; what it still had outstanding no longer counts. */
+function forget(id: number, job: Job): void {
+  jobs.delete(id);
+  outstanding -= job.outstanding;
+  job.outstanding = 0;
+  updateRef();
 }
 
 function failAll(error: Error): void {
   worker = undefined;
   owed = 0;
+  outstanding = 0;
+  referenced = false;
   for (const job of jobs.values()) {
     job.failed = error;
+    job.outstanding = 0; // a body held back for the thread reads on, and fails at its end
     job.reject?.(error);
     job.onDone();
     job.settle();
@@ -126,16 +159,16 @@ function hashWorker(): Worker {
   started.on('message', (reply: Reply) => {
     const job = jobs.get(reply.id);
     if (reply.op === 'dropped') {
+      if (job) forget(reply.id, job);
       owe(-1);
-      jobs.delete(reply.id);
       job?.settle();
     } else if (!job) {
       return;
     } else if (reply.op === 'done') {
-      job.outstanding -= reply.bytes;
+      addOutstanding(job, -reply.bytes);
       job.onDone();
     } else {
-      jobs.delete(reply.id);
+      forget(reply.id, job);
       job.settle();
       if (!job.resolve) return; // dropped while its digest was on the way (the drop settled what it owed)
       owe(-1);
@@ -148,6 +181,7 @@ function hashWorker(): Worker {
     if (worker === started) failAll(new Error(`the hashing thread stopped (exit code ${code}) before the blob was hashed`));
   });
   started.unref();
+  referenced = false;
   worker = started;
   return started;
 }
@@ -202,7 +236,7 @@ export class ThreadHash {
    */
   updateParts(parts: Buffer[], total: number): void {
     if (this.job.failed) return;
-    this.job.outstanding += total;
+    addOutstanding(this.job, total);
     const moved = parts.filter(ownsItsMemory).map((part) => part.buffer as ArrayBuffer);
     this.thread.postMessage({ op: this.writing ? 'both' : 'hash', id: this.id, bytes: parts }, moved);
   }
@@ -212,7 +246,7 @@ export class ThreadHash {
   }
   private send(op: 'hash' | 'write' | 'both', bytes: Buffer, transfer: boolean): void {
     if (this.job.failed) return;
-    this.job.outstanding += bytes.length;
+    addOutstanding(this.job, bytes.length);
     this.thread.postMessage({ op, id: this.id, bytes }, transfer && ownsItsMemory(bytes) ? [bytes.buffer as ArrayBuffer] : []);
   }
   /** The hex digest of every byte given (and the bytes written), once the thread has them all. */
