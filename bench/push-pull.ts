@@ -94,6 +94,33 @@ function pullCmd(tool: Tool, source: string, out: string): [string, string[]] {
   }
 }
 
+/**
+ * The four operations through weft's library in this process, a new client each (as the
+ * command makes), hashing thread on; their times go into `record` when given (else a warm-up).
+ */
+async function libraryRound(
+  hosts: { registry: string; repush: string; other: string; repository: string; out: string },
+  layouts: { v1: string; v2: string },
+  record?: Record<string, number[]>,
+): Promise<void> {
+  const timed = async (name: string, op: (client: ReturnType<typeof createRemoteTransport>) => Promise<unknown>): Promise<void> => {
+    const client = createRemoteTransport({ hashThread: true });
+    const started = process.hrtime.bigint();
+    try {
+      await op(client);
+    } finally {
+      client.close();
+    }
+    record?.[name]!.push(Number(process.hrtime.bigint() - started) / 1e6);
+  };
+  const repo = `${hosts.registry}/${hosts.repository}`;
+  await timed('cold', (c) => copyImage(c, `oci:${layouts.v1}:v1`, `docker://${repo}:v1`));
+  await timed('repush', (c) => copyImage(c, `oci:${layouts.v2}:v1`, `docker://${hosts.repush}/${hosts.repository}:v2`));
+  await timed('pull', (c) => copyImage(c, `docker://${repo}:v1`, `oci:${hosts.out}:v1`));
+  await fs.rm(hosts.out, { recursive: true, force: true });
+  await timed('copy', (c) => copyImage(c, `docker://${repo}:v1`, `docker://${hosts.other}/copy/${hosts.repository}:v1`));
+}
+
 async function main(): Promise<void> {
   await fs.access(craneBinary()).catch(() => {
     throw new Error(`crane missing at ${craneBinary()}: run WEFT_SETUP_MODE=--test bash scripts/setup.d/35-crane.sh`);
@@ -116,6 +143,7 @@ async function main(): Promise<void> {
     const layout2 = path.join(work, 'v2');
     await writeLayoutByHand(layout1, v1, 'v1');
     await writeLayoutByHand(layout2, v2, 'v1');
+    const layouts = { v1: layout1, v2: layout2 };
     const imageBytes = [...v1.blobs.values()].reduce((s, b) => s + b.length, 0);
     const changedBytes = v2.manifest.layers[4]!.size + v2.manifest.config.size;
     const times: Record<string, Record<Tool, Run[]>> = { cold: empty(), repush: empty(), pull: empty(), copy: empty() };
@@ -128,19 +156,7 @@ async function main(): Promise<void> {
     // optimised only after some runs) with unmeasured rounds against another registry.
     const warmups = 5;
     const warmOther = await startDistribution();
-    for (let i = 0; i < warmups; i++) {
-      const client = createRemoteTransport({ hashThread: true });
-      try {
-        await copyImage(client, `oci:${layout1}:v1`, `docker://${registry.host}/warm/${i}:v1`);
-        await copyImage(client, `oci:${layout2}:v1`, `docker://${registry.host}/warm/${i}:v2`);
-        const out = path.join(work, `warm-${i}`);
-        await copyImage(client, `docker://${registry.host}/warm/${i}:v1`, `oci:${out}:v1`);
-        await fs.rm(out, { recursive: true, force: true });
-        await copyImage(client, `docker://${registry.host}/warm/${i}:v1`, `docker://${warmOther.host}/warm-copy/${i}:v1`);
-      } finally {
-        client.close();
-      }
-    }
+    for (let i = 0; i < warmups; i++) await libraryRound({ registry: registry.host, repush: registry.host, other: warmOther.host, repository: `warm/${i}`, out: path.join(work, `warm-${i}`) }, layouts);
     await warmOther.close();
     for (let i = 0; i < runs; i++) {
       // A fresh registry per round, so "cold" is cold for everyone (skopeo's blob-info
@@ -168,24 +184,7 @@ async function main(): Promise<void> {
           const [c4, a4] = copyCmd(tool, `${repo}:v1`, `${other.host}/copy/${tool}:v1`);
           times.copy![tool].push(await exec(c4, a4));
         }
-        // The same four operations through the library, with a new client each (as the command makes).
-        const timed = async (name: string, op: (client: ReturnType<typeof createRemoteTransport>) => Promise<unknown>): Promise<void> => {
-          const client = createRemoteTransport({ hashThread: true });
-          const started = process.hrtime.bigint();
-          try {
-            await op(client);
-          } finally {
-            client.close();
-          }
-          library[name]!.push(Number(process.hrtime.bigint() - started) / 1e6);
-        };
-        const libRepo = `${fresh.host}/bench/library`;
-        await timed('cold', (c) => copyImage(c, `oci:${layout1}:v1`, `docker://${libRepo}:v1`));
-        await timed('repush', (c) => copyImage(c, `oci:${layout2}:v1`, `docker://${counting.host}/bench/library:v2`));
-        const libOut = path.join(work, `pull-library-${i}`);
-        await timed('pull', (c) => copyImage(c, `docker://${libRepo}:v1`, `oci:${libOut}:v1`));
-        await fs.rm(libOut, { recursive: true, force: true });
-        await timed('copy', (c) => copyImage(c, `docker://${libRepo}:v1`, `docker://${other.host}/copy/library:v1`));
+        await libraryRound({ registry: fresh.host, repush: counting.host, other: other.host, repository: 'bench/library', out: path.join(work, `pull-library-${i}`) }, layouts, library);
       } finally {
         await counting.close();
         await fresh.close();

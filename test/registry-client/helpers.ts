@@ -138,8 +138,12 @@ export interface ProxyRequest {
 }
 
 export interface Fault {
-  /** Decides per request: 'drop' destroys the connection, a number answers that status, undefined forwards. */
-  (req: http.IncomingMessage, index: number): 'drop' | 'drop-midway' | number | undefined;
+  /**
+   * Decides per request: 'drop' destroys the connection, 'drop-midway' after 1 KiB of its body, a
+   * number answers that status, { flipByteAt } forwards the answer with that byte of its body
+   * inverted (a registry serving wrong content), undefined forwards.
+   */
+  (req: http.IncomingMessage, index: number): 'drop' | 'drop-midway' | number | { flipByteAt: number } | undefined;
 }
 
 export interface Proxy {
@@ -176,7 +180,18 @@ export async function startProxy(target: { port: number }, fault?: Fault): Promi
       (up) => {
         record.status = up.statusCode;
         res.writeHead(up.statusCode ?? 502, up.headers);
-        up.pipe(res);
+        if (typeof decision !== 'object') {
+          up.pipe(res);
+          return;
+        }
+        let offset = 0;
+        up.on('data', (chunk: Buffer) => {
+          const at = decision.flipByteAt - offset;
+          if (at >= 0 && at < chunk.length) chunk[at]! ^= 0xff;
+          offset += chunk.length;
+          res.write(chunk);
+        });
+        up.on('end', () => res.end());
       },
     );
     upstream.on('error', () => res.destroy());

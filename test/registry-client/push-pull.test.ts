@@ -4,7 +4,6 @@ import assert from 'node:assert/strict';
 import { copyImage, createRemoteTransport, type RegistryClient } from '../../src/registry/client/index.js';
 import { parseDockerReference } from '../../src/image/reference.js';
 import { promises as fs } from 'node:fs';
-import http from 'node:http';
 import path from 'node:path';
 import { withTempDir } from '../support/temp.js';
 import { blobPushes, sha256, startDistribution, startProxy, syntheticImage, tempDir, type Distribution, type Proxy, type SyntheticImage } from './helpers.js';
@@ -219,31 +218,6 @@ test('a registry serving wrong bytes is caught by digest verification', async ()
   }, /bytes|expected/);
 });
 
-/** Forwards to the registry, but flips one byte 3 MiB into blob `digest`'s body: a registry serving wrong content. */
-async function startTampering(target: { port: number }, digest: string): Promise<{ host: string; close: () => Promise<void> }> {
-  const server = http.createServer((req, res) => {
-    const upstream = http.request({ host: '127.0.0.1', port: target.port, method: req.method, path: req.url, headers: req.headers }, (up) => {
-      res.writeHead(up.statusCode ?? 502, up.headers);
-      if (!(req.method === 'GET' && req.url?.endsWith(`/blobs/${digest}`))) {
-        up.pipe(res);
-        return;
-      }
-      let offset = 0;
-      up.on('data', (chunk: Buffer) => {
-        const at = 3 * 1024 * 1024 - offset;
-        if (at >= 0 && at < chunk.length) chunk[at]! ^= 0xff;
-        offset += chunk.length;
-        res.write(chunk);
-      });
-      up.on('end', () => res.end());
-    });
-    req.pipe(upstream);
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as { port: number }).port;
-  return { host: `127.0.0.1:${port}`, close: () => new Promise<void>((resolve) => server.close(() => resolve())) };
-}
-
 test('a pull into an OCI layout through the hashing thread keeps every digest; wrong bytes leave no layout', async () => {
   const big = await syntheticImage([
     { name: 'deps.jar', size: 6 * 1024 * 1024, seed: 'big-deps' },
@@ -252,7 +226,9 @@ test('a pull into an OCI layout through the hashing thread keeps every digest; w
   assert.ok(big.manifest.layers[0]!.size >= 4 * 1024 * 1024, 'the first layer is large enough for the thread');
   await client.push(big, ref(`${registry.host}/app/big:1`));
   const threaded = createRemoteTransport({ hashThread: true, retryBaseMs: 20 });
-  const tampering = await startTampering(registry, big.manifest.layers[0]!.digest);
+  // A registry serving wrong content: one byte 3 MiB into the large layer's body inverted.
+  const layerPath = `/blobs/${big.manifest.layers[0]!.digest}`;
+  const tampering = await startProxy(registry, (req) => (req.method === 'GET' && req.url?.endsWith(layerPath) ? { flipByteAt: 3 * 1024 * 1024 } : undefined));
   try {
     await withTempDir('weft-thread-pull-', async (dir) => {
       const layout = path.join(dir, 'good');

@@ -18,6 +18,9 @@ import { RegistrySession } from '../../src/registry/client/session.js';
 import { BlobStore, SELF_STORING, verifiesItself } from '../../src/image/blobstore.js';
 import { withTempDir } from '../support/temp.js';
 
+/** The compiled module beside this test's tree, for scripts run in a child process. */
+const compiled = (relative: string): string => path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../src', relative);
+
 const data = randomBytes(3 * 1024 * 1024 + 12345);
 const digest = `sha256:${createHash('sha256').update(data).digest('hex')}`;
 
@@ -158,7 +161,7 @@ test('wrong, short or broken large bodies stored by the thread fail and leave no
 });
 
 test('the worker thread keeps a process alive for a digest it owes, and never otherwise', () => {
-  const digestModule = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../src/registry/client/digest.js');
+  const digestModule = compiled('registry/client/digest.js');
   const script = (consume: boolean): string => `
     import { VerifiedBody } from ${JSON.stringify(digestModule)};
     import { Readable, PassThrough, Writable } from 'node:stream';
@@ -190,10 +193,9 @@ test('a body held back while the thread catches up keeps the process alive until
     const bytes = randomBytes(64 * 1024 * 1024);
     await fs.writeFile(file, bytes);
     const blobDigest = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
-    const here = path.dirname(fileURLToPath(import.meta.url));
     const script = `
-      import { VerifiedBody } from ${JSON.stringify(path.resolve(here, '../../src/registry/client/digest.js'))};
-      import { BlobStore } from ${JSON.stringify(path.resolve(here, '../../src/image/blobstore.js'))};
+      import { VerifiedBody } from ${JSON.stringify(compiled('registry/client/digest.js'))};
+      import { BlobStore } from ${JSON.stringify(compiled('image/blobstore.js'))};
       import { createReadStream, statSync } from 'node:fs';
       const store = new BlobStore(${JSON.stringify(path.join(dir, 'store'))});
       const body = new VerifiedBody(createReadStream(${JSON.stringify(file)}, { highWaterMark: 1024 * 1024 }), ${JSON.stringify(blobDigest)}, ${bytes.length}, 'blob', undefined, { hashThread: true });
@@ -222,7 +224,7 @@ test('which bodies go through the thread: the caller, WEFT_HASH_THREAD, else by 
 });
 
 test('a short-lived process does not start the thread for bodies that cannot pay for it', () => {
-  const hashModule = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../src/registry/client/hash-thread.js');
+  const hashModule = compiled('registry/client/hash-thread.js');
   const probe = spawnSync(
     process.execPath,
     ['--input-type=module', '-e', `import { useHashThread } from ${JSON.stringify(hashModule)}; console.log(useHashThread(32 * 1024 * 1024), useHashThread(64 * 1024 * 1024));`],

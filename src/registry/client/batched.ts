@@ -40,7 +40,7 @@ export class BatchedBody extends Readable {
     return this.push(batch);
   }
   /** Takes a batch's chunks itself, instead of having them joined and handed on (true). */
-  protected consumeParts(_parts: Buffer[], _total: number): boolean {
+  protected consumeParts(_parts: Buffer[]): boolean {
     return false;
   }
   /** Joins a batch's chunks into one new buffer. */
@@ -88,7 +88,7 @@ export class BatchedBody extends Readable {
     const [parts, total] = [this.pending, this.pendingBytes];
     this.pending = [];
     this.pendingBytes = 0;
-    if (this.consumeParts(parts, total)) return undefined;
+    if (this.consumeParts(parts)) return undefined;
     return parts.length === 1 ? parts[0]! : this.join(parts, total);
   }
   private finish(): void {

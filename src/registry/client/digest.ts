@@ -130,13 +130,16 @@ export class VerifiedBody extends BatchedBody implements SelfVerifying, SelfStor
     }
     // Storing, the thread writes the batch too and this thread never touches it again.
     this.threadHash.update(batch, this.storing && this.own.has(batch));
-    if (this.threadHash.outstanding > THREAD_HASH_MAX_OUTSTANDING) this.hold();
+    this.holdWhileBehind();
   }
-  protected override consumeParts(parts: Buffer[], total: number): boolean {
+  protected override consumeParts(parts: Buffer[]): boolean {
     if (!this.storing || !this.ownChunks || !this.threadHash) return false;
-    this.threadHash.updateParts(parts, total);
-    if (this.threadHash.outstanding > THREAD_HASH_MAX_OUTSTANDING) this.hold();
+    this.threadHash.updateParts(parts);
+    this.holdWhileBehind();
     return true;
+  }
+  private holdWhileBehind(): void {
+    if (this.threadHash!.outstanding > THREAD_HASH_MAX_OUTSTANDING) this.hold();
   }
   protected override handOn(batch: Buffer): boolean {
     return this.storing ? true : super.handOn(batch);
@@ -171,8 +174,8 @@ export class VerifiedBody extends BatchedBody implements SelfVerifying, SelfStor
   }
   protected override async verify(): Promise<Error | undefined> {
     this.verifying = true;
+    // An error here destroys the body, and _destroy drops its thread hash.
     if (this.size !== undefined && this.seen !== this.size) {
-      this.threadHash?.drop();
       return new DigestMismatchError(`${this.what}: got ${this.seen} bytes, expected ${this.size}`);
     }
     let hex: string;

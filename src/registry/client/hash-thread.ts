@@ -38,8 +38,7 @@ parentPort.on('message', (m) => {
   if (!job) return;
   if (m.op === 'file') {
     try { job.fd = fs.openSync(m.path, 'w'); } catch (error) { job.error = error.message; }
-  } else if (m.op === 'drop') { close(job); jobs.delete(m.id); }
-  else if (m.op === 'end') {
+  } else if (m.op === 'end') {
     close(job);
     jobs.delete(m.id);
     parentPort.postMessage({ op: 'digest', id: m.id, hex: job.hash.digest('hex'), written: job.written, error: job.error });
@@ -227,27 +226,25 @@ export class ThreadHash {
    * ArrayBuffer it is moved to the thread instead of copied.
    */
   update(bytes: Buffer, transfer = false): void {
-    this.send(this.writing ? 'both' : 'hash', bytes, transfer);
+    this.send(this.writing ? 'both' : 'hash', bytes, transfer && ownsItsMemory(bytes) ? [bytes] : []);
   }
   /**
    * update() for a batch still in pieces (no joined copy): each piece that
    * owns its whole ArrayBuffer is moved, the others copied. Only for pieces
    * nothing else holds (an HTTP response body's chunks are fresh copies).
    */
-  updateParts(parts: Buffer[], total: number): void {
-    if (this.job.failed) return;
-    addOutstanding(this.job, total);
-    const moved = parts.filter(ownsItsMemory).map((part) => part.buffer as ArrayBuffer);
-    this.thread.postMessage({ op: this.writing ? 'both' : 'hash', id: this.id, bytes: parts }, moved);
+  updateParts(parts: Buffer[]): void {
+    this.send(this.writing ? 'both' : 'hash', parts, parts.filter(ownsItsMemory));
   }
   /** Writes bytes given to update() before toFile(), in order. */
-  write(bytes: Buffer, transfer = false): void {
-    this.send('write', bytes, transfer);
+  write(bytes: Buffer): void {
+    this.send('write', bytes, []);
   }
-  private send(op: 'hash' | 'write' | 'both', bytes: Buffer, transfer: boolean): void {
+  /** Posts bytes to the thread, moving `moved` (buffers that own their memory) instead of copying them. */
+  private send(op: 'hash' | 'write' | 'both', bytes: Buffer | Buffer[], moved: Buffer[]): void {
     if (this.job.failed) return;
-    addOutstanding(this.job, bytes.length);
-    this.thread.postMessage({ op, id: this.id, bytes }, transfer && ownsItsMemory(bytes) ? [bytes.buffer as ArrayBuffer] : []);
+    addOutstanding(this.job, Array.isArray(bytes) ? bytes.reduce((sum, part) => sum + part.length, 0) : bytes.length);
+    this.thread.postMessage({ op, id: this.id, bytes }, moved.map((part) => part.buffer as ArrayBuffer));
   }
   /** The hex digest of every byte given (and the bytes written), once the thread has them all. */
   digest(): Promise<ThreadDigest> {
