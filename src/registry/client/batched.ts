@@ -43,6 +43,10 @@ export class BatchedBody extends Readable {
   protected consumeParts(_parts: Buffer[]): boolean {
     return false;
   }
+  /** A batch of one chunk is copied through join() too (true), rather than handed on as it is. */
+  protected joinsSinglePart(): boolean {
+    return false;
+  }
   /** Joins a batch's chunks into one new buffer. */
   protected join(parts: Buffer[], total: number): Buffer {
     return Buffer.concat(parts, total);
@@ -89,7 +93,7 @@ export class BatchedBody extends Readable {
     this.pending = [];
     this.pendingBytes = 0;
     if (this.consumeParts(parts)) return undefined;
-    return parts.length === 1 ? parts[0]! : this.join(parts, total);
+    return parts.length === 1 && !this.joinsSinglePart() ? parts[0]! : this.join(parts, total);
   }
   private finish(): void {
     this.ended = true;

@@ -22,6 +22,12 @@ export interface RemoteTransportOptions extends SessionOptions, Omit<PushOptions
    * WEFT_BLOB_CACHE=off disables it).
    */
   blobCache?: string | false;
+  /**
+   * Blob GETs of 1 MiB or more read off sockets of weft's own rather than
+   * through node:http (direct-read.ts): default true; false or
+   * WEFT_DIRECT_READ=0 turns it off.
+   */
+  directRead?: boolean;
 }
 
 export class RegistryClient implements RemoteTransport {
@@ -31,8 +37,8 @@ export class RegistryClient implements RemoteTransport {
   private readonly blobLocations?: BlobLocationCache;
 
   constructor(private readonly options: RemoteTransportOptions = {}) {
-    this.http = new HttpClient({ resolve: options.resolve, ca: options.ca });
     const env = options.env ?? process.env;
+    this.http = new HttpClient({ resolve: options.resolve, ca: options.ca, directRead: options.directRead ?? env.WEFT_DIRECT_READ?.trim() !== '0' });
     if (typeof options.blobCache === 'string') this.blobLocations = new BlobLocationCache(options.blobCache);
     else if (options.blobCache !== false && env.WEFT_BLOB_CACHE !== 'off') this.blobLocations = new BlobLocationCache(env.WEFT_BLOB_CACHE || defaultBlobCacheFile(env));
   }

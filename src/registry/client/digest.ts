@@ -2,7 +2,7 @@
 import { createHash, type Hash } from 'node:crypto';
 import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import { BatchedBody } from './batched.js';
-import { ThreadHash, useHashThread } from './hash-thread.js';
+import { ThreadHash, batchBuffer, useHashThread } from './hash-thread.js';
 import { SELF_STORING, SELF_VERIFYING, type SelfStoring, type SelfVerifying } from '../../image/blobstore.js';
 import { isSupportedDigest } from '../../image/oci.js';
 import { DigestMismatchError } from './errors.js';
@@ -118,8 +118,22 @@ export class VerifiedBody extends BatchedBody implements SelfVerifying, SelfStor
     if (this.size !== undefined && this.seen > this.size) return new DigestMismatchError(`${this.what}: more than the ${this.size} bytes its descriptor says`);
     return undefined;
   }
+  /** Stored by the thread: every batch goes into pooled memory that is moved there and back (batchBuffer). */
+  private get fillsPooledBatches(): boolean {
+    return this.storing && this.threadHash !== undefined;
+  }
+  protected override joinsSinglePart(): boolean {
+    return this.fillsPooledBatches;
+  }
   protected override join(parts: Buffer[], total: number): Buffer {
-    const batch = super.join(parts, total);
+    let batch: Buffer;
+    if (this.fillsPooledBatches) {
+      batch = batchBuffer(total);
+      let at = 0;
+      for (const part of parts) at += part.copy(batch, at);
+    } else {
+      batch = super.join(parts, total);
+    }
     this.own.add(batch);
     return batch;
   }

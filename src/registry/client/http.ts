@@ -1,12 +1,14 @@
 // A small HTTP layer over node:http/node:https with keep-alive agents.
 // node:http (rather than fetch) lets the client stream request bodies with a
 // known Content-Length, count bytes, and decide itself which headers follow a
-// redirect (Authorization never crosses to another host).
+// redirect (Authorization never crosses to another host). GETs of large
+// bodies (blobs) are read off sockets of weft's own instead (direct-read.ts).
 import http from 'node:http';
 import type https from 'node:https';
 import type { LookupFunction } from 'node:net';
 import { lookup as dnsLookup } from 'node:dns';
 import { Readable } from 'node:stream';
+import { DirectReadDeclined, DirectReader } from './direct-read.js';
 
 export interface HttpRequest {
   method: string;
@@ -17,13 +19,17 @@ export interface HttpRequest {
   contentLength?: number;
   /** Abort the request when no byte moves for this long (ms). */
   idleTimeoutMs?: number;
+  /** A large body is expected (a blob): a GET is read off a socket directly (direct-read.ts). */
+  bulk?: boolean;
 }
 
 export interface HttpResponse {
   status: number;
   headers: http.IncomingHttpHeaders;
+  /** Header names and values as received, in order. */
+  rawHeaders: string[];
   url: URL;
-  body: http.IncomingMessage;
+  body: Readable;
 }
 
 export interface HttpClientOptions {
@@ -32,6 +38,8 @@ export interface HttpClientOptions {
   maxSockets?: number;
   /** Extra CA certificates (PEM) to trust for HTTPS. */
   ca?: string[];
+  /** Read bulk GETs off sockets directly (default true). */
+  directRead?: boolean;
 }
 
 export class HttpClient {
@@ -40,6 +48,7 @@ export class HttpClient {
   private httpsAgent?: Promise<{ lib: typeof https; agent: https.Agent }>;
   private readonly common: http.AgentOptions;
   private readonly ca?: string[];
+  private readonly direct?: DirectReader;
 
   constructor(options: HttpClientOptions = {}) {
     const resolve = options.resolve ?? {};
@@ -57,6 +66,7 @@ export class HttpClient {
     this.common = common;
     this.ca = options.ca && options.ca.length ? options.ca : undefined;
     this.httpAgent = new http.Agent(common);
+    if (options.directRead !== false) this.direct = new DirectReader({ lookup, ca: this.ca });
   }
 
   private tls(): Promise<{ lib: typeof https; agent: https.Agent }> {
@@ -65,6 +75,15 @@ export class HttpClient {
   }
 
   async request(req: HttpRequest): Promise<HttpResponse> {
+    if (req.bulk && this.direct && req.method === 'GET' && req.body === undefined) {
+      try {
+        const res = await this.direct.get({ url: req.url, headers: { 'User-Agent': 'weft/0.1', ...req.headers }, idleTimeoutMs: req.idleTimeoutMs });
+        return { ...res, url: req.url };
+      } catch (error) {
+        if (!(error instanceof DirectReadDeclined)) throw error;
+        // Framed some other way (chunked): the same GET through node:http.
+      }
+    }
     const isHttps = req.url.protocol === 'https:';
     const tls = isHttps ? await this.tls() : undefined;
     const lib = tls ? tls.lib : http;
@@ -86,7 +105,7 @@ export class HttpClient {
             stream.unpipe(outgoing);
             stream.destroy();
           }
-          resolvePromise({ status: res.statusCode ?? 0, headers: res.headers, url: req.url, body: res });
+          resolvePromise({ status: res.statusCode ?? 0, headers: res.headers, rawHeaders: res.rawHeaders, url: req.url, body: res });
         },
       );
       let settled = false;
@@ -122,6 +141,7 @@ export class HttpClient {
 
   close(): void {
     this.httpAgent.destroy();
+    this.direct?.close();
     void this.httpsAgent?.then(({ agent }) => agent.destroy());
   }
 }
@@ -159,7 +179,7 @@ export function header(res: HttpResponse, name: string): string | undefined {
 
 /** All values of a header, keeping separate header lines apart (for WWW-Authenticate and Link). */
 export function headerValues(res: HttpResponse, name: string): string[] {
-  const raw = res.body.rawHeaders;
+  const raw = res.rawHeaders;
   const out: string[] = [];
   for (let i = 0; i + 1 < raw.length; i += 2) if (raw[i]!.toLowerCase() === name.toLowerCase()) out.push(raw[i + 1]!);
   return out;

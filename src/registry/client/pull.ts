@@ -9,6 +9,7 @@ import { VerifiedBody, digestOf, verifyBytes } from './digest.js';
 import { useHashThread } from './hash-thread.js';
 import { RegistryError } from './errors.js';
 import { header, readBody } from './http.js';
+import { DirectBody } from './direct-read.js';
 import type { RegistrySession } from './session.js';
 
 export const manifestAccept = manifestMediaTypes.join(', ');
@@ -83,6 +84,9 @@ export function selectPlatform(index: ImageIndex, platformText: string, what: st
   return pick;
 }
 
+/** Blobs from this size on are read off the socket directly (direct-read.ts); smaller ones share node:http's connections. */
+const BULK_MIN_BYTES = 1024 * 1024;
+
 /** Streams a blob, verifying digest and size; the stream errors on a mismatch. */
 export async function openBlob(session: RegistrySession, repository: string, descriptor: Descriptor, scopes = pullScopes(repository)): Promise<Readable> {
   const res = await session.request({
@@ -90,10 +94,12 @@ export async function openBlob(session: RegistrySession, repository: string, des
     path: `/v2/${repository}/blobs/${descriptor.digest}`,
     scopes,
     expect: [200],
+    bulk: descriptor.size >= BULK_MIN_BYTES,
   });
   return new VerifiedBody(res.body, descriptor.digest, descriptor.size, `blob ${descriptor.digest} of ${repository}`, undefined, {
     hashThread: useHashThread(descriptor.size, session.hashThread),
-    ownChunks: true, // node:http copies each body chunk out of the socket's buffer
+    // node:http copies each body chunk out of the socket's buffer; a direct read's chunks are views of a shared slab.
+    ownChunks: !(res.body instanceof DirectBody),
   });
 }
 
@@ -103,7 +109,7 @@ export async function openBlob(session: RegistrySession, repository: string, des
  * completes), so the bytes are not hashed twice.
  */
 export async function openBlobUnverified(session: RegistrySession, repository: string, descriptor: Descriptor): Promise<Readable> {
-  const res = await session.request({ method: 'GET', path: `/v2/${repository}/blobs/${descriptor.digest}`, scopes: pullScopes(repository), expect: [200] });
+  const res = await session.request({ method: 'GET', path: `/v2/${repository}/blobs/${descriptor.digest}`, scopes: pullScopes(repository), expect: [200], bulk: descriptor.size >= BULK_MIN_BYTES });
   return res.body;
 }
 

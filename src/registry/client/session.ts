@@ -48,6 +48,8 @@ export interface RequestOptions {
   retry?: boolean;
   /** Statuses the caller handles; anything else becomes a RegistryError. */
   expect: number[];
+  /** A large body is expected (a blob GET): read off a socket directly, here and after a redirect. */
+  bulk?: boolean;
 }
 
 interface CachedToken {
@@ -283,7 +285,7 @@ export class RegistrySession {
   }
 
   /** One HTTP exchange; retryable statuses become retryable errors (body drained). */
-  private async sendChecked(req: { method: string; url: URL; headers?: Record<string, string>; body?: Buffer | Readable; contentLength?: number }): Promise<HttpResponse> {
+  private async sendChecked(req: { method: string; url: URL; headers?: Record<string, string>; body?: Buffer | Readable; contentLength?: number; bulk?: boolean }): Promise<HttpResponse> {
     let res: HttpResponse;
     try {
       res = await this.http.request({ ...req, idleTimeoutMs: 120_000 });
@@ -325,7 +327,7 @@ export class RegistrySession {
           if (auth) headers.Authorization = auth;
         }
         const body = options.body ? await options.body() : undefined;
-        let res = await this.sendChecked({ method: options.method, url, headers, body, contentLength: options.contentLength });
+        let res = await this.sendChecked({ method: options.method, url, headers, body, contentLength: options.contentLength, bulk: options.bulk });
         if (res.status === 401 && sameHost && !refreshed) {
           const challenges = parseChallenges(headerValues(res, 'www-authenticate').join(', '));
           await discard(res);
@@ -345,7 +347,7 @@ export class RegistrySession {
           throw await this.authFailure(url, this.challenge);
         }
         if ((options.method === 'GET' || options.method === 'HEAD') && [301, 302, 303, 307, 308].includes(res.status)) {
-          res = await this.followRedirects(res, options.method, options.headers ?? {}, headers.Authorization);
+          res = await this.followRedirects(res, options.method, options.headers ?? {}, headers.Authorization, options.bulk);
         }
         if (!options.expect.includes(res.status)) {
           const text = options.method === 'HEAD' ? Buffer.alloc(0) : await readBody(res).catch(() => Buffer.alloc(0));
@@ -373,7 +375,7 @@ export class RegistrySession {
     );
   }
 
-  private async followRedirects(first: HttpResponse, method: string, headers: Record<string, string>, auth: string | undefined): Promise<HttpResponse> {
+  private async followRedirects(first: HttpResponse, method: string, headers: Record<string, string>, auth: string | undefined, bulk?: boolean): Promise<HttpResponse> {
     let res = first;
     for (let hop = 0; hop < 5; hop++) {
       const location = header(res, 'location');
@@ -382,7 +384,7 @@ export class RegistrySession {
       await discard(res);
       const h = { ...headers };
       if (auth && next.host === res.url.host && next.protocol === res.url.protocol) h.Authorization = auth;
-      res = await this.sendChecked({ method, url: next, headers: h });
+      res = await this.sendChecked({ method, url: next, headers: h, bulk });
       if (![301, 302, 303, 307, 308].includes(res.status)) return res;
     }
     throw new RegistryError(`too many redirects from ${this.registry}`);
