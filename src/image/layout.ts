@@ -33,11 +33,16 @@ async function exists(p: string): Promise<boolean> {
  * kernel without hashing them again; streams that verify themselves (a
  * registry's blobs) are hashed once, by the stream. A few blobs at a time: one
  * large layer no longer holds up the small ones behind it (a pull from a
- * registry fetches up to 4 layers at once).
+ * registry fetches up to 6 blobs at once, the largest first).
  */
+/** Blobs fetched at once (a JVM image has a handful of layers: all of them, plus the config). */
+const BLOB_FETCHES_AT_ONCE = 6;
+
 export async function copyBlobs(image: ImageHandle, store: BlobStore): Promise<void> {
-  const descriptors = [image.manifest.config, ...image.manifest.layers];
-  await mapBounded(descriptors, 4, async (d) => {
+  // The largest layers first: the longest transfer starts at once, and the small ones fill in beside it.
+  const layers = [...image.manifest.layers].sort((a, b) => b.size - a.size);
+  const descriptors = [image.manifest.config, ...layers];
+  await mapBounded(descriptors, BLOB_FETCHES_AT_ONCE, async (d) => {
     if (await store.has(d.digest, d.size)) return;
     if (d.digest === image.manifest.config.digest) {
       // The config's bytes were read (and checked) when the image was opened: no second fetch.

@@ -12,8 +12,9 @@ import { spawnSync } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { availableParallelism } from 'node:os';
 import { VerifiedBody } from '../../src/registry/client/digest.js';
-import { useHashThread } from '../../src/registry/client/hash-thread.js';
+import { hashThreadsRunning, useHashThread } from '../../src/registry/client/hash-thread.js';
 import { RegistrySession } from '../../src/registry/client/session.js';
 import { BlobStore, SELF_STORING, verifiesItself } from '../../src/image/blobstore.js';
 import { withTempDir } from '../support/temp.js';
@@ -157,6 +158,25 @@ test('wrong, short or broken large bodies stored by the thread fail and leave no
     failing.destroy(Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' }));
     await assert.rejects(stored, /socket hang up/);
     assert.deepEqual(await blobFiles(), []);
+  });
+});
+
+test('bodies stored at once go to more than one worker thread, and a wrong one fails alone', async () => {
+  await withStore(async (store, blobFiles) => {
+    const others = [randomBytes(6 * 1024 * 1024), randomBytes(5 * 1024 * 1024)];
+    const digestOf = (bytes: Buffer): string => `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+    const wrong = Buffer.from(big);
+    wrong[1000]! ^= 1;
+    const results = await Promise.allSettled([
+      store.putStream(new VerifiedBody(source(big), bigDigest, big.length, 'blob A', undefined, { hashThread: true }), { digest: bigDigest, size: big.length }),
+      ...others.map((bytes, i) => store.putStream(new VerifiedBody(source(bytes), digestOf(bytes), bytes.length, `blob ${i}`, undefined, { hashThread: true }), { digest: digestOf(bytes), size: bytes.length })),
+      store.putStream(new VerifiedBody(source(wrong), bigDigest, big.length, 'blob W', undefined, { hashThread: true }), { digest: bigDigest, size: big.length }),
+    ]);
+    assert.deepEqual(results.map((r) => r.status), ['fulfilled', 'fulfilled', 'fulfilled', 'rejected']);
+    assert.match(String((results[3] as PromiseRejectedResult).reason), /blob W: expected sha256:/);
+    assert.deepEqual((await blobFiles()).sort(), [bigDigest, ...others.map(digestOf)].map((d) => d.slice(7)).sort());
+    for (const bytes of [big, ...others]) assert.ok((await fs.readFile(store.path(digestOf(bytes)))).equals(bytes));
+    assert.equal(hashThreadsRunning(), Math.min(2, availableParallelism()), `hashing threads on ${availableParallelism()} cores`);
   });
 });
 

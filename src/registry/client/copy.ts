@@ -49,7 +49,7 @@ export async function copyImage(
     digest = result.digest;
   } else {
     if (to.transport === 'oci') {
-      // The layout writer fetches up to 4 layers at once and hashes each blob once (its stream verifies itself).
+      // The layout writer fetches up to 6 blobs at once (the largest first) and hashes each blob once (its stream verifies itself).
       const { writeOciLayout } = await import('../../image/layout.js');
       await writeOciLayout(image, to.dir, to.tag);
       digest = image.manifestDigest;

@@ -1,15 +1,17 @@
 // SHA-256/512 of large blob bodies, and their writing into a blob store, on a
 // worker thread, so that a pull's main thread only receives while the other
 // core hashes and writes (hashing, writing and joining batches were ~40 of
-// the ~128 ms of main-thread CPU of a warm 32 MiB pull here). One worker per
-// process, started on first use and kept; it keeps the process alive only
-// while it owes an answer (a digest, a drop) or has bytes to get through,
-// so an abandoned body never does. Bytes go over as 1 MiB batches (or a batch's unjoined chunks), moved
+// the ~128 ms of main-thread CPU of a warm 32 MiB pull here). Up to two
+// workers per process (one per body at a time while both are busy), started
+// on first use and kept; each keeps the process alive only while it owes an
+// answer (a digest, a drop) or has bytes to get through, so an abandoned body
+// never does. Bytes go over as 1 MiB batches (or a batch's unjoined chunks), moved
 // when nothing else holds them and copied otherwise. The worker's source is
 // inline, so the bundled CLI (code-cached CommonJS, no files beside it)
 // starts it the same way as the compiled tree. Why not SharedArrayBuffer
 // batches: copying socket chunks into shared memory measured ~3x slower than
 // into ordinary buffers (V8 copies element-wise into shared memory).
+import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 
 const workerSource = `
@@ -75,7 +77,7 @@ const THREAD_START_MIN_BYTES = 64 * 1024 * 1024;
  */
 export function useHashThread(size: number | undefined, choice?: boolean): boolean {
   if (size === undefined || size < THREAD_MIN_BYTES || choice === false) return false;
-  return choice === true || worker !== undefined || size >= THREAD_START_MIN_BYTES;
+  return choice === true || workers.length > 0 || size >= THREAD_START_MIN_BYTES;
 }
 
 type Reply = { op: 'done'; id: number; bytes: number; back: Uint8Array[] } | { op: 'dropped'; id: number } | { op: 'digest'; id: number; hex: string; written: number; error?: string };
@@ -87,6 +89,7 @@ export interface ThreadDigest {
 }
 
 interface Job {
+  worker: HashWorker;
   outstanding: number;
   /** Called when the thread is done with the job (digest sent, or dropped): its file is closed. */
   settle: () => void;
@@ -96,21 +99,138 @@ interface Job {
   failed?: Error;
 }
 
-let worker: Worker | undefined;
+/**
+ * Worker threads at most: two, so that two layers of a pull are hashed and
+ * written on two cores at once (one thread for every layer was the limit of
+ * a 256 MiB pull: ~400-600 ms of its CPU against ~250 ms of the receiving
+ * thread's); one on a one-core machine.
+ */
+const MAX_WORKERS = Math.max(1, Math.min(2, availableParallelism()));
 let nextId = 1;
+/** Every job on any worker, by id. */
 const jobs = new Map<number, Job>();
-/** Answers owed by the thread that somebody waits for (digests, drops). */
-let owed = 0;
-/** Bytes given to the thread and not yet hashed (or written), over all jobs. */
-let outstanding = 0;
-let referenced = false;
+const workers: HashWorker[] = [];
+
+/**
+ * One worker thread and its jobs. It keeps the process alive while it owes
+ * an answer or has bytes to get through: a body waiting for the thread to
+ * catch up has paused its source, and a paused socket or file stream keeps
+ * nothing alive. With neither (an abandoned body, an idle thread) it does not.
+ */
+class HashWorker {
+  readonly thread: Worker;
+  /** Jobs not finished on this worker. */
+  active = 0;
+  /** Answers owed by the thread that somebody waits for (digests, drops). */
+  private owed = 0;
+  /** Bytes given to the thread and not yet hashed (or written), over its jobs. */
+  private outstanding = 0;
+  private referenced = false;
+  private failed = false;
+
+  constructor() {
+    // execArgv: [] so the parent's flags (--input-type=module, for one) cannot change how the inline source is read.
+    this.thread = new Worker(workerSource, { eval: true, execArgv: [] });
+    this.thread.on('message', (reply: Reply) => this.onReply(reply));
+    this.thread.on('error', (error) => this.failAll(new Error(`the hashing thread failed: ${error.message}`)));
+    this.thread.on('exit', (code) => this.failAll(new Error(`the hashing thread stopped (exit code ${code}) before the blob was hashed`)));
+    this.thread.unref();
+  }
+
+  private updateRef(): void {
+    const needed = !this.failed && (this.owed > 0 || this.outstanding > 0);
+    if (needed === this.referenced) return;
+    this.referenced = needed;
+    if (needed) this.thread.ref();
+    else this.thread.unref();
+  }
+
+  owe(delta: 1 | -1): void {
+    this.owed += delta;
+    this.updateRef();
+  }
+
+  addOutstanding(job: Job, bytes: number): void {
+    job.outstanding += bytes;
+    this.outstanding += bytes;
+    this.updateRef();
+  }
+
+  /** Removes a job the thread is done with; what it still had outstanding no longer counts. */
+  forget(id: number, job: Job): void {
+    if (!jobs.delete(id)) return;
+    this.active--;
+    this.outstanding -= job.outstanding;
+    job.outstanding = 0;
+    if (jobs.size === 0) pool.length = 0; // nothing being hashed: the memory goes
+    this.updateRef();
+  }
+
+  private onReply(reply: Reply): void {
+    const job = jobs.get(reply.id);
+    if (reply.op === 'dropped') {
+      if (job) this.forget(reply.id, job);
+      this.owe(-1);
+      job?.settle();
+    } else if (!job) {
+      return;
+    } else if (reply.op === 'done') {
+      recycle(reply.back);
+      this.addOutstanding(job, -reply.bytes);
+      job.onDone();
+    } else {
+      this.forget(reply.id, job);
+      job.settle();
+      if (!job.resolve) return; // dropped while its digest was on the way (the drop settled what it owed)
+      this.owe(-1);
+      if (reply.error) job.reject!(new Error(`writing the blob failed: ${reply.error}`));
+      else job.resolve({ hex: reply.hex, written: reply.written });
+    }
+  }
+
+  private failAll(error: Error): void {
+    if (this.failed) return;
+    this.failed = true;
+    workers.splice(workers.indexOf(this), 1);
+    this.owed = 0;
+    this.outstanding = 0;
+    this.referenced = false;
+    for (const [id, job] of jobs) {
+      if (job.worker !== this) continue;
+      jobs.delete(id);
+      job.failed = error;
+      job.outstanding = 0; // a body held back for the thread reads on, and fails at its end
+      job.reject?.(error);
+      job.onDone();
+      job.settle();
+    }
+    if (jobs.size === 0) pool.length = 0;
+  }
+}
+
+/** Worker threads running (for tests and diagnostics). */
+export function hashThreadsRunning(): number {
+  return workers.length;
+}
+
+/** The worker for a new job: an idle one, else a new one while fewer than MAX_WORKERS run, else the least busy. */
+function pickWorker(): HashWorker {
+  const idle = workers.find((w) => w.active === 0);
+  if (idle) return idle;
+  if (workers.length < MAX_WORKERS) {
+    const started = new HashWorker();
+    workers.push(started);
+    return started;
+  }
+  return workers.reduce((a, b) => (b.active < a.active ? b : a));
+}
 
 /**
  * Batch memory that goes to the thread and comes back, instead of a new
  * buffer per 1 MiB batch: measured with 256 MiB hashed and written on the
  * thread, fresh buffers moved there cost it 310-740 ms of CPU, pooled ones
  * 290-310 ms, and this thread a third less (the first touch of new memory
- * and its freeing are the difference). Kept only while the thread has work.
+ * and its freeing are the difference). Kept only while a thread has work.
  */
 const POOLED_BYTES = 2 * 1024 * 1024;
 const POOL_MAX = 16;
@@ -138,91 +258,6 @@ function recycle(parts: Uint8Array[]): void {
   }
 }
 
-/**
- * The worker keeps the process alive while it owes an answer or has bytes
- * to get through: a body waiting for the thread to catch up has paused its
- * source, and a paused socket or file stream keeps nothing alive. With
- * neither (an abandoned body, an idle thread) it does not.
- */
-function updateRef(): void {
-  const needed = worker !== undefined && (owed > 0 || outstanding > 0);
-  if (needed === referenced) return;
-  referenced = needed;
-  if (needed) worker!.ref();
-  else worker!.unref();
-}
-
-function owe(delta: 1 | -1): void {
-  owed += delta;
-  updateRef();
-}
-
-function addOutstanding(job: Job, bytes: number): void {
-  job.outstanding += bytes;
-  outstanding += bytes;
-  updateRef();
-}
-
-/** Removes a job the thread is done with; what it still had outstanding no longer counts. */
-function forget(id: number, job: Job): void {
-  jobs.delete(id);
-  outstanding -= job.outstanding;
-  job.outstanding = 0;
-  if (jobs.size === 0) pool.length = 0; // nothing being hashed: the memory goes
-  updateRef();
-}
-
-function failAll(error: Error): void {
-  worker = undefined;
-  owed = 0;
-  outstanding = 0;
-  referenced = false;
-  for (const job of jobs.values()) {
-    job.failed = error;
-    job.outstanding = 0; // a body held back for the thread reads on, and fails at its end
-    job.reject?.(error);
-    job.onDone();
-    job.settle();
-  }
-  jobs.clear();
-  pool.length = 0;
-}
-
-function hashWorker(): Worker {
-  if (worker) return worker;
-  // execArgv: [] so the parent's flags (--input-type=module, for one) cannot change how the inline source is read.
-  const started = new Worker(workerSource, { eval: true, execArgv: [] });
-  started.on('message', (reply: Reply) => {
-    const job = jobs.get(reply.id);
-    if (reply.op === 'dropped') {
-      if (job) forget(reply.id, job);
-      owe(-1);
-      job?.settle();
-    } else if (!job) {
-      return;
-    } else if (reply.op === 'done') {
-      recycle(reply.back);
-      addOutstanding(job, -reply.bytes);
-      job.onDone();
-    } else {
-      forget(reply.id, job);
-      job.settle();
-      if (!job.resolve) return; // dropped while its digest was on the way (the drop settled what it owed)
-      owe(-1);
-      if (reply.error) job.reject!(new Error(`writing the blob failed: ${reply.error}`));
-      else job.resolve({ hex: reply.hex, written: reply.written });
-    }
-  });
-  started.on('error', (error) => failAll(new Error(`the hashing thread failed: ${error.message}`)));
-  started.on('exit', (code) => {
-    if (worker === started) failAll(new Error(`the hashing thread stopped (exit code ${code}) before the blob was hashed`));
-  });
-  started.unref();
-  referenced = false;
-  worker = started;
-  return started;
-}
-
 /** A buffer that is the whole of its ArrayBuffer (not a slice of a pool or of a bigger buffer), or a batchBuffer(): it can be moved to the thread. */
 function ownsItsMemory(bytes: Buffer): boolean {
   if (!(bytes.buffer instanceof ArrayBuffer)) return false;
@@ -237,18 +272,19 @@ function ownsItsMemory(bytes: Buffer): boolean {
 export class ThreadHash {
   private readonly id = nextId++;
   private readonly job: Job;
-  private readonly thread: Worker;
+  private readonly worker: HashWorker;
   private writing = false;
   private dropped = false;
   /** Resolves when the thread is done with this hash: after its digest, or after drop(); its file is closed by then. */
   readonly settled: Promise<void>;
   constructor(algorithm: 'sha256' | 'sha512', onDone: () => void = () => undefined) {
-    this.thread = hashWorker();
+    this.worker = pickWorker();
     let settle!: () => void;
     this.settled = new Promise<void>((resolve) => (settle = resolve));
-    this.job = { outstanding: 0, onDone, settle };
+    this.job = { worker: this.worker, outstanding: 0, onDone, settle };
     jobs.set(this.id, this.job);
-    this.thread.postMessage({ op: 'start', id: this.id, algorithm });
+    this.worker.active++;
+    this.worker.thread.postMessage({ op: 'start', id: this.id, algorithm });
   }
   /** Bytes handed to the thread and not yet hashed (or written). */
   get outstanding(): number {
@@ -257,7 +293,7 @@ export class ThreadHash {
   /** From now on the thread writes what it is given to `file` (created or truncated). */
   toFile(file: string): void {
     this.writing = true;
-    this.thread.postMessage({ op: 'file', id: this.id, path: file });
+    this.worker.thread.postMessage({ op: 'file', id: this.id, path: file });
   }
   /**
    * Hashes `bytes` (and writes them, after toFile). `transfer`: the caller
@@ -282,9 +318,9 @@ export class ThreadHash {
   /** Posts bytes to the thread, moving `moved` (buffers that own their memory) instead of copying them. */
   private send(op: 'hash' | 'write' | 'both', bytes: Buffer | Buffer[], moved: Buffer[]): void {
     if (this.job.failed) return;
-    addOutstanding(this.job, Array.isArray(bytes) ? bytes.reduce((sum, part) => sum + part.length, 0) : bytes.length);
+    this.worker.addOutstanding(this.job, Array.isArray(bytes) ? bytes.reduce((sum, part) => sum + part.length, 0) : bytes.length);
     const recycled = moved.length > 0 && moved.every((part) => pooled.has(part.buffer as ArrayBuffer));
-    this.thread.postMessage({ op, id: this.id, bytes, recycle: recycled }, moved.map((part) => part.buffer as ArrayBuffer));
+    this.worker.thread.postMessage({ op, id: this.id, bytes, recycle: recycled }, moved.map((part) => part.buffer as ArrayBuffer));
   }
   /** The hex digest of every byte given (and the bytes written), once the thread has them all. */
   digest(): Promise<ThreadDigest> {
@@ -293,22 +329,22 @@ export class ThreadHash {
       this.job.resolve = resolve;
       this.job.reject = reject;
       // Nothing else may keep the process alive until the digest comes.
-      owe(1);
-      this.thread.postMessage({ op: 'end', id: this.id });
+      this.worker.owe(1);
+      this.worker.thread.postMessage({ op: 'end', id: this.id });
     });
   }
   /** Forgets the hash and closes its file (the body failed or was abandoned). */
   drop(): void {
     if (this.dropped || !jobs.has(this.id)) return;
     this.dropped = true;
-    owe(1); // the thread's "dropped", which settles it
+    this.worker.owe(1); // the thread's "dropped", which settles it
     if (this.job.resolve) {
       // Its digest is not awaited any more.
-      owe(-1);
+      this.worker.owe(-1);
       this.job.resolve = undefined;
       this.job.reject?.(new Error('the hash was dropped before its digest'));
       this.job.reject = undefined;
     }
-    this.thread.postMessage({ op: 'drop', id: this.id });
+    this.worker.thread.postMessage({ op: 'drop', id: this.id });
   }
 }
