@@ -23,7 +23,7 @@ export type BlobStatus = 'sent' | 'exists' | 'mounted';
 export interface PushOptions {
   /** Remembers where blobs live per registry, to mount them into other repositories (see blobcache.ts). */
   blobLocations?: BlobLocationCache;
-  /** Blobs in flight at once (default 4). */
+  /** Layers uploaded at once, the largest first (default 5, like Docker's max-concurrent-uploads). */
   concurrency?: number;
   /** 'put': POST then one streaming PUT (default); 'patch': POST, streaming PATCH, then an empty PUT. */
   uploadMode?: 'put' | 'patch';
@@ -267,7 +267,11 @@ export async function pushImage(
   const mountRepos = new Set([...layers, image.manifest.config].map((d) => mountSource(d.digest)).filter((r): r is string => r !== undefined));
   const scopes = [...pushScopes(repository), ...[...mountRepos].map((r) => repositoryScope(r, ['pull']))];
   const uploader = new BlobUploader(session, repository, scopes, options, progress);
-  const reports = await mapBounded(layers, options.concurrency ?? 4, (layer) => uploader.upload(layer, () => image.openBlob(layer), mountSource(layer.digest)));
+  // The largest layers go first (the longest upload starts at once); reports stay in manifest order.
+  const bySize = layers.map((layer, index) => ({ layer, index })).sort((a, b) => b.layer.size - a.layer.size);
+  const uploaded = await mapBounded(bySize, options.concurrency ?? 5, ({ layer }) => uploader.upload(layer, () => image.openBlob(layer), mountSource(layer.digest)));
+  const reports: BlobReport[] = new Array<BlobReport>(layers.length);
+  bySize.forEach(({ index }, k) => (reports[index] = uploaded[k]!));
   // The config goes after the layers, so a registry never sees a config whose layers are missing.
   reports.push(await uploader.upload(image.manifest.config, () => image.configBytes, mountSource(image.manifest.config.digest)));
   const manifestDigest = digestOf(image.manifestBytes);
