@@ -3,12 +3,12 @@
 // certificate made with openssl), plus credential files and login/logout.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createSign, randomBytes } from 'node:crypto';
+import { createHash, createSign, randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
-import { createRemoteTransport, login, logout, lookupCredential } from '../../src/registry/client/index.js';
+import { copyImage, createRemoteTransport, login, logout, lookupCredential } from '../../src/registry/client/index.js';
 import { parseDockerReference } from '../../src/image/reference.js';
 import { run, startDistribution, startProxy, syntheticImage, tempDir, type Distribution, type SyntheticImage } from './helpers.js';
 
@@ -160,6 +160,19 @@ test('bearer token auth: scoped tokens from a token server, mount scopes, creden
       const mounted = await client.push(source, parseDockerReference(`${proxy.host}/team/other:1`));
       assert.ok(mounted.blobs.every((b) => b.status === 'mounted'), JSON.stringify(mounted.blobs));
       assert.ok(tokens.seen.some((s) => s.scopes.includes('repository:team/app:pull') && s.scopes.includes('repository:team/other:pull,push')));
+
+      // A layer of 1 MiB or more is read off the socket directly (direct-read.ts): with the bearer token too.
+      const big = await syntheticImage([{ name: 'big', size: 3 * 1024 * 1024, seed: 'auth-big' }]);
+      await client.push(big, parseDockerReference(`${proxy.host}/team/big:1`));
+      proxy.reset();
+      const out = path.join(dir, 'pulled');
+      await copyImage(client, `docker://${proxy.host}/team/big:1`, `oci:${out}:1`);
+      const layer = big.manifest.layers[0]!;
+      const layerBytes = await fs.readFile(path.join(out, 'blobs', 'sha256', layer.digest.slice(7)));
+      assert.equal(`sha256:${createHash('sha256').update(layerBytes).digest('hex')}`, layer.digest);
+      const layerGets = proxy.requests.filter((r) => r.method === 'GET' && r.url.endsWith(layer.digest));
+      assert.equal(layerGets.length, 1, JSON.stringify(proxy.requests));
+      assert.ok(layerGets[0]!.authorization?.startsWith('Bearer '), 'the direct read carried the token');
       client.close();
 
       // weft login against a token-auth registry verifies by asking the token server.

@@ -170,6 +170,37 @@ test('malformed answers fail with what was wrong', async () => {
   reader.close();
 });
 
+test('a server that stops sending mid-body fails the body after the idle timeout', async () => {
+  const stalled = await rawServer((socket) => socket.write(`HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n${'x'.repeat(100)}`));
+  const reader = new DirectReader();
+  try {
+    const res = await reader.get({ url: stalled.url, headers: {}, idleTimeoutMs: 300 });
+    const error = await collect(res.body).then(() => undefined, (e: Error) => e);
+    assert.ok(error, 'a stalled body fails');
+    assert.match(error.message, /no data from 127\.0\.0\.1:\d+ for 300 ms/);
+    assert.ok(isRetryable(error));
+  } finally {
+    reader.close();
+    await stalled.close();
+  }
+});
+
+test('bytes beyond Content-Length are not handed on, and that connection is not used again', async () => {
+  let accepted = 0;
+  const server = await rawServer((socket) => {
+    accepted++;
+    socket.write('HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n0123456789EXTRA-BYTES');
+  });
+  const reader = new DirectReader();
+  try {
+    for (let i = 0; i < 2; i++) assert.equal((await collect((await reader.get({ url: server.url, headers: {} })).body)).toString(), '0123456789');
+    assert.equal(accepted, 2, 'a connection that sent more than its answer held is closed, not reused');
+  } finally {
+    reader.close();
+    await server.close();
+  }
+});
+
 test('a kept-alive connection the server closed is replaced without a failure', async () => {
   // The server closes each connection shortly after its answer, as servers close idle keep-alive connections.
   const server = await serve((req, res) => {

@@ -99,7 +99,7 @@ class Connection {
     this.socket.on('error', (error) => closed(error));
     this.socket.on('close', () => closed());
     this.socket.on('end', () => closed());
-    this.socket.on('timeout', () => this.socket.destroy(failure(`no data from ${this.origin} for ${this.socket.timeout} ms`, 'ETIMEDOUT')));
+    this.socket.on('timeout', () => this.socket.destroy(failure(`no data from ${new URL(this.origin).host} for ${this.socket.timeout} ms`, 'ETIMEDOUT')));
   }
 
   /** The next read goes into the rest of the current slab, or a new one. */
