@@ -20,3 +20,16 @@ export async function mapBounded<T, R>(items: readonly T[], limit: number, job: 
   if (failed !== undefined) throw failed;
   return results;
 }
+
+/**
+ * mapBounded, starting the largest items first so the longest job (a big
+ * layer's transfer) is not left for the end; results still in input order.
+ */
+export async function mapBoundedLargestFirst<T extends { size: number }, R>(items: readonly T[], limit: number, job: (item: T) => Promise<R>): Promise<R[]> {
+  const order = items.map((_, index) => index).sort((a, b) => items[b]!.size - items[a]!.size);
+  const results = new Array<R>(items.length);
+  await mapBounded(order, limit, async (index) => {
+    results[index] = await job(items[index]!);
+  });
+  return results;
+}

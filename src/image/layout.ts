@@ -12,7 +12,7 @@ import { isValidOciRefName } from './reference.js';
 import { MediaType, manifestKind, type Descriptor, type ImageIndex, type Platform } from './oci.js';
 import { StaticImage, selectPlatform, parsePlatform } from './image.js';
 import type { ImageHandle } from './transport.js';
-import { mapBounded } from './bounded.js';
+import { mapBoundedLargestFirst } from './bounded.js';
 
 export const REF_NAME = 'org.opencontainers.image.ref.name';
 
@@ -27,6 +27,9 @@ async function exists(p: string): Promise<boolean> {
   );
 }
 
+/** Blobs fetched at once (a JVM image has a handful of layers: all of them, plus the config). */
+const BLOB_FETCHES_AT_ONCE = 6;
+
 /**
  * Copies every blob of `image` into `store`, verifying digests; skips blobs
  * already there. Blobs weft wrote itself (image.blobFile) are copied by the
@@ -35,14 +38,9 @@ async function exists(p: string): Promise<boolean> {
  * large layer no longer holds up the small ones behind it (a pull from a
  * registry fetches up to 6 blobs at once, the largest first).
  */
-/** Blobs fetched at once (a JVM image has a handful of layers: all of them, plus the config). */
-const BLOB_FETCHES_AT_ONCE = 6;
-
 export async function copyBlobs(image: ImageHandle, store: BlobStore): Promise<void> {
   // The largest layers first: the longest transfer starts at once, and the small ones fill in beside it.
-  const layers = [...image.manifest.layers].sort((a, b) => b.size - a.size);
-  const descriptors = [image.manifest.config, ...layers];
-  await mapBounded(descriptors, BLOB_FETCHES_AT_ONCE, async (d) => {
+  await mapBoundedLargestFirst([image.manifest.config, ...image.manifest.layers], BLOB_FETCHES_AT_ONCE, async (d) => {
     if (await store.has(d.digest, d.size)) return;
     if (d.digest === image.manifest.config.digest) {
       // The config's bytes were read (and checked) when the image was opened: no second fetch.

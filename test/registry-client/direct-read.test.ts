@@ -16,7 +16,7 @@ import { DirectBody, DirectReadDeclined, DirectReader } from '../../src/registry
 import { HttpClient } from '../../src/registry/client/http.js';
 import { isRetryable } from '../../src/registry/client/errors.js';
 import { copyImage, createRemoteTransport } from '../../src/registry/client/index.js';
-import { run, startDistribution, syntheticImage, tempDir, type Distribution } from './helpers.js';
+import { run, startDistribution, syntheticImage, tempDir, writeLayoutByHand, type Distribution } from './helpers.js';
 
 const blob = randomBytes(6 * 1024 * 1024 + 123);
 const blobDigest = createHash('sha256').update(blob).digest('hex');
@@ -286,7 +286,6 @@ test('a pull from the real registry, directly and through node:http, and through
   const dir = await tempDir('weft-direct-pull-');
   t.after(() => fs.rm(dir, { recursive: true, force: true }));
   const source = path.join(dir, 'source');
-  const { writeLayoutByHand } = await import('./helpers.js');
   await writeLayoutByHand(source, image, 'v1');
   const client = createRemoteTransport({ blobCache: false });
   await copyImage(client, `oci:${source}:v1`, `docker://${registry.host}/direct/app:v1`);

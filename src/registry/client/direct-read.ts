@@ -40,7 +40,6 @@ export interface DirectReaderOptions {
   lookup?: net.LookupFunction;
   /** Trusted CA certificates (PEM) for HTTPS, as for the https.Agent beside it. */
   ca?: string[];
-  noDelay?: boolean;
 }
 
 const SLAB_BYTES = 1024 * 1024;
@@ -58,7 +57,7 @@ function failure(message: string, code: Code): Error {
 
 /** What a connection does with the bytes it reads: the exchange under way, if any. */
 interface Exchange {
-  /** Bytes read; false to stop reading for now. */
+  /** Bytes read (the exchange pauses the socket itself when its reader falls behind). */
   onBytes(chunk: Buffer): void;
   /** The connection ended (error: it failed). */
   onClose(error: Error | undefined): void;
@@ -67,8 +66,6 @@ interface Exchange {
 class Connection {
   readonly socket: net.Socket | TLSSocket;
   exchange?: Exchange;
-  /** Bytes have been read on this connection in some exchange: a failure before the first byte of a reused one is a stale keep-alive. */
-  used = false;
   closed = false;
   private slab = Buffer.allocUnsafe(SLAB_BYTES);
   private offset = 0;
@@ -127,7 +124,7 @@ class ResponseReader implements Exchange {
     private readonly connection: Connection,
     private readonly what: string,
     private readonly resolve: (response: DirectResponse) => void,
-    private readonly reject: (error: Error, staleKeepAlive: boolean) => void,
+    private readonly reject: (error: Error, beforeAnyByte: boolean) => void,
     private readonly finished: (reusable: boolean) => void,
   ) {}
 
@@ -191,25 +188,24 @@ class ResponseReader implements Exchange {
   onClose(error: Error | undefined): void {
     if (this.done) return;
     if (!this.body) {
-      const stale = this.connection.used && !this.anyByte;
-      this.fail(error ?? failure(`${this.what}: the connection closed before a response`, 'ECONNRESET'), stale);
-      return;
-    }
-    if (this.remaining < 0 && !error) {
-      this.done = true;
-      this.body.push(null);
+      // Not a byte of an answer: on a kept-alive connection, one the server had closed (get() tries once more).
+      this.fail(error ?? failure(`${this.what}: the connection closed before a response`, 'ECONNRESET'), !this.anyByte);
       return;
     }
     this.done = true;
+    if (this.remaining < 0 && !error) {
+      this.body.push(null);
+      return;
+    }
     const expected = this.remaining >= 0 ? ` of ${this.remaining}` : '';
     this.body.destroy(error ?? failure(`${this.what}: the connection closed after ${this.received}${expected} bytes of the body`, 'ECONNRESET'));
   }
 
-  private fail(error: Error, staleKeepAlive = false): void {
+  private fail(error: Error, beforeAnyByte = false): void {
     this.done = true;
     this.connection.exchange = undefined;
     this.connection.socket.destroy();
-    this.reject(error, staleKeepAlive);
+    this.reject(error, beforeAnyByte);
   }
 }
 
@@ -281,7 +277,7 @@ export class DirectReader {
       return await this.exchange(reused ?? (await this.connect(req.url)), head, req);
     } catch (error) {
       // A kept-alive connection the server had closed fails before any byte: once more on a new one.
-      if (reused && (error as { staleKeepAlive?: boolean }).staleKeepAlive) return this.exchange(await this.connect(req.url), head, req);
+      if (reused && (error as { beforeAnyByte?: boolean }).beforeAnyByte) return this.exchange(await this.connect(req.url), head, req);
       throw error;
     }
   }
@@ -294,11 +290,10 @@ export class DirectReader {
         connection,
         what,
         resolve,
-        (error, stale) => reject(Object.assign(error, { staleKeepAlive: stale })),
+        (error, beforeAnyByte) => reject(Object.assign(error, { beforeAnyByte })),
         (reusable) => this.release(connection, reusable),
       );
       connection.socket.write(head);
-      connection.used = true;
       connection.socket.ref();
     });
   }
@@ -328,12 +323,12 @@ export class DirectReader {
     const host = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname;
     const port = Number(url.port || (url.protocol === 'https:' ? 443 : 80));
     const tls = url.protocol === 'https:' ? await (this.tlsModule ??= import('node:tls')) : undefined;
-    const connection = await new Promise<Connection>((resolve, reject) => {
+    return new Promise<Connection>((resolve, reject) => {
       let ready = false;
       const made = new Connection(
         url.origin,
         (onread) => {
-          const common = { host, port, lookup: this.options.lookup, noDelay: this.options.noDelay ?? true, onread };
+          const common = { host, port, lookup: this.options.lookup, noDelay: true, onread };
           if (!tls) return net.connect(common, () => ((ready = true), resolve(made)));
           const options: ConnectionOptions & { onread: typeof onread } = { ...common, ca: this.options.ca, ALPNProtocols: ['http/1.1'] };
           if (!net.isIP(host)) options.servername = host;
@@ -348,7 +343,6 @@ export class DirectReader {
       );
       this.all.add(made);
     });
-    return connection;
   }
 
   close(): void {

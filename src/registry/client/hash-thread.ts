@@ -156,13 +156,20 @@ class HashWorker {
     this.updateRef();
   }
 
+  /** Takes a new job and tells the thread to start its hash. */
+  start(id: number, job: Job, algorithm: 'sha256' | 'sha512'): void {
+    jobs.set(id, job);
+    this.active++;
+    this.thread.postMessage({ op: 'start', id, algorithm });
+  }
+
   /** Removes a job the thread is done with; what it still had outstanding no longer counts. */
   forget(id: number, job: Job): void {
     if (!jobs.delete(id)) return;
     this.active--;
     this.outstanding -= job.outstanding;
     job.outstanding = 0;
-    if (jobs.size === 0) pool.length = 0; // nothing being hashed: the memory goes
+    emptyPoolWhenIdle();
     this.updateRef();
   }
 
@@ -204,7 +211,7 @@ class HashWorker {
       job.onDone();
       job.settle();
     }
-    if (jobs.size === 0) pool.length = 0;
+    emptyPoolWhenIdle();
   }
 }
 
@@ -248,6 +255,11 @@ export function batchBuffer(size: number): Buffer {
   return Buffer.from(memory, 0, size);
 }
 
+/** Nothing being hashed: the pooled memory goes. */
+function emptyPoolWhenIdle(): void {
+  if (jobs.size === 0) pool.length = 0;
+}
+
 function recycle(parts: Uint8Array[]): void {
   for (const part of parts) {
     const memory = part.buffer as ArrayBuffer;
@@ -282,9 +294,7 @@ export class ThreadHash {
     let settle!: () => void;
     this.settled = new Promise<void>((resolve) => (settle = resolve));
     this.job = { worker: this.worker, outstanding: 0, onDone, settle };
-    jobs.set(this.id, this.job);
-    this.worker.active++;
-    this.worker.thread.postMessage({ op: 'start', id: this.id, algorithm });
+    this.worker.start(this.id, this.job, algorithm);
   }
   /** Bytes handed to the thread and not yet hashed (or written). */
   get outstanding(): number {

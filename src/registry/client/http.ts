@@ -75,9 +75,10 @@ export class HttpClient {
   }
 
   async request(req: HttpRequest): Promise<HttpResponse> {
+    const headers: Record<string, string> = { 'User-Agent': 'weft/0.1', ...req.headers };
     if (req.bulk && this.direct && req.method === 'GET' && req.body === undefined) {
       try {
-        const res = await this.direct.get({ url: req.url, headers: { 'User-Agent': 'weft/0.1', ...req.headers }, idleTimeoutMs: req.idleTimeoutMs });
+        const res = await this.direct.get({ url: req.url, headers, idleTimeoutMs: req.idleTimeoutMs });
         return { ...res, url: req.url };
       } catch (error) {
         if (!(error instanceof DirectReadDeclined)) throw error;
@@ -87,7 +88,6 @@ export class HttpClient {
     const isHttps = req.url.protocol === 'https:';
     const tls = isHttps ? await this.tls() : undefined;
     const lib = tls ? tls.lib : http;
-    const headers: Record<string, string> = { 'User-Agent': 'weft/0.1', ...req.headers };
     if (req.body !== undefined) {
       const length = Buffer.isBuffer(req.body) ? req.body.length : req.contentLength;
       if (length !== undefined) headers['Content-Length'] = String(length);

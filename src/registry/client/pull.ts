@@ -8,7 +8,7 @@ import { repositoryScope } from './auth.js';
 import { VerifiedBody, digestOf, verifyBytes } from './digest.js';
 import { useHashThread } from './hash-thread.js';
 import { RegistryError } from './errors.js';
-import { header, readBody } from './http.js';
+import { header, readBody, type HttpResponse } from './http.js';
 import { DirectBody } from './direct-read.js';
 import type { RegistrySession } from './session.js';
 
@@ -87,15 +87,14 @@ export function selectPlatform(index: ImageIndex, platformText: string, what: st
 /** Blobs from this size on are read off the socket directly (direct-read.ts); smaller ones share node:http's connections. */
 const BULK_MIN_BYTES = 1024 * 1024;
 
+/** GETs a blob for streaming: read off the socket directly when it is large. */
+function requestBlob(session: RegistrySession, repository: string, descriptor: Descriptor, scopes: string[]): Promise<HttpResponse> {
+  return session.request({ method: 'GET', path: `/v2/${repository}/blobs/${descriptor.digest}`, scopes, expect: [200], bulk: descriptor.size >= BULK_MIN_BYTES });
+}
+
 /** Streams a blob, verifying digest and size; the stream errors on a mismatch. */
 export async function openBlob(session: RegistrySession, repository: string, descriptor: Descriptor, scopes = pullScopes(repository)): Promise<Readable> {
-  const res = await session.request({
-    method: 'GET',
-    path: `/v2/${repository}/blobs/${descriptor.digest}`,
-    scopes,
-    expect: [200],
-    bulk: descriptor.size >= BULK_MIN_BYTES,
-  });
+  const res = await requestBlob(session, repository, descriptor, scopes);
   return new VerifiedBody(res.body, descriptor.digest, descriptor.size, `blob ${descriptor.digest} of ${repository}`, undefined, {
     hashThread: useHashThread(descriptor.size, session.hashThread),
     // node:http copies each body chunk out of the socket's buffer; a direct read's chunks are views of a shared slab.
@@ -109,8 +108,7 @@ export async function openBlob(session: RegistrySession, repository: string, des
  * completes), so the bytes are not hashed twice.
  */
 export async function openBlobUnverified(session: RegistrySession, repository: string, descriptor: Descriptor): Promise<Readable> {
-  const res = await session.request({ method: 'GET', path: `/v2/${repository}/blobs/${descriptor.digest}`, scopes: pullScopes(repository), expect: [200], bulk: descriptor.size >= BULK_MIN_BYTES });
-  return res.body;
+  return (await requestBlob(session, repository, descriptor, pullScopes(repository))).body;
 }
 
 export async function fetchBlobBytes(session: RegistrySession, repository: string, descriptor: Descriptor, limit = 64 * 1024 * 1024): Promise<Buffer> {

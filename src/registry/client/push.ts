@@ -7,7 +7,7 @@
 // A failed blob restarts from HEAD with a re-opened stream (retries with backoff).
 import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import { Batcher } from '../../image/blobstore.js';
-import { mapBounded } from '../../image/bounded.js';
+import { mapBoundedLargestFirst } from '../../image/bounded.js';
 import { manifestKind, type Descriptor } from '../../image/oci.js';
 import { formatDockerReference, type DockerReference } from '../../image/reference.js';
 import type { ImageHandle, TransferProgress } from '../../image/transport.js';
@@ -268,10 +268,7 @@ export async function pushImage(
   const scopes = [...pushScopes(repository), ...[...mountRepos].map((r) => repositoryScope(r, ['pull']))];
   const uploader = new BlobUploader(session, repository, scopes, options, progress);
   // The largest layers go first (the longest upload starts at once); reports stay in manifest order.
-  const bySize = layers.map((layer, index) => ({ layer, index })).sort((a, b) => b.layer.size - a.layer.size);
-  const uploaded = await mapBounded(bySize, options.concurrency ?? 5, ({ layer }) => uploader.upload(layer, () => image.openBlob(layer), mountSource(layer.digest)));
-  const reports: BlobReport[] = new Array<BlobReport>(layers.length);
-  bySize.forEach(({ index }, k) => (reports[index] = uploaded[k]!));
+  const reports = await mapBoundedLargestFirst(layers, options.concurrency ?? 5, (layer) => uploader.upload(layer, () => image.openBlob(layer), mountSource(layer.digest)));
   // The config goes after the layers, so a registry never sees a config whose layers are missing.
   reports.push(await uploader.upload(image.manifest.config, () => image.configBytes, mountSource(image.manifest.config.digest)));
   const manifestDigest = digestOf(image.manifestBytes);
