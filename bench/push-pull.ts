@@ -10,7 +10,7 @@
 // aside), run interleaved with the others: before/after in one run.
 // Prints a markdown table of medians and ratios (weft time / peer time: <= 1 means weft is as fast or faster),
 // with the CPU time (user + system) each process used.
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -32,6 +32,33 @@ interface Run {
   ms: number;
   /** CPU seconds of the process (user + system), from /usr/bin/time. */
   cpu: number;
+  /** CPU milliseconds the registries used meanwhile (see registriesCpuMs). */
+  registryCpu?: number;
+}
+
+const clockTicksPerSecond = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+
+/**
+ * CPU milliseconds (user + system) the registry processes have used so far, from
+ * /proc/<pid>/stat: what they spent serving an operation shows whether the client
+ * or the registry set its pace (a cold push's registry hashes and writes every byte).
+ */
+async function registriesCpuMs(pids: number[]): Promise<number> {
+  let total = 0;
+  for (const pid of pids) {
+    const stat = await fs.readFile(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    total += ((Number(fields[11]) + Number(fields[12])) * 1000) / clockTicksPerSecond;
+  }
+  return total;
+}
+
+/** Runs an operation and records the registries' CPU time during it. */
+async function withRegistryCpu<T extends { registryCpu?: number }>(pids: number[], op: () => Promise<T>): Promise<T> {
+  const before = await registriesCpuMs(pids);
+  const result = await op();
+  result.registryCpu = (await registriesCpuMs(pids)) - before;
+  return result;
 }
 
 /** Runs a command under /usr/bin/time; wall time measured here, CPU time from the child's rusage. */
@@ -99,19 +126,24 @@ function pullCmd(tool: Tool, source: string, out: string): [string, string[]] {
  * command makes), hashing thread on; their times go into `record` when given (else a warm-up).
  */
 async function libraryRound(
-  hosts: { registry: string; repush: string; other: string; repository: string; out: string },
+  hosts: { registry: string; repush: string; other: string; repository: string; out: string; pids: number[] },
   layouts: { v1: string; v2: string },
   record?: Record<string, number[]>,
+  registryCpu?: Record<string, number[]>,
 ): Promise<void> {
   const timed = async (name: string, op: (client: ReturnType<typeof createRemoteTransport>) => Promise<unknown>): Promise<void> => {
     const client = createRemoteTransport({ hashThread: true });
-    const started = process.hrtime.bigint();
-    try {
-      await op(client);
-    } finally {
-      client.close();
-    }
-    record?.[name]!.push(Number(process.hrtime.bigint() - started) / 1e6);
+    const { ms, registryCpu: spent } = await withRegistryCpu(hosts.pids, async () => {
+      const started = process.hrtime.bigint();
+      try {
+        await op(client);
+      } finally {
+        client.close();
+      }
+      return { ms: Number(process.hrtime.bigint() - started) / 1e6, registryCpu: 0 };
+    });
+    record?.[name]!.push(ms);
+    registryCpu?.[name]!.push(spent);
   };
   const repo = `${hosts.registry}/${hosts.repository}`;
   await timed('cold', (c) => copyImage(c, `oci:${layouts.v1}:v1`, `docker://${repo}:v1`));
@@ -152,11 +184,12 @@ async function main(): Promise<void> {
     // The same four operations through weft's library in this (long-lived) process, as a
     // long-lived process would use it (its hashing thread on): no process start-up per operation.
     const library: Record<string, number[]> = { cold: [], repush: [], pull: [], copy: [] };
+    const libraryRegistryCpu: Record<string, number[]> = { cold: [], repush: [], pull: [], copy: [] };
     // A long-lived process has run its code before: warm the library's code (V8 compiles it
     // optimised only after some runs) with unmeasured rounds against another registry.
     const warmups = 5;
     const warmOther = await startDistribution();
-    for (let i = 0; i < warmups; i++) await libraryRound({ registry: registry.host, repush: registry.host, other: warmOther.host, repository: `warm/${i}`, out: path.join(work, `warm-${i}`) }, layouts);
+    for (let i = 0; i < warmups; i++) await libraryRound({ registry: registry.host, repush: registry.host, other: warmOther.host, repository: `warm/${i}`, out: path.join(work, `warm-${i}`), pids: [registry.pid, warmOther.pid] }, layouts);
     await warmOther.close();
     for (let i = 0; i < runs; i++) {
       // A fresh registry per round, so "cold" is cold for everyone (skopeo's blob-info
@@ -164,27 +197,29 @@ async function main(): Promise<void> {
       const fresh = await startDistribution();
       const counting = await startProxy(fresh);
       const other = await startDistribution();
+      const pids = [fresh.pid, other.pid];
+      const measured = (cmd: string, argv: string[]): Promise<Run> => withRegistryCpu(pids, () => exec(cmd, argv));
       try {
         // Rotate the order each round so no tool always runs first.
         const order = tools.map((_, k) => tools[(k + i) % tools.length]!);
         for (const tool of order) {
           const repo = `${fresh.host}/bench/${tool}`;
           const [c1, a1] = pushCmd(tool, layout1, 'v1', `${repo}:v1`);
-          times.cold![tool].push(await exec(c1, a1));
+          times.cold![tool].push(await measured(c1, a1));
           // Re-push after one layer changed, through the counting proxy.
           counting.reset();
           const [c2, a2] = pushCmd(tool, layout2, 'v1', `${counting.host}/bench/${tool}:v2`);
-          times.repush![tool].push(await exec(c2, a2));
+          times.repush![tool].push(await measured(c2, a2));
           repushBytes[tool].push(counting.requests.reduce((sum, r) => sum + r.requestBytes, 0));
           repushRequests[tool].push(counting.requests.length);
           const out = path.join(work, `pull-${tool}-${i}`);
           const [c3, a3] = pullCmd(tool, `${repo}:v1`, out);
-          times.pull![tool].push(await exec(c3, a3));
+          times.pull![tool].push(await measured(c3, a3));
           await fs.rm(out, { recursive: true, force: true });
           const [c4, a4] = copyCmd(tool, `${repo}:v1`, `${other.host}/copy/${tool}:v1`);
-          times.copy![tool].push(await exec(c4, a4));
+          times.copy![tool].push(await measured(c4, a4));
         }
-        await libraryRound({ registry: fresh.host, repush: counting.host, other: other.host, repository: 'bench/library', out: path.join(work, `pull-library-${i}`) }, layouts, library);
+        await libraryRound({ registry: fresh.host, repush: counting.host, other: other.host, repository: 'bench/library', out: path.join(work, `pull-library-${i}`), pids }, layouts, library, libraryRegistryCpu);
       } finally {
         await counting.close();
         await fresh.close();
@@ -252,6 +287,19 @@ async function main(): Promise<void> {
     for (const [name, label] of [['cold', 'cold push'], ['repush', 're-push, one layer changed'], ['pull', 'pull to OCI layout'], ['copy', 'copy registry to registry']] as const) {
       const [l, c] = [median(library[name]!), ms(times[name]!.crane)];
       lines.push(`| ${label} | ${l.toFixed(0)} | ${c.toFixed(0)} | ${(l / c).toFixed(2)} | ${(n / c).toFixed(2)} |`);
+    }
+    lines.push('');
+    // The registries' share: when their CPU during an operation is close to its wall time,
+    // the registry (hashing and writing what it receives) set the pace, not the client.
+    const registryCpu = (list: Run[]): number => median(list.map((r) => r.registryCpu ?? 0));
+    lines.push('Registries\' CPU during each operation (user + system of the registry processes, ms; 10 ms clock ticks), and crane\'s wall time beside it:');
+    lines.push('');
+    lines.push(`| case | registry CPU: weft | skopeo | crane${baselineMain ? ' | baseline' : ''} | weft library | crane wall ms |`);
+    lines.push(`|---|---:|---:|---:|${baselineMain ? '---:|' : ''}---:|---:|`);
+    for (const [name, label] of [['cold', 'cold push'], ['repush', 're-push, one layer changed'], ['pull', 'pull to OCI layout'], ['copy', 'copy registry to registry']] as const) {
+      const t = times[name]!;
+      const base = baselineMain ? ` | ${registryCpu(t.baseline).toFixed(0)}` : '';
+      lines.push(`| ${label} | ${registryCpu(t.weft).toFixed(0)} | ${registryCpu(t.skopeo).toFixed(0)} | ${registryCpu(t.crane).toFixed(0)}${base} | ${median(libraryRegistryCpu[name]!).toFixed(0)} | ${ms(t.crane).toFixed(0)} |`);
     }
     lines.push('');
     lines.push(

@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import { BlobLocationCache } from '../../src/registry/client/blobcache.js';
 
@@ -48,6 +48,40 @@ test('a damaged cache file is ignored: lookups miss, the next save writes a good
       await cache.save();
       assert.equal(await new BlobLocationCache(file).lookup('127.0.0.1:5000', digest(1, 1), 'x'), 'repo', text);
     }
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('recording what the file already says does not rewrite it; saves of two caches at once leave one good file', async () => {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'weft-blobcache-'));
+  try {
+    const file = path.join(dir, 'blob-locations.json');
+    const digests = [digest(1, 1), digest(1, 2)];
+    const first = new BlobLocationCache(file);
+    await first.record('127.0.0.1:5000', 'repo', digests);
+    await first.save();
+    const written = await stat(file);
+    // The same pull again (another process): nothing a lookup would answer differently, no write.
+    const again = new BlobLocationCache(file);
+    await again.record('127.0.0.1:5000', 'repo', digests);
+    await again.save();
+    assert.equal((await stat(file)).ino, written.ino, 'the file was rewritten although nothing changed');
+    // Another repository first, or another registry last: written (a rename gives a new inode).
+    await again.record('127.0.0.1:5000', 'other', [digest(1, 2)]);
+    await again.save();
+    const rewritten = await stat(file);
+    assert.notEqual(rewritten.ino, written.ino, 'a change was not written');
+    assert.equal(await new BlobLocationCache(file).lookup('127.0.0.1:5000', digest(1, 2), 'x'), 'other');
+    // Two caches of one process saving at once (the same millisecond): each save is whole, no temp file left.
+    const a = new BlobLocationCache(file);
+    const b = new BlobLocationCache(file);
+    await a.record('127.0.0.1:6000', 'a', [digest(2, 1)]);
+    await b.record('127.0.0.1:7000', 'b', [digest(3, 1)]);
+    await Promise.all([a.save(), b.save(), a.save()]);
+    const table = JSON.parse(await readFile(file, 'utf8')) as Record<string, unknown>;
+    assert.ok('127.0.0.1:6000' in table || '127.0.0.1:7000' in table, JSON.stringify(Object.keys(table)));
+    assert.deepEqual((await readdir(dir)).filter((f) => f.endsWith('.tmp')), []);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

@@ -16,6 +16,7 @@ import { DirectBody, DirectReadDeclined, DirectReader } from '../../src/registry
 import { HttpClient } from '../../src/registry/client/http.js';
 import { isRetryable } from '../../src/registry/client/errors.js';
 import { copyImage, createRemoteTransport } from '../../src/registry/client/index.js';
+import { hashThreadTraffic } from '../../src/registry/client/hash-thread.js';
 import { run, startDistribution, syntheticImage, tempDir, writeLayoutByHand, type Distribution } from './helpers.js';
 
 const blob = randomBytes(6 * 1024 * 1024 + 123);
@@ -95,6 +96,59 @@ test('a body read off the socket is every byte, and the connection is kept for t
     assert.equal(plain.connections(), 1, 'three GETs in turn share one connection');
   } finally {
     reader.close();
+  }
+});
+
+test("a body read into the consumer's memory: each buffer handed on whole and once, never written again; the connection's next GET reads into its own slabs", async () => {
+  // Written in 48 KiB pieces with pauses: many reads go into each buffer.
+  const slow = await serve(async (_req, res) => {
+    res.writeHead(200, { 'Content-Length': String(blob.length) });
+    for (let at = 0; at < blob.length; at += 48 * 1024) {
+      if (!res.write(blob.subarray(at, at + 48 * 1024))) await new Promise((resolve) => res.once('drain', resolve));
+      if ((at / (48 * 1024)) % 16 === 0) await sleep(1);
+    }
+    res.end();
+  });
+  const reader = new DirectReader();
+  try {
+    const given = new Set<ArrayBufferLike>();
+    const memory = (): Buffer => {
+      const bytes = Buffer.alloc(2 * 1024 * 1024);
+      given.add(bytes.buffer);
+      return bytes;
+    };
+    const res = await reader.get({ url: slow.url('/blob'), headers: {} });
+    const body = res.body as DirectBody;
+    const chunks: Array<{ chunk: Buffer; copy: Buffer }> = [];
+    await new Promise<void>((resolve, reject) => {
+      body.on('data', (chunk: Buffer) => {
+        if (!chunks.length) body.readInto(memory);
+        chunks.push({ chunk, copy: Buffer.from(chunk) });
+      });
+      body.on('end', resolve);
+      body.on('error', reject);
+    });
+    assert.deepEqual(Buffer.concat(chunks.map((c) => c.copy)), blob);
+    const inMemory = chunks.filter((c) => given.has(c.chunk.buffer));
+    assert.ok(inMemory.length >= 3, `${inMemory.length} of ${chunks.length} chunks in the memory given (6 MiB in 2 MiB buffers)`);
+    assert.equal(new Set(inMemory.map((c) => c.chunk.buffer)).size, inMemory.length, 'a buffer was handed on in more than one piece');
+    inMemory.forEach(({ chunk, copy }, i) => {
+      assert.equal(chunk.byteOffset, 0, 'a buffer is handed on from its start');
+      if (i < inMemory.length - 1) assert.ok(chunk.length >= 2 * 1024 * 1024 - 64 * 1024, `buffer ${i} handed on with ${chunk.length} bytes, before it was full`);
+      assert.deepEqual(chunk, copy, `buffer ${i} was written after it was handed on`);
+    });
+    // Once a chunk came in the memory given, every later one did (the earlier ones were read before readInto).
+    const first = chunks.findIndex((c) => given.has(c.chunk.buffer));
+    assert.deepEqual(chunks.slice(first).filter((c) => !given.has(c.chunk.buffer)).length, 0, 'a chunk after the switch came from elsewhere');
+    const next = await reader.get({ url: slow.url('/blob'), headers: {} });
+    const again: Buffer[] = [];
+    for await (const chunk of next.body as AsyncIterable<Buffer>) again.push(chunk);
+    assert.deepEqual(Buffer.concat(again), blob);
+    assert.ok(again.every((chunk) => !given.has(chunk.buffer)), "the next GET read into the previous body's memory");
+    assert.equal(slow.connections(), 1, 'both GETs on one connection');
+  } finally {
+    reader.close();
+    await slow.close();
   }
 });
 
@@ -322,5 +376,35 @@ test('a pull from the real registry, directly and through node:http, and through
       const bytes = await fs.readFile(path.join(out, 'blobs', 'sha256', layer.digest.slice(7)));
       assert.equal(`sha256:${createHash('sha256').update(bytes).digest('hex')}`, layer.digest, `${name}: ${layer.digest}`);
     }
+  }
+});
+
+test('a layer stored by a hashing thread is read off the socket into its pooled memory: moved there, not copied on the way', async (t) => {
+  const registry: Distribution = await startDistribution();
+  t.after(() => registry.close());
+  const image = await syntheticImage([{ name: 'big', size: 32 * 1024 * 1024, seed: 'direct-pooled' }]);
+  const dir = await tempDir('weft-direct-pooled-');
+  t.after(() => fs.rm(dir, { recursive: true, force: true }));
+  await writeLayoutByHand(path.join(dir, 'source'), image, 'v1');
+  const pusher = createRemoteTransport({ blobCache: false });
+  await copyImage(pusher, `oci:${path.join(dir, 'source')}:v1`, `docker://${registry.host}/direct/pooled:v1`);
+  pusher.close();
+  const layer = image.manifest.layers[0]!;
+  for (const [name, directRead] of [['direct', true], ['nodehttp', false]] as const) {
+    const before = hashThreadTraffic();
+    const puller = createRemoteTransport({ blobCache: false, hashThread: true, directRead });
+    try {
+      await copyImage(puller, `docker://${registry.host}/direct/pooled:v1`, `oci:${path.join(dir, name)}:v1`);
+    } finally {
+      puller.close();
+    }
+    const bytes = await fs.readFile(path.join(dir, name, 'blobs', 'sha256', layer.digest.slice(7)));
+    assert.equal(`sha256:${createHash('sha256').update(bytes).digest('hex')}`, layer.digest, name);
+    const after = hashThreadTraffic();
+    const [moved, copied] = [after.moved - before.moved, after.copied - before.copied];
+    t.diagnostic(`${name}: ${(moved / 2 ** 20).toFixed(1)} MiB moved to the thread, ${(copied / 2 ** 20).toFixed(1)} MiB copied on the way`);
+    assert.ok(moved >= layer.size - 8 * 1024 * 1024, `${name}: only ${moved} of ${layer.size} bytes moved`);
+    // What came before the store began (a few MiB of buffered body, hashed then written: twice) is copied; nothing after it.
+    assert.ok(copied <= 12 * 1024 * 1024, `${name}: ${copied} bytes copied on the way to the thread`);
   }
 });

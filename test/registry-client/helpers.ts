@@ -37,6 +37,8 @@ export interface Distribution {
   host: string; // 127.0.0.1:port
   port: number;
   root: string;
+  /** The registry process (benchmarks read its CPU time from /proc). */
+  pid: number;
   log: () => string;
   close(): Promise<void>;
 }
@@ -103,7 +105,7 @@ export async function startDistribution(options: { auth?: DistributionAuth } = {
     }
     await new Promise((r) => setTimeout(r, 50));
   }
-  return { host: `127.0.0.1:${port}`, port, root, log: () => output, close };
+  return { host: `127.0.0.1:${port}`, port, root, pid: child.pid!, log: () => output, close };
 }
 
 function probe(url: string): Promise<number> {

@@ -157,6 +157,32 @@ test('the blob-location cache mounts blobs pushed earlier to another repository'
   }
 });
 
+test('an image pulled from one repository is remembered: a later push to another repository mounts its blobs', async () => {
+  const dir = await tempDir('weft-blobcache-');
+  try {
+    const file = `${dir}/blob-locations.json`;
+    await client.push(image, ref(`${registry.host}/svc/pulled:1`)); // this client keeps no cache
+    const puller = createRemoteTransport({ blobCache: file });
+    const opened = await puller.open(ref(`${registry.host}/svc/pulled:1`));
+    assert.equal(opened.manifestDigest, image.manifestDigest);
+    // The pull does not wait for the cache file; flush() does.
+    await puller.flush();
+    puller.close();
+    const table = JSON.parse(await fs.readFile(file, 'utf8')) as Record<string, Record<string, string[]>>;
+    for (const d of [image.manifest.config, ...image.manifest.layers]) assert.deepEqual(table[registry.host]?.[d.digest], ['svc/pulled'], d.digest);
+    const pusher = createRemoteTransport({ blobCache: file });
+    try {
+      const pushed = await pusher.push(image, ref(`${registry.host}/svc/delta:1`));
+      assert.ok(pushed.blobs.every((b) => b.status === 'mounted'), JSON.stringify(pushed.blobs));
+      assert.equal(pushed.bytesSent, 0);
+    } finally {
+      pusher.close();
+    }
+  } finally {
+    await fs.rm(dir, { recursive: true, force: true });
+  }
+});
+
 test('copy between two registries streams blobs and keeps the digest', async () => {
   const other = await startDistribution();
   try {

@@ -18,10 +18,15 @@ export function defaultBlobCacheFile(env: NodeJS.ProcessEnv = process.env): stri
 
 type Table = Record<string, Record<string, string[]>>; // registry -> digest -> repositories (most recent first)
 
+/** Temp-file names stay unique when two caches of one process save in the same millisecond. */
+let saveCount = 0;
+
 export class BlobLocationCache {
   private table: Table = {};
   private loaded?: Promise<void>;
   private dirty = false;
+  /** Saves run one after another (each writes the whole table). */
+  private saving: Promise<void> = Promise.resolve();
 
   constructor(private readonly file: string) {}
 
@@ -48,10 +53,16 @@ export class BlobLocationCache {
     await this.load();
     // Re-insert the registry so the least recently used registries come first (tests and
     // benchmarks start a registry on a new port each time: without this the file only grows).
+    const registries = Object.keys(this.table);
+    // Written only when a lookup would answer differently or the registry order changed: pulling
+    // or pushing the same image again rewrites nothing (its digests' order within the registry,
+    // used only to drop the oldest past 20,000, then waits for the next real change to be saved).
+    let changed = registries[registries.length - 1] !== registry;
     const byDigest = this.table[registry] ?? {};
     delete this.table[registry];
     this.table[registry] = byDigest;
     for (const digest of digests) {
+      if (byDigest[digest]?.[0] !== repository) changed = true;
       const repos = (byDigest[digest] ?? []).filter((r) => r !== repository);
       repos.unshift(repository);
       // Re-insert so the most recently used digests are last in insertion order.
@@ -67,20 +78,26 @@ export class BlobLocationCache {
     }
     const keys = Object.keys(byDigest);
     for (const old of keys.slice(0, Math.max(0, keys.length - maxDigests))) delete byDigest[old];
-    this.dirty = true;
+    if (changed) this.dirty = true;
   }
 
-  /** Writes the table atomically (temp file + rename); errors are ignored. */
-  async save(): Promise<void> {
+  /** Writes the table atomically (temp file + rename) when it changed; errors are ignored. */
+  save(): Promise<void> {
+    this.saving = this.saving.then(() => this.write());
+    return this.saving;
+  }
+
+  private async write(): Promise<void> {
     if (!this.dirty) return;
     this.dirty = false;
+    const tmp = `${this.file}.${process.pid}.${++saveCount}.tmp`;
     try {
       await fs.mkdir(path.dirname(this.file), { recursive: true });
-      const tmp = `${this.file}.${process.pid}.${Date.now()}.tmp`;
       await fs.writeFile(tmp, JSON.stringify(this.table));
       await fs.rename(tmp, this.file);
     } catch {
-      /* a cache that cannot be written only costs uploads */
+      // A cache that cannot be written only costs uploads.
+      await fs.rm(tmp, { force: true }).catch(() => undefined);
     }
   }
 }

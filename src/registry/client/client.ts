@@ -35,6 +35,8 @@ export class RegistryClient implements RemoteTransport {
   private readonly sessions = new Map<string, RegistrySession>();
 
   private readonly blobLocations?: BlobLocationCache;
+  /** Blob-location cache writes under way in the background (see open()). */
+  private readonly cacheWrites = new Set<Promise<void>>();
 
   constructor(private readonly options: RemoteTransportOptions = {}) {
     const env = options.env ?? process.env;
@@ -59,11 +61,24 @@ export class RegistryClient implements RemoteTransport {
    */
   async open(ref: DockerReference, options: { platform?: string; verifyBlobs?: boolean } = {}): Promise<ImageHandle> {
     const image = await openImage(this.session(ref.registry), ref, options.platform, { verifyBlobs: options.verifyBlobs });
-    if (this.blobLocations) {
-      await this.blobLocations.record(ref.registry, ref.repository, [image.manifest.config.digest, ...image.manifest.layers.map((l) => l.digest)]);
-      await this.blobLocations.save();
+    const cache = this.blobLocations;
+    if (cache) {
+      // Remembered for later pushes (mounts) without the pull waiting for the cache file: reading
+      // and rewriting it took 10-30 ms before the first layer was asked for (docs/registry-client.md).
+      const digests = [image.manifest.config.digest, ...image.manifest.layers.map((l) => l.digest)];
+      const write = cache
+        .record(ref.registry, ref.repository, digests)
+        .then(() => cache.save())
+        .catch(() => undefined) // only a hint: a cache that cannot be written costs uploads later
+        .finally(() => this.cacheWrites.delete(write));
+      this.cacheWrites.add(write);
     }
     return image;
+  }
+
+  /** Resolves once the blob-location cache file holds what this client has seen (a running write keeps the process alive anyway). */
+  async flush(): Promise<void> {
+    await Promise.all([...this.cacheWrites]);
   }
 
   async write(image: ImageHandle, ref: DockerReference, progress?: TransferProgress): Promise<{ digest: string; reference: string }> {

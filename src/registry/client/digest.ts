@@ -2,7 +2,7 @@
 import { createHash, type Hash } from 'node:crypto';
 import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import { BatchedBody } from './batched.js';
-import { ThreadHash, batchBuffer, useHashThread } from './hash-thread.js';
+import { ThreadHash, batchBuffer, inPooledMemory, pooledReadMemory, useHashThread } from './hash-thread.js';
 import { SELF_STORING, SELF_VERIFYING, type SelfStoring, type SelfVerifying } from '../../image/blobstore.js';
 import { isSupportedDigest } from '../../image/oci.js';
 import { DigestMismatchError } from './errors.js';
@@ -89,6 +89,7 @@ export class VerifiedBody extends BatchedBody implements SelfVerifying, SelfStor
   /** Batches this body joined itself: nothing else holds them, so they may be moved to the thread. */
   private readonly own = new WeakSet<Buffer>();
   private readonly ownChunks: boolean;
+  private readonly readInto?: (memory: () => Buffer) => void;
   private storing = false;
   private verifying = false;
   private written = 0;
@@ -104,10 +105,13 @@ export class VerifiedBody extends BatchedBody implements SelfVerifying, SelfStor
       hashThread?: boolean;
       /** The source's chunks are fresh buffers nothing else holds (an HTTP response body): storing, they are moved to the thread unjoined. */
       ownChunks?: boolean;
+      /** Has the source read the rest of the body into the memory given (DirectBody.readInto): stored by the thread, its chunks then move there as they are. */
+      readInto?: (memory: () => Buffer) => void;
     } = {},
   ) {
     super(source, what, batchBytes);
     this.ownChunks = options.ownChunks ?? false;
+    this.readInto = options.readInto;
     const algorithm = algorithmOf(digest);
     this[SELF_VERIFYING] = { digest, size };
     this.threadHash = options.hashThread ?? useHashThread(size) ? startThreadHash(algorithm, () => this.threadCaughtUp()) : undefined;
@@ -147,7 +151,10 @@ export class VerifiedBody extends BatchedBody implements SelfVerifying, SelfStor
     this.holdWhileBehind();
   }
   protected override consumeParts(parts: Buffer[]): boolean {
-    if (!this.storing || !this.ownChunks || !this.threadHash) return false;
+    if (!this.storing || !this.threadHash) return false;
+    // Chunks read into pooled memory (readInto) are the body's alone: moved as they are. A batch
+    // with anything else in it (bytes read before the store began) is joined into a pooled copy.
+    if (!this.ownChunks && !parts.every(inPooledMemory)) return false;
     this.threadHash.updateParts(parts);
     this.holdWhileBehind();
     return true;
@@ -183,6 +190,7 @@ export class VerifiedBody extends BatchedBody implements SelfVerifying, SelfStor
     threadHash.toFile(file);
     for (let batch: Buffer | null; (batch = this.read() as Buffer | null) !== null; ) threadHash.write(batch);
     this.storing = true;
+    this.readInto?.(pooledReadMemory);
     this.resume();
     return stored;
   }

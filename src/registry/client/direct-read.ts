@@ -5,7 +5,10 @@
 // socket"); undici and fetch cost as much as node:http or more. The socket is
 // read with `onread` into 1 MiB slabs, so when the reader falls behind one
 // read takes what the kernel holds instead of 64 KiB, and the body's chunks
-// are views of the slab (no copy).
+// are views of the slab (no copy). A consumer that moves bytes to another
+// thread (a blob stored by a hashing thread) can have the rest of a body read
+// into memory of its own (DirectBody.readInto): each slab then goes to it
+// whole, with no copy on this thread.
 //
 // Only the simple case is handled here: an HTTP/1.1 response framed by
 // Content-Length (or by the end of the connection). Anything else
@@ -67,8 +70,10 @@ class Connection {
   readonly socket: net.Socket | TLSSocket;
   exchange?: Exchange;
   closed = false;
-  private slab = Buffer.allocUnsafe(SLAB_BYTES);
+  private slab?: Buffer;
   private offset = 0;
+  /** While set, reads go into slabs from here (the body's consumer's memory, see DirectBody.readInto). */
+  private memory?: () => Buffer;
 
   constructor(
     readonly origin: string,
@@ -99,10 +104,21 @@ class Connection {
     this.socket.on('timeout', () => this.socket.destroy(failure(`no data from ${new URL(this.origin).host} for ${this.socket.timeout} ms`, 'ETIMEDOUT')));
   }
 
+  /**
+   * Reads from now on go into slabs from `memory` (undefined: slabs of the
+   * connection's own again). Either way the current slab is never read into
+   * again: what was read into it has been handed on, and a slab of the
+   * consumer's may have been moved to another thread.
+   */
+  readInto(memory: (() => Buffer) | undefined): void {
+    this.memory = memory;
+    this.slab = undefined;
+  }
+
   /** The next read goes into the rest of the current slab, or a new one. */
   private nextReadBuffer(): Buffer {
-    if (SLAB_BYTES - this.offset < MIN_READ_BYTES) {
-      this.slab = Buffer.allocUnsafe(SLAB_BYTES);
+    if (!this.slab || this.slab.length - this.offset < MIN_READ_BYTES) {
+      this.slab = this.memory ? this.memory() : Buffer.allocUnsafe(SLAB_BYTES);
       this.offset = 0;
     }
     return this.slab.subarray(this.offset);
@@ -119,6 +135,9 @@ class ResponseReader implements Exchange {
   private done = false;
   private anyByte = false;
   private keepAlive = false;
+  /** Reading into the consumer's memory (DirectBody.readInto): bytes of the current slab not handed on yet. */
+  private readingInto = false;
+  private held?: Buffer;
 
   constructor(
     private readonly connection: Connection,
@@ -160,7 +179,7 @@ class ResponseReader implements Exchange {
     if (status === 204 || status === 304) this.remaining = 0;
     else if (length !== undefined) this.remaining = Number(length);
     this.keepAlive = parsed.version === '1.1' && this.remaining >= 0 && !/\bclose\b/i.test(String(headers.connection ?? ''));
-    this.body = new DirectBody(this.connection.socket);
+    this.body = new DirectBody(this.connection.socket, (memory) => this.readInto(memory));
     this.resolve({ status, headers, rawHeaders: parsed.rawHeaders, body: this.body });
     if (rest.length) this.bodyBytes(rest);
     else if (this.remaining === 0) this.complete();
@@ -174,12 +193,40 @@ class ResponseReader implements Exchange {
       this.keepAlive = false; // more than the response holds: do not trust the connection with another
     }
     this.received += take.length;
-    if (take.length && !this.body!.push(take)) this.connection.socket.pause();
+    if (take.length) this.handOn(take);
     if (this.received === this.remaining) this.complete();
+  }
+
+  /** The rest of the body is read into slabs from `memory`, each handed on whole (full, or at the body's end). */
+  private readInto(memory: () => Buffer): void {
+    if (this.done || this.readingInto) return;
+    this.readingInto = true;
+    this.connection.readInto(memory);
+  }
+
+  private handOn(bytes: Buffer): void {
+    if (this.readingInto) {
+      // Reads into one slab follow each other: grow one view of it. A read elsewhere means the
+      // connection has left that slab for good, so it can go to the consumer (who may move it).
+      const held = this.held;
+      if (held && held.buffer === bytes.buffer && held.byteOffset + held.length === bytes.byteOffset) {
+        this.held = Buffer.from(held.buffer, held.byteOffset, held.length + bytes.length);
+        return;
+      }
+      this.held = bytes;
+      if (!held) return;
+      bytes = held;
+    }
+    if (!this.body!.push(bytes)) this.connection.socket.pause();
   }
 
   private complete(): void {
     this.done = true;
+    // The connection leaves the consumer's memory before the last slab is handed on.
+    if (this.readingInto) this.connection.readInto(undefined);
+    const held = this.held;
+    this.held = undefined;
+    if (held) this.body!.push(held);
     this.body!.complete = true;
     this.body!.push(null);
     this.finished(this.keepAlive);
@@ -194,6 +241,9 @@ class ResponseReader implements Exchange {
     }
     this.done = true;
     if (this.remaining < 0 && !error) {
+      const held = this.held;
+      this.held = undefined;
+      if (held) this.body.push(held);
       this.body.push(null);
       return;
     }
@@ -213,8 +263,21 @@ class ResponseReader implements Exchange {
 export class DirectBody extends Readable {
   /** All of it has been read off the connection, which may already serve another GET: hands off. */
   complete = false;
-  constructor(private readonly socket: net.Socket) {
+  constructor(
+    private readonly socket: net.Socket,
+    private readonly readIntoMemory: (memory: () => Buffer) => void,
+  ) {
     super({ highWaterMark: SLAB_BYTES });
+  }
+  /**
+   * The rest of the body is read straight into buffers from `memory` (each
+   * read goes into the free end of the current one), and each is handed on
+   * whole once the next read goes elsewhere or the body ends: a chunk is then
+   * a view of one of those buffers that nothing else refers to, for the
+   * consumer to keep or move to another thread.
+   */
+  readInto(memory: () => Buffer): void {
+    this.readIntoMemory(memory);
   }
   override _read(): void {
     if (!this.complete && this.socket.isPaused()) this.socket.resume();

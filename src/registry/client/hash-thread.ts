@@ -54,7 +54,7 @@ parentPort.on('message', (m) => {
     if (m.op !== 'hash') write(job, parts);
     // Pooled batches go back to be filled again (no fresh memory per batch on either thread).
     const back = m.recycle ? parts : [];
-    parentPort.postMessage({ op: 'done', id: m.id, bytes: total, back }, back.map((part) => part.buffer));
+    parentPort.postMessage({ op: 'done', id: m.id, bytes: total, back }, [...new Set(back.map((part) => part.buffer))]);
   }
 });
 `;
@@ -220,6 +220,14 @@ export function hashThreadsRunning(): number {
   return workers.length;
 }
 
+/** Bytes given to the threads so far: moved there, and copied on this thread on their way (into a batch, or by postMessage; a batch filled here and moved counts in both). */
+const traffic = { moved: 0, copied: 0 };
+
+/** What the threads were given so far, and how (for tests and diagnostics). */
+export function hashThreadTraffic(): { moved: number; copied: number } {
+  return { ...traffic };
+}
+
 /** The worker for a new job: an idle one, else a new one while fewer than MAX_WORKERS run, else the least busy. */
 function pickWorker(): HashWorker {
   const idle = workers.find((w) => w.active === 0);
@@ -244,8 +252,13 @@ const POOL_MAX = 16;
 const pool: ArrayBuffer[] = [];
 const pooled = new WeakSet<ArrayBuffer>();
 
-/** A buffer of `size` bytes for a batch going to the thread (pooled when it fits), for the caller to fill and update(..., true). */
+/** A buffer of `size` bytes for a batch going to the thread (pooled when it fits), for the caller to fill (copy into) and update(..., true). */
 export function batchBuffer(size: number): Buffer {
+  traffic.copied += size;
+  return pooledBuffer(size);
+}
+
+function pooledBuffer(size: number): Buffer {
   if (size > POOLED_BYTES) return Buffer.allocUnsafeSlow(size);
   let memory = pool.pop();
   if (!memory) {
@@ -253,6 +266,16 @@ export function batchBuffer(size: number): Buffer {
     pooled.add(memory);
   }
   return Buffer.from(memory, 0, size);
+}
+
+/** A whole pooled buffer, for a socket to read a body into and the body to move to the thread (DirectBody.readInto). */
+export function pooledReadMemory(): Buffer {
+  return pooledBuffer(POOLED_BYTES);
+}
+
+/** Bytes that lie in pooled memory: a body's chunk read straight into it can be moved to the thread as it is. */
+export function inPooledMemory(bytes: Uint8Array): boolean {
+  return pooled.has(bytes.buffer as ArrayBuffer);
 }
 
 /** Nothing being hashed: the pooled memory goes. */
@@ -263,7 +286,8 @@ function emptyPoolWhenIdle(): void {
 function recycle(parts: Uint8Array[]): void {
   for (const part of parts) {
     const memory = part.buffer as ArrayBuffer;
-    if (jobs.size > 0 && pool.length < POOL_MAX && memory.byteLength === POOLED_BYTES) {
+    // (Never twice: two views of one buffer must not make it two pooled buffers.)
+    if (jobs.size > 0 && pool.length < POOL_MAX && memory.byteLength === POOLED_BYTES && !pool.includes(memory)) {
       pooled.add(memory);
       pool.push(memory);
     }
@@ -330,7 +354,11 @@ export class ThreadHash {
     if (this.job.failed) return;
     this.worker.addOutstanding(this.job, Array.isArray(bytes) ? bytes.reduce((sum, part) => sum + part.length, 0) : bytes.length);
     const recycled = moved.length > 0 && moved.every((part) => pooled.has(part.buffer as ArrayBuffer));
-    this.worker.thread.postMessage({ op, id: this.id, bytes, recycle: recycled }, moved.map((part) => part.buffer as ArrayBuffer));
+    for (const part of Array.isArray(bytes) ? bytes : [bytes]) {
+      if (moved.includes(part)) traffic.moved += part.length;
+      else traffic.copied += part.length;
+    }
+    this.worker.thread.postMessage({ op, id: this.id, bytes, recycle: recycled }, [...new Set(moved.map((part) => part.buffer as ArrayBuffer))]);
   }
   /** The hex digest of every byte given (and the bytes written), once the thread has them all. */
   digest(): Promise<ThreadDigest> {

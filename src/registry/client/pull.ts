@@ -97,8 +97,10 @@ export async function openBlob(session: RegistrySession, repository: string, des
   const res = await requestBlob(session, repository, descriptor, scopes);
   return new VerifiedBody(res.body, descriptor.digest, descriptor.size, `blob ${descriptor.digest} of ${repository}`, undefined, {
     hashThread: useHashThread(descriptor.size, session.hashThread),
-    // node:http copies each body chunk out of the socket's buffer; a direct read's chunks are views of a shared slab.
+    // node:http copies each body chunk out of the socket's buffer; a direct read's chunks are views of a shared
+    // slab, unless it is told to read into the thread's pooled memory (when the thread stores the blob).
     ownChunks: !(res.body instanceof DirectBody),
+    readInto: res.body instanceof DirectBody ? (memory) => (res.body as DirectBody).readInto(memory) : undefined,
   });
 }
 
