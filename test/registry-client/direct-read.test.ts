@@ -318,6 +318,24 @@ test('HTTPS: read directly with the CA given, refused without it', async () => {
         const res = await trusted.get({ url: new URL(`https://${host}:${port}/blob`), headers: {} });
         assert.deepEqual(await collect(res.body), blob, host);
       }
+      // Read into memory given, over TLS too: every byte, and the connection serves the next GET.
+      const given = new Set<ArrayBufferLike>();
+      const into = await trusted.get({ url: new URL(`https://localhost:${port}/blob`), headers: {} });
+      const parts: Buffer[] = [];
+      let inGiven = 0;
+      (into.body as DirectBody).readInto(() => {
+        const bytes = Buffer.alloc(2 * 1024 * 1024);
+        given.add(bytes.buffer);
+        return bytes;
+      });
+      for await (const chunk of into.body as AsyncIterable<Buffer>) {
+        if (given.has(chunk.buffer)) inGiven += chunk.length;
+        parts.push(Buffer.from(chunk));
+      }
+      assert.deepEqual(Buffer.concat(parts), blob, 'read into memory given over TLS');
+      assert.ok(inGiven > blob.length / 2, `only ${inGiven} of ${blob.length} bytes came in the memory given over TLS`);
+      const after = await trusted.get({ url: new URL(`https://localhost:${port}/blob`), headers: {} });
+      assert.deepEqual(await collect(after.body), blob, 'the GET after it');
       await assert.rejects(untrusted.get({ url: new URL(`https://localhost:${port}/blob`), headers: {} }), /self[- ]signed|certificate/i);
     } finally {
       trusted.close();
