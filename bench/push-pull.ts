@@ -53,12 +53,12 @@ async function registriesCpuMs(pids: number[]): Promise<number> {
   return total;
 }
 
-/** Runs an operation and records the registries' CPU time during it. */
-async function withRegistryCpu<T extends { registryCpu?: number }>(pids: number[], op: () => Promise<T>): Promise<T> {
+/** Runs a command (see exec) and records the registries' CPU time during it. */
+async function execWithRegistryCpu(pids: number[], cmd: string, argv: string[]): Promise<Run> {
   const before = await registriesCpuMs(pids);
-  const result = await op();
-  result.registryCpu = (await registriesCpuMs(pids)) - before;
-  return result;
+  const run = await exec(cmd, argv);
+  run.registryCpu = (await registriesCpuMs(pids)) - before;
+  return run;
 }
 
 /** Runs a command under /usr/bin/time; wall time measured here, CPU time from the child's rusage. */
@@ -80,6 +80,8 @@ async function exec(cmd: string, argv: string[]): Promise<Run> {
 }
 
 type Tool = 'weft' | 'skopeo' | 'crane' | 'baseline';
+/** The four operations, with their labels in the tables. */
+const cases = [['cold', 'cold push'], ['repush', 're-push, one layer changed'], ['pull', 'pull to OCI layout'], ['copy', 'copy registry to registry']] as const;
 const tools: Tool[] = baselineMain ? ['weft', 'skopeo', 'crane', 'baseline'] : ['weft', 'skopeo', 'crane'];
 const empty = <T>(): Record<Tool, T[]> => ({ weft: [], skopeo: [], crane: [], baseline: [] });
 /** The weft command file for 'weft' or 'baseline'. */
@@ -133,17 +135,15 @@ async function libraryRound(
 ): Promise<void> {
   const timed = async (name: string, op: (client: ReturnType<typeof createRemoteTransport>) => Promise<unknown>): Promise<void> => {
     const client = createRemoteTransport({ hashThread: true });
-    const { ms, registryCpu: spent } = await withRegistryCpu(hosts.pids, async () => {
-      const started = process.hrtime.bigint();
-      try {
-        await op(client);
-      } finally {
-        client.close();
-      }
-      return { ms: Number(process.hrtime.bigint() - started) / 1e6, registryCpu: 0 };
-    });
-    record?.[name]!.push(ms);
-    registryCpu?.[name]!.push(spent);
+    const registriesBefore = await registriesCpuMs(hosts.pids);
+    const started = process.hrtime.bigint();
+    try {
+      await op(client);
+    } finally {
+      client.close();
+    }
+    record?.[name]!.push(Number(process.hrtime.bigint() - started) / 1e6);
+    registryCpu?.[name]!.push((await registriesCpuMs(hosts.pids)) - registriesBefore);
   };
   const repo = `${hosts.registry}/${hosts.repository}`;
   await timed('cold', (c) => copyImage(c, `oci:${layouts.v1}:v1`, `docker://${repo}:v1`));
@@ -198,7 +198,7 @@ async function main(): Promise<void> {
       const counting = await startProxy(fresh);
       const other = await startDistribution();
       const pids = [fresh.pid, other.pid];
-      const measured = (cmd: string, argv: string[]): Promise<Run> => withRegistryCpu(pids, () => exec(cmd, argv));
+      const measured = (cmd: string, argv: string[]): Promise<Run> => execWithRegistryCpu(pids, cmd, argv);
       try {
         // Rotate the order each round so no tool always runs first.
         const order = tools.map((_, k) => tools[(k + i) % tools.length]!);
@@ -254,7 +254,7 @@ async function main(): Promise<void> {
     const cpu = (list: Run[]): number => median(list.map((r) => r.cpu * 1000));
     lines.push('| case | weft ms | skopeo ms | crane ms | weft / crane | weft / skopeo | weft CPU ms | skopeo CPU ms | crane CPU ms |');
     lines.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|');
-    for (const [name, label] of [['cold', 'cold push'], ['repush', 're-push, one layer changed'], ['pull', 'pull to OCI layout'], ['copy', 'copy registry to registry']] as const) {
+    for (const [name, label] of cases) {
       const t = times[name]!;
       const [w, sk, c] = [ms(t.weft), ms(t.skopeo), ms(t.crane)];
       lines.push(`| ${label} | ${w.toFixed(0)} | ${sk.toFixed(0)} | ${c.toFixed(0)} | ${(w / c).toFixed(2)} | ${(w / sk).toFixed(2)} | ${cpu(t.weft).toFixed(0)} | ${cpu(t.skopeo).toFixed(0)} | ${cpu(t.crane).toFixed(0)} |`);
@@ -265,7 +265,7 @@ async function main(): Promise<void> {
       lines.push('');
       lines.push('| case | baseline ms | weft ms | crane ms | baseline / crane | weft / crane | baseline CPU ms | weft CPU ms |');
       lines.push('|---|---:|---:|---:|---:|---:|---:|---:|');
-      for (const [name, label] of [['cold', 'cold push'], ['repush', 're-push, one layer changed'], ['pull', 'pull to OCI layout'], ['copy', 'copy registry to registry']] as const) {
+      for (const [name, label] of cases) {
         const t = times[name]!;
         const [b, w, c] = [ms(t.baseline), ms(t.weft), ms(t.crane)];
         lines.push(`| ${label} | ${b.toFixed(0)} | ${w.toFixed(0)} | ${c.toFixed(0)} | ${(b / c).toFixed(2)} | ${(w / c).toFixed(2)} | ${cpu(t.baseline).toFixed(0)} | ${cpu(t.weft).toFixed(0)} |`);
@@ -286,7 +286,7 @@ async function main(): Promise<void> {
     // fast as the warm library would still take this long, against crane's whole command.
     lines.push('| case | weft library ms | crane ms | library / crane | node -e 0 / crane | (node -e 0 + library) / crane |');
     lines.push('|---|---:|---:|---:|---:|---:|');
-    for (const [name, label] of [['cold', 'cold push'], ['repush', 're-push, one layer changed'], ['pull', 'pull to OCI layout'], ['copy', 'copy registry to registry']] as const) {
+    for (const [name, label] of cases) {
       const [l, c] = [median(library[name]!), ms(times[name]!.crane)];
       lines.push(`| ${label} | ${l.toFixed(0)} | ${c.toFixed(0)} | ${(l / c).toFixed(2)} | ${(n / c).toFixed(2)} | ${((n + l) / c).toFixed(2)} |`);
     }
@@ -294,11 +294,11 @@ async function main(): Promise<void> {
     // The registries' share: when their CPU during an operation is close to its wall time,
     // the registry (hashing and writing what it receives) set the pace, not the client.
     const registryCpu = (list: Run[]): number => median(list.map((r) => r.registryCpu ?? 0));
-    lines.push('Registries\' CPU during each operation (user + system of the registry processes, ms; 10 ms clock ticks), and crane\'s wall time beside it:');
+    lines.push(`Registries' CPU during each operation (user + system of the registry processes, ms; ${1000 / clockTicksPerSecond} ms clock ticks), and crane's wall time beside it:`);
     lines.push('');
     lines.push(`| case | registry CPU: weft | skopeo | crane${baselineMain ? ' | baseline' : ''} | weft library | crane wall ms |`);
     lines.push(`|---|---:|---:|---:|${baselineMain ? '---:|' : ''}---:|---:|`);
-    for (const [name, label] of [['cold', 'cold push'], ['repush', 're-push, one layer changed'], ['pull', 'pull to OCI layout'], ['copy', 'copy registry to registry']] as const) {
+    for (const [name, label] of cases) {
       const t = times[name]!;
       const base = baselineMain ? ` | ${registryCpu(t.baseline).toFixed(0)}` : '';
       lines.push(`| ${label} | ${registryCpu(t.weft).toFixed(0)} | ${registryCpu(t.skopeo).toFixed(0)} | ${registryCpu(t.crane).toFixed(0)}${base} | ${median(libraryRegistryCpu[name]!).toFixed(0)} | ${ms(t.crane).toFixed(0)} |`);

@@ -220,13 +220,18 @@ class ResponseReader implements Exchange {
     if (!this.body!.push(bytes)) this.connection.socket.pause();
   }
 
+  /** The body's end: the slab read into last goes to the consumer as it is. */
+  private pushHeld(): void {
+    const held = this.held;
+    this.held = undefined;
+    if (held) this.body!.push(held);
+  }
+
   private complete(): void {
     this.done = true;
     // The connection leaves the consumer's memory before the last slab is handed on.
     if (this.readingInto) this.connection.readInto(undefined);
-    const held = this.held;
-    this.held = undefined;
-    if (held) this.body!.push(held);
+    this.pushHeld();
     this.body!.complete = true;
     this.body!.push(null);
     this.finished(this.keepAlive);
@@ -241,9 +246,7 @@ class ResponseReader implements Exchange {
     }
     this.done = true;
     if (this.remaining < 0 && !error) {
-      const held = this.held;
-      this.held = undefined;
-      if (held) this.body.push(held);
+      this.pushHeld();
       this.body.push(null);
       return;
     }

@@ -95,12 +95,13 @@ function requestBlob(session: RegistrySession, repository: string, descriptor: D
 /** Streams a blob, verifying digest and size; the stream errors on a mismatch. */
 export async function openBlob(session: RegistrySession, repository: string, descriptor: Descriptor, scopes = pullScopes(repository)): Promise<Readable> {
   const res = await requestBlob(session, repository, descriptor, scopes);
+  const direct = res.body instanceof DirectBody ? res.body : undefined;
   return new VerifiedBody(res.body, descriptor.digest, descriptor.size, `blob ${descriptor.digest} of ${repository}`, undefined, {
     hashThread: useHashThread(descriptor.size, session.hashThread),
     // node:http copies each body chunk out of the socket's buffer; a direct read's chunks are views of a shared
     // slab, unless it is told to read into the thread's pooled memory (when the thread stores the blob).
-    ownChunks: !(res.body instanceof DirectBody),
-    readInto: res.body instanceof DirectBody ? (memory) => (res.body as DirectBody).readInto(memory) : undefined,
+    ownChunks: !direct,
+    readInto: direct && ((memory) => direct.readInto(memory)),
   });
 }
 
